@@ -1,0 +1,11 @@
+//! Musubi's reference data, embedded so that the binary needs no files at run time.
+//!
+//! The tables are generated from the official FHIR 4.0.1 definitions by
+//! `profiles/tools/gen_r4_definitions.py`; see `profiles/README.md` for how to regenerate them.
+
+/// Every R4 resource and data type: elements in canonical order, cardinalities, types,
+/// reference targets and the codes of enumerable required bindings.
+pub const R4_STRUCTURE_JSON: &str = include_str!("../r4/structure.json");
+
+/// Every R4 SearchParameter (code, base, type, FHIRPath expression, targets).
+pub const R4_SEARCH_PARAMETERS_JSON: &str = include_str!("../r4/search-parameters.json");
