@@ -1,1 +1,132 @@
-//! placeholder
+//! Musubi's storage: resources, their full version history and their search-index entries,
+//! behind the [`Store`] trait.
+//!
+//! The embedded default is [`SledStore`]: sled holds the data, and a write-ahead log with group
+//! commit makes every acknowledged write durable (one `fdatasync` per group of concurrent
+//! writers). A transaction's resource versions, history and index entries become visible and
+//! durable together or not at all.
+
+mod engine;
+mod keys;
+mod query;
+mod record;
+mod wal;
+mod writer;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use engine::{SledStore, StoreOptions};
+pub use query::{SearchPage, SearchRequest};
+pub use record::{Method, StoredVersion};
+pub use writer::format_instant;
+
+/// What must hold for a write to apply; checked atomically with the write itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    None,
+    /// Create only: fails if a live (non-deleted) version exists.
+    MustNotExist,
+    /// `If-Match`: the live version must be this one.
+    VersionIs(u64),
+}
+
+#[derive(Debug, Clone)]
+pub enum WriteAction {
+    /// Store this content as the next version (`meta.versionId`/`lastUpdated` are assigned).
+    Put(serde_json::Value),
+    Delete,
+}
+
+/// One resource write inside a transaction.
+#[derive(Debug, Clone)]
+pub struct Write {
+    pub resource_type: String,
+    pub id: String,
+    pub precondition: Precondition,
+    pub action: WriteAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Created,
+    Updated,
+    Deleted,
+    /// Same content as the live version (or a delete of something absent): nothing was written.
+    Unchanged,
+}
+
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub outcome: WriteOutcome,
+    pub version: StoredVersion,
+}
+
+/// Which history to list (R4 3.1.0.9).
+#[derive(Debug, Clone)]
+pub enum HistoryScope {
+    System,
+    Type(String),
+    Instance(String, String),
+}
+
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    pub total: usize,
+    /// Newest first.
+    pub versions: Vec<StoredVersion>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{resource_type}/{id} already exists (version {version})")]
+    AlreadyExists {
+        resource_type: String,
+        id: String,
+        version: u64,
+    },
+    #[error("{resource_type}/{id}: expected version {expected}, current is {}", current.map_or("none (absent or deleted)".to_string(), |v| v.to_string()))]
+    VersionConflict {
+        resource_type: String,
+        id: String,
+        expected: u64,
+        current: Option<u64>,
+    },
+    #[error("invalid write: {0}")]
+    Invalid(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("storage I/O failed: {0}")]
+    Io(String),
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type CommitFuture = Pin<Box<dyn Future<Output = Result<Vec<Committed>, StoreError>> + Send>>;
+
+/// The storage operations the gateway needs. Reads are synchronous (they hit memory or a page
+/// cache); commits are queued to the writer and awaited.
+pub trait Store: Send + Sync + 'static {
+    /// The current version, including a deletion marker (so the caller can answer 410 Gone).
+    fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredVersion>, StoreError>;
+    fn vread(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version: u64,
+    ) -> Result<Option<StoredVersion>, StoreError>;
+    fn history(
+        &self,
+        scope: &HistoryScope,
+        since_ms: Option<i64>,
+        offset: usize,
+        count: usize,
+    ) -> Result<HistoryPage, StoreError>;
+    fn search(&self, request: &SearchRequest<'_>) -> Result<SearchPage, StoreError>;
+    /// Commit all writes atomically and durably, or none of them.
+    fn commit(&self, writes: Vec<Write>) -> CommitFuture;
+    /// Finish queued writes and leave a clean, durable state.
+    fn shutdown(&self) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
+    /// Number of live resources of a type (for `_summary=count` without criteria and metrics).
+    fn count(&self, resource_type: &str) -> Result<usize, StoreError>;
+}

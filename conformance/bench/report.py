@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Turn the wrk outputs of conformance/bench/run.sh into docs/performance.md's results table."""
+import datetime
+import os
+import platform
+import re
+import sys
+
+out, duration, connections, fsync_rate, stored, strace_path = sys.argv[1:7]
+fsync_rate = float(fsync_rate)
+
+
+def wrk(name):
+    text = open(f"target/bench/{name}.txt").read()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    p50 = re.search(r"\s50%\s+(\S+)", text).group(1)
+    p99 = re.search(r"\s99%\s+(\S+)", text).group(1)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    return rps, p50, p99, int(errors.group(1)) if errors else 0
+
+
+hello = wrk("hello")
+rows = [
+    ("create Immunization (durable)", wrk("create"), "fdatasync/s", fsync_rate),
+    ("read Immunization by id", wrk("read"), "hello-world", hello[0]),
+    ("search Immunization by patient+date", wrk("search"), "hello-world", hello[0]),
+]
+syncs = ""
+if os.path.exists(strace_path):
+    text = open(strace_path).read()
+    counts = {m.group(2): int(m.group(1)) for m in re.finditer(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", text, re.M)}
+    creates = rows[0][1][0] * float(duration.rstrip("s"))
+    total_syncs = sum(counts.values())
+    syncs = (
+        f"During the create scenario the server made {counts.get('fdatasync', 0)} fdatasync, "
+        f"{counts.get('fsync', 0)} fsync and {counts.get('sync_file_range', 0)} sync_file_range calls "
+        f"for about {creates:.0f} acknowledged creates: {creates / max(total_syncs, 1):.1f} creates per sync "
+        "(group commit)."
+    )
+
+lines = [
+    f"Run on {datetime.date.today()} ({platform.machine()}, {os.cpu_count()} cores), wrk -c{connections} -t2 -d{duration}, "
+    f"{stored} Immunizations stored at the end.",
+    "",
+    "| scenario | req/s | p50 | p99 | non-2xx | limit | limit value | ratio to limit |",
+    "|---|---|---|---|---|---|---|---|",
+    f"| hello-world (`/healthz`, same stack) | {hello[0]:.0f} | {hello[1]} | {hello[2]} | {hello[3]} | – | – | – |",
+]
+for name, (rps, p50, p99, errors), limit_name, limit in rows:
+    lines.append(f"| {name} | {rps:.0f} | {p50} | {p99} | {errors} | {limit_name} | {limit:.0f} | {rps / limit:.2f} |")
+lines.append("")
+if syncs:
+    lines.append(syncs)
+    lines.append("")
+
+marker_start = "<!-- bench:start -->"
+marker_end = "<!-- bench:end -->"
+block = marker_start + "\n" + "\n".join(lines) + marker_end
+if os.path.exists(out):
+    existing = open(out).read()
+    if marker_start in existing:
+        before = existing.split(marker_start)[0]
+        after = existing.split(marker_end, 1)[1]
+        open(out, "w").write(before + block + after)
+        sys.exit(0)
+os.makedirs(os.path.dirname(out), exist_ok=True)
+open(out, "w").write("# Performance\n\n" + block + "\n")

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Load benchmark on loopback: builds the release binary, starts Musubi on a fresh data dir and
+# measures, in one run, the limits (disk fdatasync rate, HTTP hello-world) and the scenarios
+# (durable create, read by id, search), then writes docs/performance.md.
+#
+#   conformance/bench/run.sh            # 10 s per scenario, writes docs/performance.md
+#   conformance/bench/run.sh --smoke    # 1 s per scenario, writes target/bench/performance.md
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+duration=10s
+out=docs/performance.md
+if [ "${1:-}" = "--smoke" ]; then
+  duration=1s
+  out=target/bench/performance.md
+fi
+connections=32
+threads=2
+
+if ! command -v wrk >/dev/null 2>&1; then
+  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq wrk >/dev/null
+fi
+
+cargo build --release -p gateway
+mkdir -p target/bench
+data_dir=$(mktemp -d target/bench/data.XXXXXX)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+base="http://127.0.0.1:$port"
+MUSUBI__LOG__LEVEL=warn target/release/musubi serve --listen "127.0.0.1:$port" --data-dir "$data_dir" &
+server=$!
+cleanup() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data_dir"; }
+trap cleanup EXIT
+for _ in $(seq 1 100); do curl -sf "$base/healthz" >/dev/null && break; sleep 0.1; done
+
+curl -sf -X PUT "$base/fhir/Patient/bench-patient" -H 'Content-Type: application/fhir+json' \
+  -d '{"resourceType":"Patient","id":"bench-patient","name":[{"text":"山田　太郎","family":"山田","given":["太郎"]}],"gender":"male","birthDate":"2020-02-29"}' >/dev/null
+body=$(sed -n '/wrk.body = \[\[/,/\]\]/p' conformance/bench/create_immunization.lua | sed 's/wrk.body = \[\[//; s/\]\] .. patient .. \[\[/bench-patient/; s/\]\]$//')
+imm_id=$(curl -sf -X POST "$base/fhir/Immunization" -H 'Content-Type: application/fhir+json' -d "$body" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+
+rps() { awk '/Requests\/sec/ {print int($2)}'; }
+p99() { awk '/ 99%/ {print $2}'; }
+run_wrk() { # name, extra args...
+  local name=$1; shift
+  wrk -t"$threads" -c"$connections" -d"$duration" --latency "$@" > "target/bench/$name.txt"
+  echo "$name: $(rps < "target/bench/$name.txt") req/s, p99 $(p99 < "target/bench/$name.txt")" >&2
+}
+
+echo "== limits" >&2
+fsync_rate=$(python3 conformance/bench/fsync_limit.py "$data_dir" 3)
+echo "fdatasync/s on the data disk: $fsync_rate" >&2
+WRK_PATH=/healthz run_wrk hello -s conformance/bench/get_path.lua "$base"
+
+echo "== scenarios" >&2
+strace_out=target/bench/strace-create.txt
+if command -v strace >/dev/null 2>&1; then
+  strace -f -c -e trace=fsync,fdatasync,sync_file_range -p "$server" -o "$strace_out" &
+  tracer=$!
+  sleep 0.5
+fi
+PATIENT_ID=bench-patient run_wrk create -s conformance/bench/create_immunization.lua "$base/fhir/Immunization"
+if [ -n "${tracer:-}" ]; then kill -INT "$tracer"; wait "$tracer" 2>/dev/null || true; fi
+WRK_PATH="/fhir/Immunization/$imm_id" run_wrk read -s conformance/bench/get_path.lua "$base"
+WRK_PATH="/fhir/Immunization?patient=Patient/bench-patient&date=ge2024-06-03&_count=10&_total=none" \
+  run_wrk search -s conformance/bench/get_path.lua "$base"
+stored=$(curl -sf "$base/fhir/Immunization?_summary=count" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
+
+python3 conformance/bench/report.py "$out" "$duration" "$connections" "$fsync_rate" "$stored" "$strace_out"
+echo "wrote $out" >&2

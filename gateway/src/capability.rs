@@ -1,0 +1,86 @@
+//! The CapabilityStatement served at `/fhir/metadata`, generated from what is really wired up:
+//! the configured resource types and the search parameters the search engine can evaluate.
+
+use serde_json::{Value, json};
+
+use crate::state::AppState;
+
+pub fn capability_statement(state: &AppState, base: &str) -> Value {
+    let registry = search::Registry::r4();
+    let mut types: Vec<&String> = state.config.fhir.resource_types.iter().collect();
+    types.sort();
+    let resources: Vec<Value> = types
+        .iter()
+        .map(|rt| {
+            let mut params: Vec<Value> = registry
+                .supported(rt)
+                .map(|p| {
+                    json!({
+                        "name": p.code,
+                        "definition": p.url,
+                        "type": p.kind.code(),
+                    })
+                })
+                .collect();
+            params.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+            let includes: Vec<String> = registry
+                .supported(rt)
+                .filter(|p| p.kind == search::ParamKind::Reference)
+                .map(|p| format!("{rt}:{}", p.code))
+                .collect();
+            let mut resource = json!({
+                "type": rt,
+                "profile": format!("http://hl7.org/fhir/StructureDefinition/{rt}"),
+                "interaction": [
+                    {"code": "read"}, {"code": "vread"}, {"code": "update"}, {"code": "delete"},
+                    {"code": "history-instance"}, {"code": "history-type"}, {"code": "create"},
+                    {"code": "search-type"}
+                ],
+                "versioning": "versioned-update",
+                "readHistory": true,
+                "updateCreate": state.config.fhir.allow_update_create,
+                "conditionalCreate": true,
+                "conditionalRead": "not-supported",
+                "conditionalUpdate": true,
+                "conditionalDelete": "single",
+                "searchInclude": includes,
+                "searchParam": params,
+            });
+            if includes_is_empty(&resource) {
+                resource.as_object_mut().map(|o| o.shift_remove("searchInclude"));
+            }
+            resource
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": state.started_at,
+        "publisher": "Musubi",
+        "kind": "instance",
+        "software": {"name": "Musubi", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": "Musubi FHIR R4 gateway", "url": base},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "application/json", "application/fhir+xml"],
+        "rest": [{
+            "mode": "server",
+            "resource": resources,
+            "interaction": [
+                {"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}
+            ],
+            "searchParam": [
+                {"name": "_count", "type": "number", "documentation": "page size; default and maximum are configured"},
+                {"name": "_offset", "type": "number", "documentation": "index of the first match on the page (used by next/previous links)"},
+                {"name": "_sort", "type": "string"},
+                {"name": "_include", "type": "special"},
+                {"name": "_revinclude", "type": "special"},
+                {"name": "_summary", "type": "token", "documentation": "count, data, text"},
+                {"name": "_total", "type": "token", "documentation": "none, estimate, accurate (estimate is answered accurately)"}
+            ]
+        }]
+    })
+}
+
+fn includes_is_empty(resource: &Value) -> bool {
+    resource["searchInclude"].as_array().is_some_and(Vec::is_empty)
+}

@@ -1,0 +1,365 @@
+//! The HTTP edge: actix-web routes, one thin handler per FHIR interaction, content negotiation,
+//! body limits, request ids, access logs and timeouts. Handlers translate HTTP to [`crate::rest`]
+//! calls and back; no FHIR logic lives here.
+
+use std::time::{Duration, Instant};
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use store::HistoryScope;
+
+use crate::error::{ApiError, ErrorKind};
+use crate::format::{self, Negotiated};
+use crate::rest::{self, Ctx, Prefer, Reply};
+use crate::state::AppState;
+
+type State = web::Data<AppState>;
+
+/// Register every route of the gateway.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .service(
+            web::scope("/fhir")
+                .route("", web::post().to(post_bundle))
+                .route("/", web::post().to(post_bundle))
+                .route("/metadata", web::get().to(metadata))
+                .route("/_history", web::get().to(history_system))
+                .route("/{type}/_search", web::post().to(search_post))
+                .route("/{type}/_history", web::get().to(history_type))
+                .route("/{type}/{id}/_history", web::get().to(history_instance))
+                .route("/{type}/{id}/_history/{vid}", web::get().to(vread))
+                .route("/{type}/{id}", web::get().to(read))
+                .route("/{type}/{id}", web::put().to(update))
+                .route("/{type}/{id}", web::delete().to(delete))
+                .route("/{type}", web::get().to(search_get))
+                .route("/{type}", web::post().to(create))
+                .route("/{type}", web::put().to(conditional_update))
+                .route("/{type}", web::delete().to(conditional_delete))
+                .default_service(web::to(unknown_route)),
+        )
+        .default_service(web::to(unknown_route));
+}
+
+/// Request id, access log, security headers and the per-request timeout, around every route.
+pub async fn observe(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = Instant::now();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let method = req.method().to_string();
+    // The route pattern, never the path: paths and queries can hold names and identifiers.
+    let route = req.match_pattern().unwrap_or_else(|| "(unmatched)".into());
+    let timeout = req
+        .app_data::<State>()
+        .map(|s| Duration::from_secs(s.config.server.request_timeout_secs))
+        .unwrap_or(Duration::from_secs(60));
+    let http_request = req.request().clone();
+    let mut response = match tokio::time::timeout(timeout, next.call(req)).await {
+        Ok(result) => result?.map_into_boxed_body(),
+        Err(_) => {
+            let error = ApiError::new(ErrorKind::Unavailable, format!("the request did not finish within {} s", timeout.as_secs()));
+            ServiceResponse::new(http_request, error_response(&error, None))
+        }
+    };
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert(header::HeaderName::from_static("x-request-id"), value);
+    }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(
+        request_id = %request_id,
+        client_id = "anonymous",
+        method = %method,
+        route = %route,
+        status,
+        latency_ms,
+        "request"
+    );
+    Ok(response)
+}
+
+pub fn middleware() -> impl actix_web::dev::Transform<
+    actix_web::dev::ServiceRequest,
+    Response = ServiceResponse<BoxBody>,
+    Error = actix_web::Error,
+    InitError = (),
+> + 'static {
+    from_fn(observe)
+}
+
+fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+fn query_pairs(req: &HttpRequest) -> Vec<(String, String)> {
+    rest::parse_query_string(req.query_string())
+}
+
+fn query_param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn negotiated(req: &HttpRequest) -> Result<Negotiated, ApiError> {
+    let pairs = query_pairs(req);
+    format::negotiate(query_param(&pairs, "_format"), query_param(&pairs, "_pretty"), header_str(req, "accept"))
+}
+
+fn base_url(state: &AppState, req: &HttpRequest) -> String {
+    let configured = state.config.server.public_base_url.trim_end_matches('/');
+    if !configured.is_empty() {
+        return format!("{configured}/fhir");
+    }
+    let info = req.connection_info();
+    format!("{}://{}/fhir", info.scheme(), info.host())
+}
+
+fn ctx<'a>(state: &'a AppState, req: &HttpRequest) -> Ctx<'a> {
+    Ctx {
+        state,
+        base: base_url(state, req),
+        prefer: Prefer::parse(header_str(req, "prefer")),
+    }
+}
+
+/// Read the body up to the configured limit; larger bodies are refused before they are buffered.
+async fn read_body(state: &AppState, req: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u8>, ApiError> {
+    let limit = state.config.server.max_body_bytes;
+    let too_large = || ApiError::new(ErrorKind::PayloadTooLarge, format!("the request body exceeds the limit of {limit} bytes"));
+    if let Some(length) = header_str(req, "content-length").and_then(|v| v.parse::<usize>().ok()) {
+        if length > limit {
+            return Err(too_large());
+        }
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("the request body could not be read: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+async fn read_resource(state: &AppState, req: &HttpRequest, payload: web::Payload) -> Result<serde_json::Value, ApiError> {
+    let format = format::body_format(header_str(req, "content-type"))?;
+    let body = read_body(state, req, payload).await?;
+    format::parse_resource(&body, format)
+}
+
+fn http_date(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[t.weekday().number_days_from_monday() as usize],
+        t.day(),
+        MONTHS[u8::from(t.month()) as usize - 1],
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+fn respond(req: &HttpRequest, result: Result<Reply, ApiError>) -> HttpResponse {
+    let negotiated = match negotiated(req) {
+        Ok(n) => n,
+        Err(error) => return error_response(&error, None),
+    };
+    match result {
+        Ok(reply) => reply_response(reply, negotiated),
+        Err(error) => error_response(&error, Some(negotiated)),
+    }
+}
+
+fn reply_response(reply: Reply, negotiated: Negotiated) -> HttpResponse {
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+    let mut response = HttpResponse::build(status);
+    if let Some(etag) = &reply.etag {
+        response.insert_header((header::ETAG, etag.as_str()));
+    }
+    if let Some(ms) = reply.last_modified_ms {
+        response.insert_header((header::LAST_MODIFIED, http_date(ms)));
+    }
+    if let Some(location) = &reply.location {
+        response.insert_header((header::LOCATION, location.as_str()));
+        if reply.status == 201 {
+            response.insert_header((header::CONTENT_LOCATION, location.as_str()));
+        }
+    }
+    if reply.status == 304 || matches!(reply.body, crate::format::bytes_body::Body::Empty) {
+        return response.finish();
+    }
+    match format::render(&reply.body, negotiated) {
+        Ok(bytes) => response.content_type(negotiated.content_type()).body(bytes),
+        Err(error) => error_response(&error, None),
+    }
+}
+
+/// The one place an error becomes an HTTP response: status from the error table, an
+/// OperationOutcome body in the client's format when it could be negotiated.
+pub fn error_response(error: &ApiError, negotiated: Option<Negotiated>) -> HttpResponse {
+    let negotiated = negotiated.unwrap_or(Negotiated { format: format::Format::Json, pretty: false, plain_json: false });
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = crate::format::bytes_body::Body::Json(error.to_operation_outcome());
+    let (bytes, content_type) = match format::render(&body, negotiated) {
+        Ok(bytes) => (bytes, negotiated.content_type()),
+        Err(_) => (
+            serde_json::to_vec(&error.to_operation_outcome()).unwrap_or_default(),
+            "application/fhir+json; charset=utf-8",
+        ),
+    };
+    HttpResponse::build(status).content_type(content_type).body(bytes)
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(state: State) -> HttpResponse {
+    match state.store.read("Patient", "readiness-probe") {
+        Ok(_) => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
+        Err(error) => {
+            tracing::warn!(%error, "readiness check failed");
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "store unavailable"}))
+        }
+    }
+}
+
+async fn unknown_route(req: HttpRequest) -> HttpResponse {
+    let error = ApiError::not_found(format!("no FHIR interaction at {} {}", req.method(), req.path()));
+    respond(&req, Err(error))
+}
+
+async fn metadata(state: State, req: HttpRequest) -> HttpResponse {
+    let base = base_url(&state, &req);
+    let statement = crate::capability::capability_statement(&state, &base);
+    respond(&req, Ok(Reply { status: 200, body: crate::format::bytes_body::Body::Json(statement), location: None, etag: None, last_modified_ms: None }))
+}
+
+async fn post_bundle(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let ctx = ctx(&state, &req);
+    let result = async {
+        let bundle = read_resource(&state, &req, payload).await?;
+        rest::bundle(&ctx, bundle).await
+    }
+    .await;
+    respond(&req, result)
+}
+
+async fn create(state: State, req: HttpRequest, path: web::Path<String>, payload: web::Payload) -> HttpResponse {
+    let ctx = ctx(&state, &req);
+    let result = async {
+        rest::check_type(&state, &path)?;
+        let resource = read_resource(&state, &req, payload).await?;
+        rest::create(&ctx, &path, resource, header_str(&req, "if-none-exist")).await
+    }
+    .await;
+    respond(&req, result)
+}
+
+async fn read(state: State, req: HttpRequest, path: web::Path<(String, String)>) -> HttpResponse {
+    let (rt, id) = path.into_inner();
+    let result = rest::read(&ctx(&state, &req), &rt, &id, header_str(&req, "if-none-match"));
+    respond(&req, result)
+}
+
+async fn vread(state: State, req: HttpRequest, path: web::Path<(String, String, String)>) -> HttpResponse {
+    let (rt, id, vid) = path.into_inner();
+    respond(&req, rest::vread(&ctx(&state, &req), &rt, &id, &vid))
+}
+
+async fn update(state: State, req: HttpRequest, path: web::Path<(String, String)>, payload: web::Payload) -> HttpResponse {
+    let (rt, id) = path.into_inner();
+    let ctx = ctx(&state, &req);
+    let result = async {
+        rest::check_type(&state, &rt)?;
+        let resource = read_resource(&state, &req, payload).await?;
+        rest::update(&ctx, &rt, &id, resource, header_str(&req, "if-match")).await
+    }
+    .await;
+    respond(&req, result)
+}
+
+async fn conditional_update(state: State, req: HttpRequest, path: web::Path<String>, payload: web::Payload) -> HttpResponse {
+    let ctx = ctx(&state, &req);
+    let criteria = search_criteria(&req);
+    let result = async {
+        rest::check_type(&state, &path)?;
+        let resource = read_resource(&state, &req, payload).await?;
+        rest::conditional_update(&ctx, &path, &criteria, resource, header_str(&req, "if-match")).await
+    }
+    .await;
+    respond(&req, result)
+}
+
+async fn delete(state: State, req: HttpRequest, path: web::Path<(String, String)>) -> HttpResponse {
+    let (rt, id) = path.into_inner();
+    let result = rest::delete(&ctx(&state, &req), &rt, &id).await;
+    respond(&req, result)
+}
+
+async fn conditional_delete(state: State, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    let criteria = search_criteria(&req);
+    let result = rest::conditional_delete(&ctx(&state, &req), &path, &criteria).await;
+    respond(&req, result)
+}
+
+/// Query parameters minus the ones that only choose the response format.
+fn search_criteria(req: &HttpRequest) -> Vec<(String, String)> {
+    query_pairs(req)
+        .into_iter()
+        .filter(|(k, _)| k != "_format" && k != "_pretty")
+        .collect()
+}
+
+async fn search_get(state: State, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    let params = search_criteria(&req);
+    respond(&req, rest::search(&ctx(&state, &req), &path, &params))
+}
+
+/// `POST [type]/_search` with form parameters (R4 3.1.0.8): body and URL parameters combine.
+async fn search_post(state: State, req: HttpRequest, path: web::Path<String>, payload: web::Payload) -> HttpResponse {
+    let result = async {
+        let content_type = header_str(&req, "content-type").unwrap_or("application/x-www-form-urlencoded");
+        if !content_type.starts_with("application/x-www-form-urlencoded") {
+            return Err(ApiError::new(ErrorKind::UnsupportedMediaType, "POST _search takes application/x-www-form-urlencoded parameters"));
+        }
+        let body = read_body(&state, &req, payload).await?;
+        let mut params = search_criteria(&req);
+        params.extend(form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).filter(|(k, _)| k != "_format" && k != "_pretty"));
+        rest::search(&ctx(&state, &req), &path, &params)
+    }
+    .await;
+    respond(&req, result)
+}
+
+async fn history_system(state: State, req: HttpRequest) -> HttpResponse {
+    let params = search_criteria(&req);
+    respond(&req, rest::history(&ctx(&state, &req), HistoryScope::System, &params))
+}
+
+async fn history_type(state: State, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    let params = search_criteria(&req);
+    respond(&req, rest::history(&ctx(&state, &req), HistoryScope::Type(path.into_inner()), &params))
+}
+
+async fn history_instance(state: State, req: HttpRequest, path: web::Path<(String, String)>) -> HttpResponse {
+    let (rt, id) = path.into_inner();
+    let params = search_criteria(&req);
+    respond(&req, rest::history(&ctx(&state, &req), HistoryScope::Instance(rt, id), &params))
+}

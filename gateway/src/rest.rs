@@ -1,0 +1,868 @@
+//! The FHIR RESTful interactions (R4 section 3.1.0), independent of the HTTP framework so that
+//! the HTTP handlers and Bundle entries (batch/transaction) run the very same code.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value, json};
+use store::{Committed, HistoryScope, Precondition, SearchRequest, StoredVersion, Write, WriteAction, WriteOutcome};
+
+use crate::config::Handling;
+use crate::error::{ApiError, ErrorKind, informational_outcome};
+use crate::format::bytes_body::Body;
+use crate::state::AppState;
+
+/// `Prefer: return=...` (R4 3.1.0.4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Return {
+    Minimal,
+    #[default]
+    Representation,
+    OperationOutcome,
+}
+
+/// What the client prefers, from the `Prefer` header.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Prefer {
+    pub return_: Return,
+    pub handling: Option<Handling>,
+}
+
+impl Prefer {
+    pub fn parse(header: Option<&str>) -> Prefer {
+        let mut prefer = Prefer::default();
+        for part in header.unwrap_or("").split([',', ';']) {
+            match part.trim().replace(' ', "").as_str() {
+                "return=minimal" => prefer.return_ = Return::Minimal,
+                "return=representation" => prefer.return_ = Return::Representation,
+                "return=OperationOutcome" => prefer.return_ = Return::OperationOutcome,
+                "handling=strict" => prefer.handling = Some(Handling::Strict),
+                "handling=lenient" => prefer.handling = Some(Handling::Lenient),
+                _ => {}
+            }
+        }
+        prefer
+    }
+}
+
+/// Everything an interaction needs to know about its request context.
+pub struct Ctx<'a> {
+    pub state: &'a AppState,
+    /// `http://host/fhir`, no trailing slash.
+    pub base: String,
+    pub prefer: Prefer,
+}
+
+impl Ctx<'_> {
+    fn strict(&self) -> bool {
+        self.prefer.handling.unwrap_or(self.state.config.fhir.default_handling) == Handling::Strict
+    }
+
+    fn url_of(&self, version: &StoredVersion) -> String {
+        format!("{}/{}/{}", self.base, version.resource_type, version.id)
+    }
+}
+
+/// The result of one interaction, before rendering.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Body,
+    pub location: Option<String>,
+    pub etag: Option<String>,
+    pub last_modified_ms: Option<i64>,
+}
+
+impl Reply {
+    fn json(status: u16, value: Value) -> Reply {
+        Reply {
+            status,
+            body: Body::Json(value),
+            location: None,
+            etag: None,
+            last_modified_ms: None,
+        }
+    }
+
+    fn version(status: u16, version: &StoredVersion) -> Reply {
+        Reply {
+            status,
+            body: Body::Stored(version.body.clone()),
+            location: None,
+            etag: Some(version.etag()),
+            last_modified_ms: Some(version.last_updated_ms),
+        }
+    }
+}
+
+/// The type must be one this server is configured to serve.
+pub fn check_type(state: &AppState, resource_type: &str) -> Result<(), ApiError> {
+    if state.serves(resource_type) {
+        return Ok(());
+    }
+    let message = if fhir::Definitions::r4().is_resource_type(resource_type) {
+        format!("resource type {resource_type} is not served by this server (see /fhir/metadata)")
+    } else {
+        format!("{resource_type:?} is not an R4 resource type")
+    };
+    Err(ApiError::new(ErrorKind::UnsupportedType, message))
+}
+
+fn check_id(id: &str) -> Result<(), ApiError> {
+    let valid = (1..=64).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "{id:?} is not a valid resource id ([A-Za-z0-9-.]{{1,64}})"
+        )))
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Check the body's type and structure; `expression_prefix` locates it inside a Bundle.
+fn validate_for_write(resource_type: &str, resource: &Value, expression_prefix: &str) -> Result<(), ApiError> {
+    let body_type = resource.get("resourceType").and_then(Value::as_str);
+    if body_type != Some(resource_type) {
+        return Err(ApiError::bad_request(format!(
+            "the body's resourceType is {} but the request is for {resource_type}",
+            body_type.map_or("missing".to_string(), |t| format!("{t:?}"))
+        ))
+        .at(format!("{expression_prefix}resourceType")));
+    }
+    let issues = fhir::validate::validate_resource(fhir::Definitions::r4(), resource);
+    if issues.iter().any(|i| i.severity.is_error()) {
+        let mut error = ApiError::from_validation(&issues);
+        if !expression_prefix.is_empty() {
+            for issue in &mut error.issues {
+                if let Some(e) = &issue.expression {
+                    issue.expression = Some(format!("{expression_prefix}{e}"));
+                }
+            }
+        }
+        return Err(error);
+    }
+    Ok(())
+}
+
+fn set_id(resource: &mut Value, id: &str) {
+    if let Some(object) = resource.as_object_mut() {
+        if object.contains_key("id") {
+            object.insert("id".into(), Value::String(id.to_owned()));
+        } else {
+            let at = object.keys().position(|k| k == "resourceType").map_or(0, |i| i + 1);
+            object.shift_insert(at, "id".into(), Value::String(id.to_owned()));
+        }
+    }
+}
+
+async fn commit_one(ctx: &Ctx<'_>, write: Write) -> Result<Committed, ApiError> {
+    let mut committed = ctx.state.store.commit(vec![write]).await?;
+    committed
+        .pop()
+        .ok_or_else(|| ApiError::internal("the store returned no result for a write"))
+}
+
+/// Shape the reply to a write according to `Prefer: return`.
+fn write_reply(ctx: &Ctx<'_>, committed: &Committed, status: u16) -> Reply {
+    let version = &committed.version;
+    let mut reply = match ctx.prefer.return_ {
+        Return::Representation => Reply::version(status, version),
+        Return::Minimal => Reply {
+            body: Body::Empty,
+            ..Reply::version(status, version)
+        },
+        Return::OperationOutcome => Reply {
+            body: Body::Json(informational_outcome(match committed.outcome {
+                WriteOutcome::Created => format!("created {}/{} version {}", version.resource_type, version.id, version.version),
+                WriteOutcome::Updated => format!("updated {}/{} to version {}", version.resource_type, version.id, version.version),
+                WriteOutcome::Unchanged => format!("{}/{} unchanged at version {}", version.resource_type, version.id, version.version),
+                WriteOutcome::Deleted => format!("deleted {}/{}", version.resource_type, version.id),
+            })),
+            ..Reply::version(status, version)
+        },
+    };
+    reply.location = Some(format!("{}/_history/{}", ctx.url_of(version), version.version));
+    reply
+}
+
+/// Run a search for a conditional interaction; returns the live matches (at most 2 are needed).
+fn conditional_matches(ctx: &Ctx<'_>, resource_type: &str, criteria: &[(String, String)]) -> Result<Vec<StoredVersion>, ApiError> {
+    if criteria.is_empty() {
+        return Err(ApiError::bad_request("a conditional request needs search criteria"));
+    }
+    // Conditional criteria must be understood exactly: an ignored parameter would match too much.
+    let query = search::parse_query(search::Registry::r4(), resource_type, criteria, true)?;
+    let page = ctx.state.store.search(&SearchRequest {
+        resource_type,
+        query: &query,
+        offset: 0,
+        count: 2,
+    })?;
+    Ok(page.matches)
+}
+
+pub fn parse_query_string(query: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// create (R4 3.1.0.5), with `If-None-Exist` (3.1.0.8.1).
+pub async fn create(ctx: &Ctx<'_>, resource_type: &str, mut resource: Value, if_none_exist: Option<&str>) -> Result<Reply, ApiError> {
+    check_type(ctx.state, resource_type)?;
+    validate_for_write(resource_type, &resource, "")?;
+    let criteria = if_none_exist.map(|c| parse_query_string(c.trim_start_matches('?')));
+    let _guard = match &criteria {
+        Some(c) => Some(ctx.state.lock_criteria(resource_type, c).await),
+        None => None,
+    };
+    if let Some(criteria) = &criteria {
+        let matches = conditional_matches(ctx, resource_type, criteria)?;
+        match matches.as_slice() {
+            [] => {}
+            [existing] => {
+                let mut reply = Reply::version(200, existing);
+                if ctx.prefer.return_ == Return::Minimal {
+                    reply.body = Body::Empty;
+                }
+                reply.location = Some(format!("{}/_history/{}", ctx.url_of(existing), existing.version));
+                return Ok(reply);
+            }
+            _ => {
+                return Err(ApiError::new(
+                    ErrorKind::PreconditionFailed,
+                    format!("If-None-Exist criteria match more than one {resource_type}"),
+                ));
+            }
+        }
+    }
+    let id = new_id();
+    set_id(&mut resource, &id);
+    let committed = commit_one(
+        ctx,
+        Write {
+            resource_type: resource_type.to_owned(),
+            id,
+            precondition: Precondition::MustNotExist,
+            action: WriteAction::Put(resource),
+        },
+    )
+    .await?;
+    Ok(write_reply(ctx, &committed, 201))
+}
+
+/// read (R4 3.1.0.2); `If-None-Match` answers 304 when the client's version is current.
+pub fn read(ctx: &Ctx<'_>, resource_type: &str, id: &str, if_none_match: Option<&str>) -> Result<Reply, ApiError> {
+    check_type(ctx.state, resource_type)?;
+    check_id(id)?;
+    let version = ctx
+        .state
+        .store
+        .read(resource_type, id)?
+        .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} does not exist")))?;
+    if version.is_deleted() {
+        let mut error = ApiError::new(ErrorKind::Gone, format!("{resource_type}/{id} was deleted (version {})", version.version));
+        error.issues[0].expression = None;
+        return Err(error);
+    }
+    if if_none_match.is_some_and(|tag| tag.trim() == version.etag() || tag.trim() == format!("\"{}\"", version.version)) {
+        return Ok(Reply {
+            status: 304,
+            body: Body::Empty,
+            ..Reply::version(304, &version)
+        });
+    }
+    Ok(Reply::version(200, &version))
+}
+
+/// vread (R4 3.1.0.3).
+pub fn vread(ctx: &Ctx<'_>, resource_type: &str, id: &str, version_id: &str) -> Result<Reply, ApiError> {
+    check_type(ctx.state, resource_type)?;
+    check_id(id)?;
+    let number: u64 = version_id
+        .parse()
+        .map_err(|_| ApiError::not_found(format!("{resource_type}/{id} has no version {version_id:?}")))?;
+    let version = ctx
+        .state
+        .store
+        .vread(resource_type, id, number)?
+        .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} has no version {number}")))?;
+    if version.is_deleted() {
+        return Err(ApiError::new(ErrorKind::Gone, format!("version {number} of {resource_type}/{id} is a deletion")));
+    }
+    Ok(Reply::version(200, &version))
+}
+
+/// `W/"3"` or `"3"` → 3.
+fn parse_if_match(header: &str) -> Result<u64, ApiError> {
+    let tag = header.trim();
+    let tag = tag.strip_prefix("W/").unwrap_or(tag).trim_matches('"');
+    tag.parse()
+        .map_err(|_| ApiError::bad_request(format!("If-Match {header:?} is not a version ETag like W/\"3\"")))
+}
+
+/// update (R4 3.1.0.4), including update-as-create when configured.
+pub async fn update(ctx: &Ctx<'_>, resource_type: &str, id: &str, resource: Value, if_match: Option<&str>) -> Result<Reply, ApiError> {
+    check_type(ctx.state, resource_type)?;
+    check_id(id)?;
+    match resource.get("id").and_then(Value::as_str) {
+        Some(body_id) if body_id == id => {}
+        Some(body_id) => {
+            return Err(ApiError::bad_request(format!("the body's id {body_id:?} differs from the URL's id {id:?}")).at(format!("{resource_type}.id")));
+        }
+        None => return Err(ApiError::bad_request("an update body must carry the resource's id").at(format!("{resource_type}.id"))),
+    }
+    validate_for_write(resource_type, &resource, "")?;
+    let precondition = match if_match {
+        Some(tag) => Precondition::VersionIs(parse_if_match(tag)?),
+        None => Precondition::None,
+    };
+    if precondition == Precondition::None && !ctx.state.config.fhir.allow_update_create {
+        let exists = ctx.state.store.read(resource_type, id)?.is_some_and(|v| !v.is_deleted());
+        if !exists {
+            return Err(ApiError::not_found(format!("{resource_type}/{id} does not exist and this server does not create resources by update")));
+        }
+    }
+    let committed = commit_one(
+        ctx,
+        Write {
+            resource_type: resource_type.to_owned(),
+            id: id.to_owned(),
+            precondition,
+            action: WriteAction::Put(resource),
+        },
+    )
+    .await?;
+    let status = if committed.outcome == WriteOutcome::Created { 201 } else { 200 };
+    Ok(write_reply(ctx, &committed, status))
+}
+
+/// conditional update (R4 3.1.0.4.3): the criteria pick the resource to update.
+pub async fn conditional_update(ctx: &Ctx<'_>, resource_type: &str, criteria: &[(String, String)], mut resource: Value, if_match: Option<&str>) -> Result<Reply, ApiError> {
+    check_type(ctx.state, resource_type)?;
+    let _guard = ctx.state.lock_criteria(resource_type, criteria).await;
+    let matches = conditional_matches(ctx, resource_type, criteria)?;
+    let body_id = resource.get("id").and_then(Value::as_str).map(str::to_owned);
+    let id = match matches.as_slice() {
+        [] => body_id.unwrap_or_else(new_id),
+        [existing] => {
+            if body_id.as_deref().is_some_and(|b| b != existing.id) {
+                return Err(ApiError::bad_request(format!(
+                    "the body's id differs from the id of the matching resource {}/{}",
+                    resource_type, existing.id
+                )));
+            }
+            existing.id.clone()
+        }
+        _ => {
+            return Err(ApiError::new(ErrorKind::PreconditionFailed, format!("the criteria match more than one {resource_type}")));
+        }
+    };
+    set_id(&mut resource, &id);
+    update(ctx, resource_type, &id, resource, if_match).await
+}
+
+/// delete (R4 3.1.0.7): history is kept; the resource answers 410 afterwards.
+pub async fn delete(ctx: &Ctx<'_>, resource_type: &str, id: &str) -> Result<Reply, ApiError> {
+    check_type(ctx.state, resource_type)?;
+    check_id(id)?;
+    let committed = commit_one(
+        ctx,
+        Write {
+            resource_type: resource_type.to_owned(),
+            id: id.to_owned(),
+            precondition: Precondition::None,
+            action: WriteAction::Delete,
+        },
+    )
+    .await?;
+    let message = match committed.outcome {
+        WriteOutcome::Deleted => format!("deleted {resource_type}/{id}"),
+        _ => format!("{resource_type}/{id} did not exist or was already deleted"),
+    };
+    Ok(Reply {
+        status: 200,
+        body: Body::Json(informational_outcome(message)),
+        location: None,
+        etag: (committed.outcome == WriteOutcome::Deleted).then(|| committed.version.etag()),
+        last_modified_ms: None,
+    })
+}
+
+/// conditional delete (R4 3.1.0.7.1), single-match only.
+pub async fn conditional_delete(ctx: &Ctx<'_>, resource_type: &str, criteria: &[(String, String)]) -> Result<Reply, ApiError> {
+    check_type(ctx.state, resource_type)?;
+    let _guard = ctx.state.lock_criteria(resource_type, criteria).await;
+    let matches = conditional_matches(ctx, resource_type, criteria)?;
+    match matches.as_slice() {
+        [] => Ok(Reply::json(200, informational_outcome(format!("no {resource_type} matched; nothing deleted")))),
+        [one] => {
+            let id = one.id.clone();
+            delete(ctx, resource_type, &id).await
+        }
+        _ => Err(ApiError::new(ErrorKind::PreconditionFailed, format!("the criteria match more than one {resource_type}; nothing deleted"))),
+    }
+}
+
+fn bundle_skeleton(kind: &str) -> Map<String, Value> {
+    let mut bundle = Map::new();
+    bundle.insert("resourceType".into(), json!("Bundle"));
+    bundle.insert("id".into(), json!(new_id()));
+    bundle.insert("meta".into(), json!({"lastUpdated": store::format_instant(now_ms())}));
+    bundle.insert("type".into(), json!(kind));
+    bundle
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn resource_value(version: &StoredVersion) -> Result<Value, ApiError> {
+    serde_json::from_slice(&version.body).map_err(|e| ApiError::internal(format!("stored resource unreadable: {e}")))
+}
+
+fn encode_params(params: &[(String, String)]) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in params {
+        out.append_pair(k, v);
+    }
+    out.finish()
+}
+
+fn page_link(base_path: &str, params: &[(String, String)], offset: usize, count: usize) -> String {
+    let mut kept: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| k != "_offset" && k != "_count")
+        .cloned()
+        .collect();
+    kept.push(("_count".into(), count.to_string()));
+    if offset > 0 {
+        kept.push(("_offset".into(), offset.to_string()));
+    }
+    format!("{base_path}?{}", encode_params(&kept))
+}
+
+fn paging(ctx: &Ctx<'_>, params: &[(String, String)]) -> Result<(usize, usize), ApiError> {
+    let mut count = ctx.state.config.fhir.default_count;
+    let mut offset = 0;
+    for (k, v) in params {
+        match k.as_str() {
+            "_count" => {
+                count = v.parse().map_err(|_| ApiError::bad_request(format!("_count {v:?} is not a non-negative integer")))?;
+            }
+            "_offset" => {
+                offset = v.parse().map_err(|_| ApiError::bad_request(format!("_offset {v:?} is not a non-negative integer")))?;
+            }
+            _ => {}
+        }
+    }
+    Ok((offset, count.min(ctx.state.config.fhir.max_count)))
+}
+
+/// search (R4 3.1.0.8 and the search page): a `searchset` Bundle with paging links.
+pub fn search(ctx: &Ctx<'_>, resource_type: &str, params: &[(String, String)]) -> Result<Reply, ApiError> {
+    check_type(ctx.state, resource_type)?;
+    let query = search::parse_query(search::Registry::r4(), resource_type, params, ctx.strict())?;
+    let (offset, count) = paging(ctx, params)?;
+    let summary_count = query.control.summary == Some(search::Summary::Count);
+    let page = ctx.state.store.search(&SearchRequest {
+        resource_type,
+        query: &query,
+        offset,
+        count: if summary_count { 0 } else { count },
+    })?;
+    let base_path = format!("{}/{}", ctx.base, resource_type);
+    let mut bundle = bundle_skeleton("searchset");
+    if query.control.total != Some(search::TotalMode::None) || summary_count {
+        bundle.insert("total".into(), json!(page.total));
+    }
+    let mut links = vec![json!({"relation": "self", "url": page_link(&base_path, params, offset, count)})];
+    if !summary_count {
+        if offset + count < page.total {
+            links.push(json!({"relation": "next", "url": page_link(&base_path, params, offset + count, count)}));
+        }
+        if offset > 0 {
+            links.push(json!({"relation": "previous", "url": page_link(&base_path, params, offset.saturating_sub(count), count)}));
+        }
+    }
+    bundle.insert("link".into(), Value::Array(links));
+    let mut entries = Vec::with_capacity(page.matches.len() + page.included.len() + 1);
+    for version in &page.matches {
+        let mut resource = resource_value(version)?;
+        apply_summary(&mut resource, query.control.summary);
+        entries.push(json!({"fullUrl": ctx.url_of(version), "resource": resource, "search": {"mode": "match"}}));
+    }
+    for version in &page.included {
+        entries.push(json!({"fullUrl": ctx.url_of(version), "resource": resource_value(version)?, "search": {"mode": "include"}}));
+    }
+    if !query.warnings.is_empty() {
+        let issues: Vec<Value> = query
+            .warnings
+            .iter()
+            .map(|w| json!({"severity": "warning", "code": "not-supported", "diagnostics": w}))
+            .collect();
+        entries.push(json!({"resource": {"resourceType": "OperationOutcome", "issue": issues}, "search": {"mode": "outcome"}}));
+    }
+    if !entries.is_empty() {
+        bundle.insert("entry".into(), Value::Array(entries));
+    }
+    Ok(Reply::json(200, Value::Object(bundle)))
+}
+
+/// `_summary=text|data` (R4 3.1.1.5.8); the result is tagged SUBSETTED.
+fn apply_summary(resource: &mut Value, summary: Option<search::Summary>) {
+    let Some(object) = resource.as_object_mut() else { return };
+    let keep: Option<&[&str]> = match summary {
+        Some(search::Summary::Text) => Some(&["resourceType", "id", "meta", "text"]),
+        _ => None,
+    };
+    match (summary, keep) {
+        (Some(search::Summary::Data), _) => {
+            object.shift_remove("text");
+        }
+        (_, Some(keep)) => object.retain(|k, _| keep.contains(&k.as_str())),
+        _ => return,
+    }
+    let meta = object.entry("meta").or_insert_with(|| json!({}));
+    if let Some(meta) = meta.as_object_mut() {
+        let tags = meta.entry("tag").or_insert_with(|| json!([]));
+        if let Some(tags) = tags.as_array_mut() {
+            tags.push(json!({"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}));
+        }
+    }
+}
+
+/// history (R4 3.1.0.9) at instance, type or system level.
+pub fn history(ctx: &Ctx<'_>, scope: HistoryScope, params: &[(String, String)]) -> Result<Reply, ApiError> {
+    let base_path = match &scope {
+        HistoryScope::Instance(rt, id) => {
+            check_type(ctx.state, rt)?;
+            check_id(id)?;
+            format!("{}/{rt}/{id}/_history", ctx.base)
+        }
+        HistoryScope::Type(rt) => {
+            check_type(ctx.state, rt)?;
+            format!("{}/{rt}/_history", ctx.base)
+        }
+        HistoryScope::System => format!("{}/_history", ctx.base),
+    };
+    let (offset, count) = paging(ctx, params)?;
+    let mut since_ms = None;
+    for (k, v) in params {
+        match k.as_str() {
+            "_since" => since_ms = Some(parse_instant_ms(v)?),
+            "_count" | "_offset" | "_format" | "_pretty" => {}
+            other if ctx.strict() => return Err(ApiError::bad_request(format!("history does not support the parameter {other:?}"))),
+            _ => {}
+        }
+    }
+    let page = ctx.state.store.history(&scope, since_ms, offset, count)?;
+    if let HistoryScope::Instance(rt, id) = &scope {
+        if page.total == 0 {
+            return Err(ApiError::not_found(format!("{rt}/{id} does not exist")));
+        }
+    }
+    let mut bundle = bundle_skeleton("history");
+    bundle.insert("total".into(), json!(page.total));
+    let mut links = vec![json!({"relation": "self", "url": page_link(&base_path, params, offset, count)})];
+    if offset + count < page.total {
+        links.push(json!({"relation": "next", "url": page_link(&base_path, params, offset + count, count)}));
+    }
+    bundle.insert("link".into(), Value::Array(links));
+    let mut entries = Vec::with_capacity(page.versions.len());
+    for version in &page.versions {
+        let (method, url, status) = match version.method {
+            store::Method::Create => ("POST", version.resource_type.clone(), "201 Created"),
+            store::Method::Update => ("PUT", format!("{}/{}", version.resource_type, version.id), "200 OK"),
+            store::Method::Delete => ("DELETE", format!("{}/{}", version.resource_type, version.id), "204 No Content"),
+        };
+        let mut entry = json!({"fullUrl": ctx.url_of(version)});
+        if !version.is_deleted() {
+            entry["resource"] = resource_value(version)?;
+        }
+        entry["request"] = json!({"method": method, "url": url});
+        entry["response"] = json!({
+            "status": status,
+            "etag": version.etag(),
+            "lastModified": store::format_instant(version.last_updated_ms),
+        });
+        entries.push(entry);
+    }
+    if !entries.is_empty() {
+        bundle.insert("entry".into(), Value::Array(entries));
+    }
+    Ok(Reply::json(200, Value::Object(bundle)))
+}
+
+/// An R4 instant/dateTime with zone, e.g. `_since=2024-01-01T00:00:00Z`, to epoch milliseconds.
+fn parse_instant_ms(text: &str) -> Result<i64, ApiError> {
+    let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .or_else(|_| {
+            time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]"))
+                .map(|d| d.midnight().assume_utc())
+        })
+        .map_err(|_| ApiError::bad_request(format!("{text:?} is not an instant like 2024-01-01T00:00:00Z")))?;
+    Ok((parsed.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+/// Route one request of a batch Bundle (or a GET inside a transaction) to its interaction.
+pub async fn dispatch(ctx: &Ctx<'_>, method: &str, url: &str, body: Option<Value>, headers: &EntryHeaders) -> Result<Reply, ApiError> {
+    let relative = url.strip_prefix(&ctx.base).map(|u| u.trim_start_matches('/')).unwrap_or(url);
+    let (path, query) = relative.split_once('?').unwrap_or((relative, ""));
+    let params = parse_query_string(query);
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let need_body = |body: Option<Value>| body.ok_or_else(|| ApiError::bad_request(format!("{method} {url} needs a resource")));
+    match (method, segments.as_slice()) {
+        ("GET", ["metadata"]) => Ok(Reply::json(200, crate::capability::capability_statement(ctx.state, &ctx.base))),
+        ("GET", ["_history"]) => history(ctx, HistoryScope::System, &params),
+        ("GET", [rt]) => search(ctx, rt, &params),
+        ("GET", [rt, "_history"]) => history(ctx, HistoryScope::Type((*rt).to_owned()), &params),
+        ("GET", [rt, id]) => read(ctx, rt, id, headers.if_none_match.as_deref()),
+        ("GET", [rt, id, "_history"]) => history(ctx, HistoryScope::Instance((*rt).to_owned(), (*id).to_owned()), &params),
+        ("GET", [rt, id, "_history", vid]) => vread(ctx, rt, id, vid),
+        ("POST", [rt]) => create(ctx, rt, need_body(body)?, headers.if_none_exist.as_deref()).await,
+        ("PUT", [rt]) if !params.is_empty() => conditional_update(ctx, rt, &params, need_body(body)?, headers.if_match.as_deref()).await,
+        ("PUT", [rt, id]) => update(ctx, rt, id, need_body(body)?, headers.if_match.as_deref()).await,
+        ("DELETE", [rt]) if !params.is_empty() => conditional_delete(ctx, rt, &params).await,
+        ("DELETE", [rt, id]) => delete(ctx, rt, id).await,
+        _ => Err(ApiError::new(ErrorKind::MethodNotAllowed, format!("{method} {url} is not a supported interaction"))),
+    }
+}
+
+/// The request headers a Bundle entry can carry (`Bundle.entry.request.if*`).
+#[derive(Debug, Clone, Default)]
+pub struct EntryHeaders {
+    pub if_match: Option<String>,
+    pub if_none_match: Option<String>,
+    pub if_none_exist: Option<String>,
+}
+
+impl EntryHeaders {
+    fn from_request(request: &Value) -> Self {
+        let get = |k: &str| request.get(k).and_then(Value::as_str).map(str::to_owned);
+        EntryHeaders {
+            if_match: get("ifMatch"),
+            if_none_match: get("ifNoneMatch"),
+            if_none_exist: get("ifNoneExist"),
+        }
+    }
+}
+
+fn status_line(status: u16) -> String {
+    let reason = match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        404 => "Not Found",
+        409 => "Conflict",
+        410 => "Gone",
+        412 => "Precondition Failed",
+        422 => "Unprocessable Entity",
+        _ => "",
+    };
+    format!("{status} {reason}").trim_end().to_owned()
+}
+
+fn response_entry(ctx: &Ctx<'_>, reply: &Reply) -> Result<Value, ApiError> {
+    let mut response = json!({"status": status_line(reply.status)});
+    if let Some(location) = &reply.location {
+        let relative = location.strip_prefix(&format!("{}/", ctx.base)).unwrap_or(location);
+        response["location"] = json!(relative);
+    }
+    if let Some(etag) = &reply.etag {
+        response["etag"] = json!(etag);
+    }
+    if let Some(ms) = reply.last_modified_ms {
+        response["lastModified"] = json!(store::format_instant(ms));
+    }
+    let mut entry = Map::new();
+    match &reply.body {
+        Body::Empty => {}
+        Body::Json(v) if v.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome") && reply.status < 300 => {
+            response["outcome"] = v.clone();
+        }
+        body => {
+            entry.insert("resource".into(), body.to_value()?);
+        }
+    }
+    entry.insert("response".into(), response);
+    Ok(Value::Object(entry))
+}
+
+/// `POST /fhir` with a batch or transaction Bundle (R4 3.1.0.11).
+pub async fn bundle(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
+    if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        return Err(ApiError::bad_request("POST to the base URL takes a Bundle of type batch or transaction").at("resourceType"));
+    }
+    match bundle.get("type").and_then(Value::as_str) {
+        Some("batch") => batch(ctx, bundle).await,
+        Some("transaction") => crate::transaction::run(ctx, bundle).await,
+        other => Err(ApiError::bad_request(format!(
+            "Bundle.type must be batch or transaction to be processed, got {}",
+            other.map_or("nothing".to_string(), |t| format!("{t:?}"))
+        ))
+        .at("Bundle.type")),
+    }
+}
+
+pub(crate) struct EntryRequest {
+    pub method: String,
+    pub url: String,
+    pub full_url: Option<String>,
+    pub resource: Option<Value>,
+    pub headers: EntryHeaders,
+}
+
+pub(crate) fn entry_requests(bundle: &Value) -> Result<Vec<EntryRequest>, ApiError> {
+    let entries = match bundle.get("entry") {
+        None => return Ok(Vec::new()),
+        Some(Value::Array(entries)) => entries,
+        Some(_) => return Err(ApiError::bad_request("Bundle.entry must be an array").at("Bundle.entry")),
+    };
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let request = entry
+                .get("request")
+                .ok_or_else(|| ApiError::bad_request("every entry of a batch or transaction needs a request").at(format!("Bundle.entry[{i}].request")))?;
+            let method = request.get("method").and_then(Value::as_str).unwrap_or("").to_ascii_uppercase();
+            if !matches!(method.as_str(), "GET" | "HEAD" | "POST" | "PUT" | "DELETE") {
+                return Err(ApiError::bad_request(format!("unsupported request method {method:?}")).at(format!("Bundle.entry[{i}].request.method")));
+            }
+            let url = request
+                .get("url")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::bad_request("request.url is required").at(format!("Bundle.entry[{i}].request.url")))?;
+            Ok(EntryRequest {
+                method: if method == "HEAD" { "GET".into() } else { method },
+                url: url.to_owned(),
+                full_url: entry.get("fullUrl").and_then(Value::as_str).map(str::to_owned),
+                resource: entry.get("resource").cloned(),
+                headers: EntryHeaders::from_request(request),
+            })
+        })
+        .collect()
+}
+
+/// batch: every entry on its own; one failing entry does not affect the others.
+async fn batch(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
+    let requests = entry_requests(&bundle)?;
+    let mut entries = Vec::with_capacity(requests.len());
+    for request in requests {
+        let result = dispatch(ctx, &request.method, &request.url, request.resource, &request.headers).await;
+        entries.push(match result {
+            Ok(reply) => response_entry(ctx, &reply)?,
+            Err(error) => json!({"response": {"status": status_line(error.status()), "outcome": error.to_operation_outcome()}}),
+        });
+    }
+    let mut response = bundle_skeleton("batch-response");
+    response.insert("entry".into(), Value::Array(entries));
+    Ok(Reply::json(200, Value::Object(response)))
+}
+
+pub(crate) fn reply_entry(ctx: &Ctx<'_>, reply: &Reply) -> Result<Value, ApiError> {
+    response_entry(ctx, reply)
+}
+
+pub(crate) fn transaction_response(entries: Vec<Value>) -> Reply {
+    let mut response = bundle_skeleton("transaction-response");
+    response.insert("entry".into(), Value::Array(entries));
+    Reply::json(200, Value::Object(response))
+}
+
+pub(crate) fn committed_reply(ctx: &Ctx<'_>, committed: &Committed) -> Reply {
+    let status = match committed.outcome {
+        WriteOutcome::Created => 201,
+        WriteOutcome::Deleted => 204,
+        _ => 200,
+    };
+    let mut reply = write_reply(ctx, committed, status);
+    if committed.outcome == WriteOutcome::Deleted {
+        reply.body = Body::Empty;
+        reply.location = None;
+    }
+    reply
+}
+
+pub(crate) fn validate_entry(resource_type: &str, resource: &Value, index: usize) -> Result<(), ApiError> {
+    validate_for_write(resource_type, resource, &format!("Bundle.entry[{index}].resource."))
+}
+
+pub(crate) fn assign_id(resource: &mut Value, id: &str) {
+    set_id(resource, id);
+}
+
+pub(crate) fn fresh_id() -> String {
+    new_id()
+}
+
+pub(crate) fn matches_for(ctx: &Ctx<'_>, resource_type: &str, criteria: &[(String, String)]) -> Result<Vec<StoredVersion>, ApiError> {
+    conditional_matches(ctx, resource_type, criteria)
+}
+
+pub(crate) fn if_match_version(header: &str) -> Result<u64, ApiError> {
+    parse_if_match(header)
+}
+
+pub(crate) fn validate_id(id: &str) -> Result<(), ApiError> {
+    check_id(id)
+}
+
+/// Replace every `reference` whose value is a key of `map` (R4 3.1.0.11.2, urn:uuid resolution).
+pub(crate) fn rewrite_references(value: &mut Value, map: &HashMap<String, String>) {
+    match value {
+        Value::Object(object) => {
+            for (key, child) in object.iter_mut() {
+                if key == "reference" {
+                    if let Value::String(reference) = child {
+                        if let Some(target) = map.get(reference.as_str()) {
+                            *reference = target.clone();
+                        }
+                    }
+                } else {
+                    rewrite_references(child, map);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| rewrite_references(item, map)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefer_header_is_parsed() {
+        let p = Prefer::parse(Some("return=minimal, handling=strict"));
+        assert_eq!(p.return_, Return::Minimal);
+        assert_eq!(p.handling, Some(Handling::Strict));
+        assert_eq!(Prefer::parse(None).return_, Return::Representation);
+        assert_eq!(Prefer::parse(Some("return=OperationOutcome")).return_, Return::OperationOutcome);
+    }
+
+    #[test]
+    fn if_match_accepts_weak_and_strong_tags() {
+        assert_eq!(parse_if_match("W/\"3\"").unwrap(), 3);
+        assert_eq!(parse_if_match("\"12\"").unwrap(), 12);
+        assert!(parse_if_match("abc").is_err());
+    }
+
+    #[test]
+    fn references_are_rewritten_everywhere() {
+        let mut v = json!({"subject": {"reference": "urn:uuid:1"}, "performer": [{"actor": {"reference": "urn:uuid:2"}}], "note": [{"text": "urn:uuid:1"}]});
+        let map = HashMap::from([("urn:uuid:1".to_string(), "Patient/a".to_string()), ("urn:uuid:2".to_string(), "Practitioner/b".to_string())]);
+        rewrite_references(&mut v, &map);
+        assert_eq!(v["subject"]["reference"], "Patient/a");
+        assert_eq!(v["performer"][0]["actor"]["reference"], "Practitioner/b");
+        assert_eq!(v["note"][0]["text"], "urn:uuid:1");
+    }
+}

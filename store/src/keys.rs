@@ -1,0 +1,130 @@
+//! The key layout of the store, in one place.
+//!
+//! Everything lives in one sled tree so that one `apply_batch` makes a group of writes atomic.
+//! Keys start with a one-letter table tag and use `\0` as a separator: resource types, ids
+//! (`[A-Za-z0-9.-]`), search-parameter codes and index values never contain it.
+
+/// Current version of a resource: `c\0{type}\0{id}` → record.
+pub fn current(resource_type: &str, id: &str) -> Vec<u8> {
+    join(b'c', &[resource_type.as_bytes(), id.as_bytes()])
+}
+
+/// Prefix of all current records of a type.
+pub fn current_prefix(resource_type: &str) -> Vec<u8> {
+    let mut key = join(b'c', &[resource_type.as_bytes()]);
+    key.push(0);
+    key
+}
+
+/// One version of a resource: `h\0{type}\0{id}\0{version:be64}` → record.
+pub fn history(resource_type: &str, id: &str, version: u64) -> Vec<u8> {
+    let mut key = history_prefix(resource_type, id);
+    key.extend_from_slice(&version.to_be_bytes());
+    key
+}
+
+pub fn history_prefix(resource_type: &str, id: &str) -> Vec<u8> {
+    let mut key = join(b'h', &[resource_type.as_bytes(), id.as_bytes()]);
+    key.push(0);
+    key
+}
+
+/// The search-index entries a resource's current version produced: `x\0{type}\0{id}`.
+pub fn entries(resource_type: &str, id: &str) -> Vec<u8> {
+    join(b'x', &[resource_type.as_bytes(), id.as_bytes()])
+}
+
+/// One search-index entry: `i\0{type}\0{param}\0{value key bytes}\0{id}` → empty.
+pub fn index(resource_type: &str, param: &str, value: &[u8], id: &str) -> Vec<u8> {
+    let mut key = index_prefix(resource_type, param, value);
+    key.push(0);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// Prefix of the index entries of one parameter whose value key starts with `value_prefix`.
+pub fn index_prefix(resource_type: &str, param: &str, value_prefix: &[u8]) -> Vec<u8> {
+    let mut key = join(b'i', &[resource_type.as_bytes(), param.as_bytes()]);
+    key.push(0);
+    key.extend_from_slice(value_prefix);
+    key
+}
+
+/// The id at the end of an index key.
+pub fn id_of_index_key(key: &[u8]) -> Option<&str> {
+    let start = key.iter().rposition(|b| *b == 0)? + 1;
+    std::str::from_utf8(&key[start..]).ok()
+}
+
+/// The change log, in commit order: `l\0{seq:be64}` → `{type}\0{id}\0{version:be64}`.
+pub fn log(seq: u64) -> Vec<u8> {
+    let mut key = LOG_PREFIX.to_vec();
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+pub const LOG_PREFIX: &[u8] = b"l\0";
+
+pub fn log_value(resource_type: &str, id: &str, version: u64) -> Vec<u8> {
+    let mut value = Vec::with_capacity(resource_type.len() + id.len() + 10);
+    value.extend_from_slice(resource_type.as_bytes());
+    value.push(0);
+    value.extend_from_slice(id.as_bytes());
+    value.push(0);
+    value.extend_from_slice(&version.to_be_bytes());
+    value
+}
+
+pub fn parse_log_value(value: &[u8]) -> Option<(&str, &str, u64)> {
+    let (rest, version) = value.split_at(value.len().checked_sub(8)?);
+    let version = u64::from_be_bytes(version.try_into().ok()?);
+    let rest = rest.strip_suffix(&[0])?;
+    let split = rest.iter().position(|b| *b == 0)?;
+    let resource_type = std::str::from_utf8(&rest[..split]).ok()?;
+    let id = std::str::from_utf8(&rest[split + 1..]).ok()?;
+    Some((resource_type, id, version))
+}
+
+pub fn seq_of_log_key(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(
+        key.strip_prefix(LOG_PREFIX)?.try_into().ok()?,
+    ))
+}
+
+fn join(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len = 2 + parts.iter().map(|p| p.len() + 1).sum::<usize>();
+    let mut key = Vec::with_capacity(len);
+    key.push(tag);
+    for part in parts {
+        key.push(0);
+        key.extend_from_slice(part);
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_keys_end_with_the_id() {
+        let key = index("Immunization", "patient", b"Patient/p1", "imm-1");
+        assert_eq!(id_of_index_key(&key), Some("imm-1"));
+        assert!(key.starts_with(&index_prefix("Immunization", "patient", b"Patient/p")));
+    }
+
+    #[test]
+    fn history_keys_sort_by_version() {
+        assert!(history("Patient", "a", 2) < history("Patient", "a", 10));
+        assert!(history("Patient", "a", 1).starts_with(&history_prefix("Patient", "a")));
+        // `a` and `ab` must not share a history prefix.
+        assert!(!history("Patient", "ab", 1).starts_with(&history_prefix("Patient", "a")));
+    }
+
+    #[test]
+    fn log_values_round_trip() {
+        let v = log_value("Patient", "p-1", 7);
+        assert_eq!(parse_log_value(&v), Some(("Patient", "p-1", 7)));
+        assert_eq!(seq_of_log_key(&log(42)), Some(42));
+    }
+}

@@ -1,0 +1,180 @@
+//! Search execution over the index: candidates from the most selective criterion's index range,
+//! every criterion verified on each candidate's stored index entries, then sort, page and
+//! `_include`/`_revinclude`.
+
+use std::collections::HashSet;
+
+use crate::engine::SledStore;
+use crate::keys;
+use crate::record::{RecordHeader, StoredVersion};
+use crate::{Store, StoreError};
+
+/// A search over one resource type.
+#[derive(Debug)]
+pub struct SearchRequest<'a> {
+    pub resource_type: &'a str,
+    pub query: &'a search::Query,
+    /// Index of the first match to return.
+    pub offset: usize,
+    /// Page size; 0 returns only the total.
+    pub count: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SearchPage {
+    /// Number of matches in all pages.
+    pub total: usize,
+    pub matches: Vec<StoredVersion>,
+    /// Resources added by `_include` / `_revinclude`.
+    pub included: Vec<StoredVersion>,
+}
+
+/// Upper bound on resources added by `_include`/`_revinclude` to one page.
+const MAX_INCLUDED: usize = 1000;
+
+pub(crate) fn execute(store: &SledStore, request: &SearchRequest<'_>) -> Result<SearchPage, StoreError> {
+    let rt = request.resource_type;
+    let db = store.db();
+    let criteria = &request.query.criteria;
+
+    let candidates: Vec<String> = match criteria.iter().find_map(|c| c.seek().map(|p| (c, p))) {
+        Some((criterion, prefixes)) => {
+            let mut seen = HashSet::new();
+            let mut ids = Vec::new();
+            for prefix in prefixes {
+                for entry in db.scan_prefix(keys::index_prefix(rt, &criterion.param, &prefix)) {
+                    let (key, _) = entry.map_err(io)?;
+                    if let Some(id) = keys::id_of_index_key(&key) {
+                        if seen.insert(id.to_owned()) {
+                            ids.push(id.to_owned());
+                        }
+                    }
+                }
+            }
+            ids
+        }
+        None => {
+            let prefix = keys::current_prefix(rt);
+            let mut ids = Vec::new();
+            for entry in db.scan_prefix(&prefix) {
+                let (key, raw) = entry.map_err(io)?;
+                if RecordHeader::peek(&raw).is_some_and(|h| !h.deleted) {
+                    if let Ok(id) = std::str::from_utf8(&key[prefix.len()..]) {
+                        ids.push(id.to_owned());
+                    }
+                }
+            }
+            ids
+        }
+    };
+
+    let sort = &request.query.control.sort;
+    let needs_entries = !criteria.is_empty() || !sort.is_empty();
+    let mut matched: Vec<(Vec<Option<Vec<u8>>>, String)> = Vec::with_capacity(candidates.len());
+    for id in candidates {
+        if !needs_entries {
+            matched.push((Vec::new(), id));
+            continue;
+        }
+        let entries = load_entries(db, rt, &id)?;
+        if criteria.iter().all(|c| c.matches(&entries)) {
+            let sort_keys = sort
+                .iter()
+                .map(|s| match s.param.as_str() {
+                    "_id" => Some(id.as_bytes().to_vec()),
+                    param => search::sort_key(&entries, param, s.descending),
+                })
+                .collect();
+            matched.push((sort_keys, id));
+        }
+    }
+    // Resources without a value for a sort parameter come last in either direction; the id
+    // breaks ties so that pages are stable.
+    matched.sort_by(|(ka, ia), (kb, ib)| {
+        for (i, s) in sort.iter().enumerate() {
+            let ord = match (&ka[i], &kb[i]) {
+                (Some(a), Some(b)) if s.descending => b.cmp(a),
+                (Some(a), Some(b)) => a.cmp(b),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => std::cmp::Ordering::Equal,
+            };
+            if ord.is_ne() {
+                return ord;
+            }
+        }
+        ia.cmp(ib)
+    });
+
+    let total = matched.len();
+    let mut page = SearchPage { total, ..SearchPage::default() };
+    for (_, id) in matched.iter().skip(request.offset).take(request.count) {
+        if let Some(version) = store.read(rt, id)? {
+            if !version.is_deleted() {
+                page.matches.push(version);
+            }
+        }
+    }
+    add_includes(store, request, &mut page)?;
+    Ok(page)
+}
+
+fn add_includes(store: &SledStore, request: &SearchRequest<'_>, page: &mut SearchPage) -> Result<(), StoreError> {
+    let query = request.query;
+    let rt = request.resource_type;
+    let revincludes = query.revincludes();
+    if !query.has_includes() && revincludes.is_empty() {
+        return Ok(());
+    }
+    let mut seen: HashSet<(String, String)> = page
+        .matches
+        .iter()
+        .map(|v| (v.resource_type.clone(), v.id.clone()))
+        .collect();
+    let db = store.db();
+    let mut included = Vec::new();
+    for version in &page.matches {
+        let entries = load_entries(db, rt, &version.id)?;
+        for reference in query.include_references(rt, &entries) {
+            let Some((target_type, target_id)) = reference.split_once('/') else { continue };
+            if included.len() >= MAX_INCLUDED || !seen.insert((target_type.to_owned(), target_id.to_owned())) {
+                continue;
+            }
+            if let Some(target) = store.read(target_type, target_id)? {
+                if !target.is_deleted() {
+                    included.push(target);
+                }
+            }
+        }
+        let target = format!("{rt}/{}", version.id);
+        for (source_type, param) in &revincludes {
+            let mut value = target.as_bytes().to_vec();
+            value.push(0);
+            for entry in db.scan_prefix(keys::index_prefix(source_type, param, &value)) {
+                let (key, _) = entry.map_err(io)?;
+                let Some(source_id) = keys::id_of_index_key(&key) else { continue };
+                if included.len() >= MAX_INCLUDED || !seen.insert((source_type.clone(), source_id.to_owned())) {
+                    continue;
+                }
+                if let Some(source) = store.read(source_type, source_id)? {
+                    if !source.is_deleted() {
+                        included.push(source);
+                    }
+                }
+            }
+        }
+    }
+    page.included = included;
+    Ok(())
+}
+
+fn load_entries(db: &sled::Db, rt: &str, id: &str) -> Result<Vec<search::IndexEntry>, StoreError> {
+    match db.get(keys::entries(rt, id)).map_err(io)? {
+        Some(blob) => postcard::from_bytes(&blob).map_err(|e| StoreError::Corrupt(format!("index entries of {rt}/{id}: {e}"))),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn io(error: sled::Error) -> StoreError {
+    StoreError::Io(error.to_string())
+}
