@@ -2,5 +2,7 @@
 //! definitions, see `profiles`), structural validation, the XML format and OperationOutcome.
 
 pub mod definitions;
+pub mod validate;
+pub mod xml;
 
 pub use definitions::{Definitions, ElementDef, Max, TypeDef, TypeKind};

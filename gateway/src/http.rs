@@ -8,7 +8,7 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::middleware::{Next, from_fn};
+use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use store::HistoryScope;
@@ -63,12 +63,11 @@ pub async fn observe(req: ServiceRequest, next: Next<impl MessageBody + 'static>
         .app_data::<State>()
         .map(|s| Duration::from_secs(s.config.server.request_timeout_secs))
         .unwrap_or(Duration::from_secs(60));
-    let http_request = req.request().clone();
     let mut response = match tokio::time::timeout(timeout, next.call(req)).await {
         Ok(result) => result?.map_into_boxed_body(),
         Err(_) => {
-            let error = ApiError::new(ErrorKind::Unavailable, format!("the request did not finish within {} s", timeout.as_secs()));
-            ServiceResponse::new(http_request, error_response(&error, None))
+            tracing::warn!(request_id = %request_id, method = %method, route = %route, "request timed out");
+            return Err(ApiError::new(ErrorKind::Unavailable, format!("the request did not finish within {} s", timeout.as_secs())).into());
         }
     };
     let headers = response.headers_mut();
@@ -88,15 +87,6 @@ pub async fn observe(req: ServiceRequest, next: Next<impl MessageBody + 'static>
         "request"
     );
     Ok(response)
-}
-
-pub fn middleware() -> impl actix_web::dev::Transform<
-    actix_web::dev::ServiceRequest,
-    Response = ServiceResponse<BoxBody>,
-    Error = actix_web::Error,
-    InitError = (),
-> + 'static {
-    from_fn(observe)
 }
 
 fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
@@ -224,6 +214,24 @@ pub fn error_response(error: &ApiError, negotiated: Option<Negotiated>) -> HttpR
         ),
     };
     HttpResponse::build(status).content_type(content_type).body(bytes)
+}
+
+/// Errors that escape a handler (only the timeout does) still become OperationOutcomes.
+impl actix_web::ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        error_response(self, None)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let first = self.issues.first().map_or("", |i| i.diagnostics.as_str());
+        write!(f, "{}: {first}", self.kind.table().2)
+    }
 }
 
 async fn healthz() -> HttpResponse {

@@ -50,7 +50,7 @@ pub fn start(config: Config, store: Arc<dyn store::Store>) -> std::io::Result<Ru
     let server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
-            .wrap(http::middleware())
+            .wrap(actix_web::middleware::from_fn(http::observe))
             .configure(http::configure)
     })
     .workers(workers)

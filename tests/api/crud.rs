@@ -44,13 +44,14 @@ async fn create_then_read_round_trips_japanese_text_and_sets_versions() {
 #[tokio::test]
 async fn decimals_keep_their_written_precision() {
     let app = TestApp::spawn().await;
-    let obs = app
-        .create(&json!({
-            "resourceType": "Observation", "status": "final",
+    // Written as text: a `json!` literal would already have turned 12.50 into 12.5.
+    let body: serde_json::Value = serde_json::from_str(
+        r#"{"resourceType": "Observation", "status": "final",
             "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
-            "valueQuantity": {"value": 12.50, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}
-        }))
-        .await;
+            "valueQuantity": {"value": 12.50, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}}"#,
+    )
+    .unwrap();
+    let obs = app.create(&body).await;
     let read = app.get(&format!("Observation/{}", obs["id"].as_str().unwrap())).await;
     assert!(read.text.contains("\"value\":12.50"), "{}", read.text);
 }
