@@ -154,7 +154,11 @@ impl Definitions {
                     kind: raw_type.kind,
                     is_abstract: raw_type.r#abstract,
                     regex: raw_type.regex,
-                    elements: raw_type.elements.into_iter().map(ElementDef::from).collect(),
+                    elements: raw_type
+                        .elements
+                        .into_iter()
+                        .map(ElementDef::from)
+                        .collect(),
                 },
             );
         }
@@ -233,22 +237,12 @@ impl Definitions {
                 let Some(suffix) = key.strip_prefix(element.name.as_str()) else {
                     continue;
                 };
-                if let Some(type_code) = element
-                    .types
-                    .iter()
-                    .find(|t| capitalised_eq(t, suffix))
-                {
-                    return Some(KeyMatch {
-                        element,
-                        type_code,
-                    });
+                if let Some(type_code) = element.types.iter().find(|t| capitalised_eq(t, suffix)) {
+                    return Some(KeyMatch { element, type_code });
                 }
             } else if element.name == key {
                 let type_code = element.types.first().map(String::as_str).unwrap_or("");
-                return Some(KeyMatch {
-                    element,
-                    type_code,
-                });
+                return Some(KeyMatch { element, type_code });
             }
         }
         None
@@ -275,7 +269,11 @@ mod tests {
         assert!(defs.is_resource_type("Patient"));
         assert!(!defs.is_resource_type("DomainResource"));
         let patient = defs.type_def("Patient").unwrap();
-        let gender = patient.elements.iter().find(|e| e.name == "gender").unwrap();
+        let gender = patient
+            .elements
+            .iter()
+            .find(|e| e.name == "gender")
+            .unwrap();
         assert_eq!(gender.codes.as_deref().unwrap().len(), 4);
     }
 
@@ -284,7 +282,10 @@ mod tests {
         let defs = Definitions::r4();
         let obs = defs.elements_of_type("Observation");
         let m = defs.match_key(obs, "valueQuantity").unwrap();
-        assert_eq!((m.element.name.as_str(), m.type_code), ("value", "Quantity"));
+        assert_eq!(
+            (m.element.name.as_str(), m.type_code),
+            ("value", "Quantity")
+        );
         let m = defs.match_key(obs, "effectiveDateTime").unwrap();
         assert_eq!(m.type_code, "dateTime");
         assert!(defs.match_key(obs, "valueFoo").is_none());

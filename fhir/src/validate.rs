@@ -72,7 +72,10 @@ const MAX_DEPTH: usize = 64;
 
 /// Validate a resource (an object with `resourceType`) and return every issue found.
 pub fn validate_resource(defs: &Definitions, resource: &Value) -> Vec<Issue> {
-    let mut v = Validator { defs, issues: Vec::new() };
+    let mut v = Validator {
+        defs,
+        issues: Vec::new(),
+    };
     v.resource(resource, "", 0);
     v.issues
 }
@@ -83,11 +86,20 @@ struct Validator<'d> {
 }
 
 fn error(code: IssueType, expression: String, diagnostics: String) -> Issue {
-    Issue { severity: Severity::Error, code, expression, diagnostics }
+    Issue {
+        severity: Severity::Error,
+        code,
+        expression,
+        diagnostics,
+    }
 }
 
 fn join(path: &str, name: &str) -> String {
-    if path.is_empty() { name.to_owned() } else { format!("{path}.{name}") }
+    if path.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{path}.{name}")
+    }
 }
 
 fn json_kind(value: &Value) -> &'static str {
@@ -109,34 +121,73 @@ impl Validator<'_> {
     /// A resource at `path` (empty for the root; `Patient.contained[0]` for nested ones).
     fn resource(&mut self, value: &Value, path: &str, depth: usize) {
         let Some(object) = value.as_object() else {
-            let at = if path.is_empty() { "(root)".to_owned() } else { path.to_owned() };
-            self.push(IssueType::Structure, at, format!("a resource must be a JSON object, found {}", json_kind(value)));
+            let at = if path.is_empty() {
+                "(root)".to_owned()
+            } else {
+                path.to_owned()
+            };
+            self.push(
+                IssueType::Structure,
+                at,
+                format!(
+                    "a resource must be a JSON object, found {}",
+                    json_kind(value)
+                ),
+            );
             return;
         };
         let resource_type = match object.get("resourceType") {
             Some(Value::String(t)) if self.defs.is_resource_type(t) => t.as_str(),
             Some(Value::String(t)) => {
-                self.push(IssueType::Invalid, join(path, "resourceType"), format!("{t:?} is not an R4 resource type"));
+                self.push(
+                    IssueType::Invalid,
+                    join(path, "resourceType"),
+                    format!("{t:?} is not an R4 resource type"),
+                );
                 return;
             }
             _ => {
-                self.push(IssueType::Required, join(path, "resourceType"), "resourceType is required and must be a string".into());
+                self.push(
+                    IssueType::Required,
+                    join(path, "resourceType"),
+                    "resourceType is required and must be a string".into(),
+                );
                 return;
             }
         };
-        let base = if path.is_empty() { resource_type.to_owned() } else { path.to_owned() };
+        let base = if path.is_empty() {
+            resource_type.to_owned()
+        } else {
+            path.to_owned()
+        };
         let elements = self.defs.elements_of_type(resource_type);
         self.object(object, elements, &base, resource_type, depth + 1, true);
     }
 
     /// Check one object against its element list.
-    fn object(&mut self, object: &Map<String, Value>, elements: &[ElementDef], path: &str, type_name: &str, depth: usize, is_resource: bool) {
+    fn object(
+        &mut self,
+        object: &Map<String, Value>,
+        elements: &[ElementDef],
+        path: &str,
+        type_name: &str,
+        depth: usize,
+        is_resource: bool,
+    ) {
         if depth > MAX_DEPTH {
-            self.push(IssueType::TooCostly, path.to_owned(), format!("nesting deeper than {MAX_DEPTH} levels is not accepted"));
+            self.push(
+                IssueType::TooCostly,
+                path.to_owned(),
+                format!("nesting deeper than {MAX_DEPTH} levels is not accepted"),
+            );
             return;
         }
         if object.is_empty() {
-            self.push(IssueType::Structure, path.to_owned(), "empty objects are not allowed in FHIR JSON".into());
+            self.push(
+                IssueType::Structure,
+                path.to_owned(),
+                "empty objects are not allowed in FHIR JSON".into(),
+            );
             return;
         }
         let mut present: HashMap<&str, &str> = HashMap::new();
@@ -150,7 +201,9 @@ impl Validator<'_> {
             };
             let Some(m) = self.defs.match_key(elements, name) else {
                 let diagnostics = if key == "resourceType" {
-                    format!("resourceType is only allowed at the start of a resource, not inside {type_name}")
+                    format!(
+                        "resourceType is only allowed at the start of a resource, not inside {type_name}"
+                    )
                 } else {
                     format!("unknown element {key:?} in {type_name}")
                 };
@@ -161,7 +214,14 @@ impl Validator<'_> {
             if element.is_choice {
                 if let Some(other) = present.get(element.name.as_str()) {
                     if *other != key.trim_start_matches('_') {
-                        self.push(IssueType::Structure, join(path, key), format!("{}[x] may appear with one type only, found {} and {}", element.name, other, key));
+                        self.push(
+                            IssueType::Structure,
+                            join(path, key),
+                            format!(
+                                "{}[x] may appear with one type only, found {} and {}",
+                                element.name, other, key
+                            ),
+                        );
                     }
                 }
                 present.insert(&element.name, key.trim_start_matches('_'));
@@ -173,7 +233,11 @@ impl Validator<'_> {
             let child_path = join(path, key);
             if is_extension_key {
                 if !is_primitive {
-                    self.push(IssueType::Structure, child_path, format!("{key:?}: only primitive elements have a '_' extension form"));
+                    self.push(
+                        IssueType::Structure,
+                        child_path,
+                        format!("{key:?}: only primitive elements have a '_' extension form"),
+                    );
                     continue;
                 }
                 self.primitive_extensions(value, element.max, &child_path, depth);
@@ -189,55 +253,124 @@ impl Validator<'_> {
             let found = if element.is_choice {
                 present.contains_key(element.name.as_str())
             } else {
-                object.contains_key(&element.name) || object.contains_key(&format!("_{}", element.name))
+                object.contains_key(&element.name)
+                    || object.contains_key(&format!("_{}", element.name))
             };
             if !found {
-                let shown = if element.is_choice { format!("{}[x]", element.name) } else { element.name.clone() };
-                self.push(IssueType::Required, join(path, &shown), format!("{} is required (min {}) but missing", join(path, &shown), element.min));
+                let shown = if element.is_choice {
+                    format!("{}[x]", element.name)
+                } else {
+                    element.name.clone()
+                };
+                self.push(
+                    IssueType::Required,
+                    join(path, &shown),
+                    format!(
+                        "{} is required (min {}) but missing",
+                        join(path, &shown),
+                        element.min
+                    ),
+                );
             } else if element.max == Max::Many && element.min > 1 {
-                let count = object.get(&element.name).and_then(Value::as_array).map_or(0, Vec::len);
+                let count = object
+                    .get(&element.name)
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len);
                 if count < element.min as usize {
-                    self.push(IssueType::Required, join(path, &element.name), format!("{} needs at least {} items, found {count}", element.name, element.min));
+                    self.push(
+                        IssueType::Required,
+                        join(path, &element.name),
+                        format!(
+                            "{} needs at least {} items, found {count}",
+                            element.name, element.min
+                        ),
+                    );
                 }
             }
         }
     }
 
-    fn element_value(&mut self, value: &Value, element: &ElementDef, type_code: &str, path: &str, depth: usize) {
+    fn element_value(
+        &mut self,
+        value: &Value,
+        element: &ElementDef,
+        type_code: &str,
+        path: &str,
+        depth: usize,
+    ) {
         match (element.max, value) {
             (Max::Many, Value::Array(items)) => {
                 if items.is_empty() {
-                    self.push(IssueType::Structure, path.to_owned(), "empty arrays are not allowed in FHIR JSON".into());
+                    self.push(
+                        IssueType::Structure,
+                        path.to_owned(),
+                        "empty arrays are not allowed in FHIR JSON".into(),
+                    );
                 }
                 for (i, item) in items.iter().enumerate() {
                     self.single_value(item, element, type_code, &format!("{path}[{i}]"), depth);
                 }
             }
             (Max::Many, other) => {
-                self.push(IssueType::Structure, path.to_owned(), format!("{} repeats and must be an array, found {}", element.name, json_kind(other)));
+                self.push(
+                    IssueType::Structure,
+                    path.to_owned(),
+                    format!(
+                        "{} repeats and must be an array, found {}",
+                        element.name,
+                        json_kind(other)
+                    ),
+                );
             }
             (_, Value::Array(_)) => {
-                self.push(IssueType::Structure, path.to_owned(), format!("{} occurs at most once and must not be an array", element.name));
+                self.push(
+                    IssueType::Structure,
+                    path.to_owned(),
+                    format!(
+                        "{} occurs at most once and must not be an array",
+                        element.name
+                    ),
+                );
             }
             (_, item) => self.single_value(item, element, type_code, path, depth),
         }
     }
 
-    fn single_value(&mut self, value: &Value, element: &ElementDef, type_code: &str, path: &str, depth: usize) {
+    fn single_value(
+        &mut self,
+        value: &Value,
+        element: &ElementDef,
+        type_code: &str,
+        path: &str,
+        depth: usize,
+    ) {
         if value.is_null() {
-            self.push(IssueType::Structure, path.to_owned(), "null is not allowed here".into());
+            self.push(
+                IssueType::Structure,
+                path.to_owned(),
+                "null is not allowed here".into(),
+            );
             return;
         }
         if self.defs.is_primitive(type_code) {
             self.primitive(value, type_code, element, path);
             return;
         }
-        if type_code == "Resource" {
+        // `Resource`, or a concrete resource type such as Bundle.entry.response.outcome's.
+        if type_code == "Resource" || self.defs.is_resource_type(type_code) {
             self.resource(value, path, depth);
             return;
         }
         let Some(object) = value.as_object() else {
-            self.push(IssueType::Structure, path.to_owned(), format!("{} must be an object ({type_code}), found {}", element.name, json_kind(value)));
+            self.push(
+                IssueType::Structure,
+                path.to_owned(),
+                format!(
+                    "{} must be an object ({type_code}), found {}",
+                    element.name,
+                    json_kind(value)
+                ),
+            );
             return;
         };
         let children = if element.children.is_empty() && element.content_ref.is_none() {
@@ -250,37 +383,67 @@ impl Validator<'_> {
 
     fn primitive(&mut self, value: &Value, type_code: &str, element: &ElementDef, path: &str) {
         let problem = match type_code {
-            "boolean" => (!value.is_boolean()).then(|| format!("expected true or false, found {}", json_kind(value))),
+            "boolean" => (!value.is_boolean())
+                .then(|| format!("expected true or false, found {}", json_kind(value))),
             "integer" | "positiveInt" | "unsignedInt" => match value.as_number() {
-                None => Some(format!("expected a JSON number ({type_code}), found {}", json_kind(value))),
+                None => Some(format!(
+                    "expected a JSON number ({type_code}), found {}",
+                    json_kind(value)
+                )),
                 Some(n) => {
                     let text = n.to_string();
                     match text.parse::<i64>() {
                         Err(_) => Some(format!("{text} is not an integer")),
-                        Ok(i) if i < i64::from(i32::MIN) || i > i64::from(i32::MAX) => Some(format!("{text} is outside the 32-bit integer range")),
-                        Ok(i) if type_code == "positiveInt" && i < 1 => Some(format!("{text} is not a positiveInt (>= 1)")),
-                        Ok(i) if type_code == "unsignedInt" && i < 0 => Some(format!("{text} is not an unsignedInt (>= 0)")),
+                        Ok(i) if i < i64::from(i32::MIN) || i > i64::from(i32::MAX) => {
+                            Some(format!("{text} is outside the 32-bit integer range"))
+                        }
+                        Ok(i) if type_code == "positiveInt" && i < 1 => {
+                            Some(format!("{text} is not a positiveInt (>= 1)"))
+                        }
+                        Ok(i) if type_code == "unsignedInt" && i < 0 => {
+                            Some(format!("{text} is not an unsignedInt (>= 0)"))
+                        }
                         Ok(_) => None,
                     }
                 }
             },
             "decimal" => match value.as_number() {
-                None => Some(format!("expected a JSON number (decimal), found {}", json_kind(value))),
-                Some(n) => (!primitive_regex("decimal").is_some_and(|r| r.is_match(&n.to_string()))).then(|| format!("{n} is not a valid decimal")),
+                None => Some(format!(
+                    "expected a JSON number (decimal), found {}",
+                    json_kind(value)
+                )),
+                Some(n) => (!primitive_regex("decimal")
+                    .is_some_and(|r| r.is_match(&n.to_string())))
+                .then(|| format!("{n} is not a valid decimal")),
             },
             _ => match value.as_str() {
-                None => Some(format!("expected a JSON string ({type_code}), found {}", json_kind(value))),
+                None => Some(format!(
+                    "expected a JSON string ({type_code}), found {}",
+                    json_kind(value)
+                )),
                 Some(text) => string_problem(type_code, text),
             },
         };
         if let Some(problem) = problem {
-            self.push(IssueType::Value, path.to_owned(), format!("{path}: {problem}"));
+            self.push(
+                IssueType::Value,
+                path.to_owned(),
+                format!("{path}: {problem}"),
+            );
             return;
         }
         if let (Some(codes), Some(text)) = (&element.codes, value.as_str()) {
             if !codes.iter().any(|c| c == text) {
-                let shown = if codes.len() <= 12 { codes.join(", ") } else { format!("{}, ... ({} codes)", codes[..12].join(", "), codes.len()) };
-                self.push(IssueType::CodeInvalid, path.to_owned(), format!("{path}: {text:?} is not one of {shown}"));
+                let shown = if codes.len() <= 12 {
+                    codes.join(", ")
+                } else {
+                    format!("{}, ... ({} codes)", codes[..12].join(", "), codes.len())
+                };
+                self.push(
+                    IssueType::CodeInvalid,
+                    path.to_owned(),
+                    format!("{path}: {text:?} is not one of {shown}"),
+                );
             }
         }
     }
@@ -288,9 +451,17 @@ impl Validator<'_> {
     /// `_name`: an object (or an array of objects/nulls) with only `id` and `extension`.
     fn primitive_extensions(&mut self, value: &Value, max: Max, path: &str, depth: usize) {
         let items: Vec<(String, &Value)> = match (max, value) {
-            (Max::Many, Value::Array(items)) => items.iter().enumerate().map(|(i, v)| (format!("{path}[{i}]"), v)).collect(),
+            (Max::Many, Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("{path}[{i}]"), v))
+                .collect(),
             (Max::Many, _) => {
-                self.push(IssueType::Structure, path.to_owned(), "the extension form of a repeating primitive must be an array".into());
+                self.push(
+                    IssueType::Structure,
+                    path.to_owned(),
+                    "the extension form of a repeating primitive must be an array".into(),
+                );
                 return;
             }
             (_, v) => vec![(path.to_owned(), v)],
@@ -299,8 +470,22 @@ impl Validator<'_> {
         for (item_path, item) in items {
             match item {
                 Value::Null if max == Max::Many => {}
-                Value::Object(object) => self.object(object, element_defs, &item_path, "Element", depth + 1, false),
-                other => self.push(IssueType::Structure, item_path, format!("expected an object holding id/extension, found {}", json_kind(other))),
+                Value::Object(object) => self.object(
+                    object,
+                    element_defs,
+                    &item_path,
+                    "Element",
+                    depth + 1,
+                    false,
+                ),
+                other => self.push(
+                    IssueType::Structure,
+                    item_path,
+                    format!(
+                        "expected an object holding id/extension, found {}",
+                        json_kind(other)
+                    ),
+                ),
             }
         }
     }
@@ -312,7 +497,18 @@ fn primitive_regex(type_code: &str) -> Option<&'static Regex> {
         .get_or_init(|| {
             let defs = Definitions::r4();
             let mut map = HashMap::new();
-            for name in ["decimal", "id", "oid", "uuid", "code", "date", "dateTime", "instant", "time", "base64Binary"] {
+            for name in [
+                "decimal",
+                "id",
+                "oid",
+                "uuid",
+                "code",
+                "date",
+                "dateTime",
+                "instant",
+                "time",
+                "base64Binary",
+            ] {
                 if let Some(regex) = defs.type_def(name).and_then(|t| t.regex.as_deref()) {
                     if let Ok(compiled) = Regex::new(&format!("^(?:{regex})$")) {
                         map.insert(name.to_owned(), compiled);
@@ -330,23 +526,46 @@ fn string_problem(type_code: &str, text: &str) -> Option<String> {
         return Some("empty strings are not allowed in FHIR JSON".into());
     }
     match type_code {
-        // R4 string: `[ \r\n\t\S]+`. Spaces of any script (U+3000 in Japanese text) are allowed;
-        // what is not is a value of only whitespace or one with control characters.
+        // R4 string: `[ \r\n\t\S]+` where `\s` is the ASCII whitespace set of the reference
+        // validator, so U+3000 (Japanese text) and NBSP are ordinary characters; only vertical
+        // tab and form feed are excluded, and a value of nothing but whitespace.
         "string" | "markdown" => {
-            if text.trim().is_empty() {
+            if text.chars().all(is_ascii_space) {
                 return Some("a string must contain more than whitespace".into());
             }
-            text.chars().any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t')).then(|| "control characters are not allowed in strings".into())
+            text.contains(['\u{0B}', '\u{0C}'])
+                .then(|| "vertical tab and form feed are not allowed in strings".into())
         }
-        "code" => (text.trim() != text || text.contains("  ")).then(|| format!("{text:?} is not a valid code (no leading, trailing or double spaces)")),
-        "uri" | "url" | "canonical" => text.chars().any(char::is_whitespace).then(|| format!("{text:?} is not a valid {type_code} (contains whitespace)")),
-        "xhtml" => (!text.trim_start().starts_with("<div")).then(|| "narrative must be an XHTML <div> element".into()),
+        // code: `[^\s]+(\s[^\s]+)*` with ASCII `\s`.
+        "code" => {
+            let bad = text.starts_with(is_ascii_space)
+                || text.ends_with(is_ascii_space)
+                || text
+                    .as_bytes()
+                    .windows(2)
+                    .any(|w| w.iter().all(|b| is_ascii_space(*b as char)));
+            bad.then(|| {
+                format!("{text:?} is not a valid code (no leading, trailing or double spaces)")
+            })
+        }
+        "uri" | "url" | "canonical" => text
+            .chars()
+            .any(char::is_whitespace)
+            .then(|| format!("{text:?} is not a valid {type_code} (contains whitespace)")),
+        "xhtml" => (!text.trim_start().starts_with("<div"))
+            .then(|| "narrative must be an XHTML <div> element".into()),
         "date" | "dateTime" | "instant" => date_problem(type_code, text),
         _ => match primitive_regex(type_code) {
-            Some(regex) if !regex.is_match(text) => Some(format!("{text:?} is not a valid {type_code}")),
+            Some(regex) if !regex.is_match(text) => {
+                Some(format!("{text:?} is not a valid {type_code}"))
+            }
             _ => None,
         },
     }
+}
+
+fn is_ascii_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\u{0B}' | '\u{0C}')
 }
 
 fn date_problem(type_code: &str, text: &str) -> Option<String> {
@@ -370,8 +589,12 @@ fn date_problem(type_code: &str, text: &str) -> Option<String> {
             return invalid();
         }
     }
-    if type_code == "instant" && !(time.len() >= 9 && (time.ends_with('Z') || time.contains(['+', '-']))) {
-        return Some(format!("{text:?} is not a valid instant (seconds and a time zone are required)"));
+    if type_code == "instant"
+        && !(time.len() >= 9 && (time.ends_with('Z') || time.contains(['+', '-'])))
+    {
+        return Some(format!(
+            "{text:?} is not a valid instant (seconds and a time zone are required)"
+        ));
     }
     None
 }
@@ -388,7 +611,9 @@ mod tests {
     fn assert_issue(resource: Value, expression: &str, needle: &str) {
         let found = issues(resource);
         assert!(
-            found.iter().any(|i| i.expression == expression && i.diagnostics.contains(needle)),
+            found
+                .iter()
+                .any(|i| i.expression == expression && i.diagnostics.contains(needle)),
             "expected an issue at {expression} containing {needle:?}, got {found:#?}"
         );
     }
@@ -406,25 +631,82 @@ mod tests {
 
     #[test]
     fn structural_errors_are_located() {
-        assert_issue(json!({"resourceType": "Patient", "foo": 1}), "Patient.foo", "unknown element");
-        assert_issue(json!({"resourceType": "Patient", "birthDate": "2020-13-45"}), "Patient.birthDate", "not a valid date");
-        assert_issue(json!({"resourceType": "Patient", "birthDate": "2023-02-29"}), "Patient.birthDate", "not a valid date");
-        assert_issue(json!({"resourceType": "Patient", "gender": "mail"}), "Patient.gender", "not one of male");
-        assert_issue(json!({"resourceType": "Patient", "active": "yes"}), "Patient.active", "expected true or false");
-        assert_issue(json!({"resourceType": "Patient", "name": {"family": "x"}}), "Patient.name", "must be an array");
-        assert_issue(json!({"resourceType": "Patient", "gender": ["male"]}), "Patient.gender", "must not be an array");
-        assert_issue(json!({"resourceType": "Patient", "name": [{"given": ["太郎", ""]}]}), "Patient.name[0].given[1]", "empty strings");
-        assert_issue(json!({"resourceType": "Patient", "name": []}), "Patient.name", "empty arrays");
-        assert_issue(json!({"resourceType": "Patient", "active": null}), "Patient.active", "null");
-        assert_issue(json!({"resourceType": "Patient", "contained": [{"resourceType": "Patient", "birthDate": "x"}]}), "Patient.contained[0].birthDate", "not a valid date");
-        assert_issue(json!({"resourceType": "Patient", "meta": {"lastUpdated": "2024-01-01T00:00"}}), "Patient.meta.lastUpdated", "instant");
+        assert_issue(
+            json!({"resourceType": "Patient", "foo": 1}),
+            "Patient.foo",
+            "unknown element",
+        );
+        assert_issue(
+            json!({"resourceType": "Patient", "birthDate": "2020-13-45"}),
+            "Patient.birthDate",
+            "not a valid date",
+        );
+        assert_issue(
+            json!({"resourceType": "Patient", "birthDate": "2023-02-29"}),
+            "Patient.birthDate",
+            "not a valid date",
+        );
+        assert_issue(
+            json!({"resourceType": "Patient", "gender": "mail"}),
+            "Patient.gender",
+            "not one of male",
+        );
+        assert_issue(
+            json!({"resourceType": "Patient", "active": "yes"}),
+            "Patient.active",
+            "expected true or false",
+        );
+        assert_issue(
+            json!({"resourceType": "Patient", "name": {"family": "x"}}),
+            "Patient.name",
+            "must be an array",
+        );
+        assert_issue(
+            json!({"resourceType": "Patient", "gender": ["male"]}),
+            "Patient.gender",
+            "must not be an array",
+        );
+        assert_issue(
+            json!({"resourceType": "Patient", "name": [{"given": ["太郎", ""]}]}),
+            "Patient.name[0].given[1]",
+            "empty strings",
+        );
+        assert_issue(
+            json!({"resourceType": "Patient", "name": []}),
+            "Patient.name",
+            "empty arrays",
+        );
+        assert_issue(
+            json!({"resourceType": "Patient", "active": null}),
+            "Patient.active",
+            "null",
+        );
+        assert_issue(
+            json!({"resourceType": "Patient", "contained": [{"resourceType": "Patient", "birthDate": "x"}]}),
+            "Patient.contained[0].birthDate",
+            "not a valid date",
+        );
+        assert_issue(
+            json!({"resourceType": "Patient", "meta": {"lastUpdated": "2024-01-01T00:00"}}),
+            "Patient.meta.lastUpdated",
+            "instant",
+        );
     }
 
     #[test]
     fn required_elements_and_choices() {
         let found = issues(json!({"resourceType": "Immunization", "status": "completed"}));
-        for expected in ["Immunization.vaccineCode", "Immunization.patient", "Immunization.occurrence[x]"] {
-            assert!(found.iter().any(|i| i.expression == expected && i.code == IssueType::Required), "{expected}: {found:#?}");
+        for expected in [
+            "Immunization.vaccineCode",
+            "Immunization.patient",
+            "Immunization.occurrence[x]",
+        ] {
+            assert!(
+                found
+                    .iter()
+                    .any(|i| i.expression == expected && i.code == IssueType::Required),
+                "{expected}: {found:#?}"
+            );
         }
         assert_issue(
             json!({"resourceType": "Observation", "status": "final", "code": {"text": "t"}, "valueString": "a", "valueBoolean": true}),
@@ -437,8 +719,16 @@ mod tests {
     fn numbers_and_decimals() {
         let ok: Value = serde_json::from_str(r#"{"resourceType": "Observation", "status": "final", "code": {"text": "t"}, "valueQuantity": {"value": 1.50}}"#).unwrap();
         assert!(issues(ok).is_empty());
-        assert_issue(json!({"resourceType": "Patient", "multipleBirthInteger": 2147483648i64}), "Patient.multipleBirthInteger", "32-bit");
-        assert_issue(json!({"resourceType": "Patient", "multipleBirthInteger": 1.5}), "Patient.multipleBirthInteger", "not an integer");
+        assert_issue(
+            json!({"resourceType": "Patient", "multipleBirthInteger": 2147483648i64}),
+            "Patient.multipleBirthInteger",
+            "32-bit",
+        );
+        assert_issue(
+            json!({"resourceType": "Patient", "multipleBirthInteger": 1.5}),
+            "Patient.multipleBirthInteger",
+            "not an integer",
+        );
     }
 
     #[test]
@@ -463,6 +753,10 @@ mod tests {
     #[test]
     fn non_objects_and_unknown_types() {
         assert!(!issues(json!([1, 2])).is_empty());
-        assert_issue(json!({"resourceType": "Nonsense"}), "resourceType", "not an R4 resource type");
+        assert_issue(
+            json!({"resourceType": "Nonsense"}),
+            "resourceType",
+            "not an R4 resource type",
+        );
     }
 }

@@ -28,8 +28,14 @@ fn structure(message: impl Into<String>) -> XmlError {
 
 /// Render a resource as FHIR XML.
 pub fn json_to_xml(defs: &Definitions, resource: &Value, pretty: bool) -> Result<String, XmlError> {
-    let mut writer = XmlWriter { defs, out: String::with_capacity(1024), pretty };
-    writer.out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+    let mut writer = XmlWriter {
+        defs,
+        out: String::with_capacity(1024),
+        pretty,
+    };
+    writer
+        .out
+        .push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
     writer.resource(resource, 0, true)?;
     if pretty {
         writer.out.push('\n');
@@ -79,8 +85,13 @@ impl XmlWriter<'_> {
     }
 
     fn resource(&mut self, value: &Value, depth: usize, root: bool) -> Result<(), XmlError> {
-        let object = value.as_object().ok_or_else(|| structure("a resource must be a JSON object"))?;
-        let rt = object.get("resourceType").and_then(Value::as_str).ok_or_else(|| structure("resourceType is missing"))?;
+        let object = value
+            .as_object()
+            .ok_or_else(|| structure("a resource must be a JSON object"))?;
+        let rt = object
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .ok_or_else(|| structure("resourceType is missing"))?;
         if !self.defs.is_resource_type(rt) {
             return Err(structure(format!("{rt:?} is not an R4 resource type")));
         }
@@ -106,10 +117,20 @@ impl XmlWriter<'_> {
     }
 
     /// Write an object's properties in definition order; `skip` names those written as attributes.
-    fn children(&mut self, object: &Map<String, Value>, elements: &[ElementDef], type_name: &str, depth: usize, skip: &[&str]) -> Result<(), XmlError> {
+    fn children(
+        &mut self,
+        object: &Map<String, Value>,
+        elements: &[ElementDef],
+        type_name: &str,
+        depth: usize,
+        skip: &[&str],
+    ) -> Result<(), XmlError> {
         for key in object.keys() {
             let name = key.strip_prefix('_').unwrap_or(key);
-            if key != "resourceType" && !skip.contains(&name) && self.defs.match_key(elements, name).is_none() {
+            if key != "resourceType"
+                && !skip.contains(&name)
+                && self.defs.match_key(elements, name).is_none()
+            {
                 return Err(structure(format!("unknown element {key:?} in {type_name}")));
             }
         }
@@ -121,15 +142,24 @@ impl XmlWriter<'_> {
                 object
                     .keys()
                     .map(|k| k.strip_prefix('_').unwrap_or(k))
-                    .filter_map(|k| self.defs.match_key(std::slice::from_ref(element), k).map(|m| (k, m.type_code)))
+                    .filter_map(|k| {
+                        self.defs
+                            .match_key(std::slice::from_ref(element), k)
+                            .map(|m| (k, m.type_code))
+                    })
                     .fold(Vec::new(), |mut acc, kv| {
                         if !acc.contains(&kv) {
                             acc.push(kv);
                         }
                         acc
                     })
-            } else if object.contains_key(&element.name) || object.contains_key(&format!("_{}", element.name)) {
-                vec![(element.name.as_str(), element.types.first().map(String::as_str).unwrap_or(""))]
+            } else if object.contains_key(&element.name)
+                || object.contains_key(&format!("_{}", element.name))
+            {
+                vec![(
+                    element.name.as_str(),
+                    element.types.first().map(String::as_str).unwrap_or(""),
+                )]
             } else {
                 Vec::new()
             };
@@ -142,19 +172,41 @@ impl XmlWriter<'_> {
         Ok(())
     }
 
-    fn element(&mut self, name: &str, element: &ElementDef, type_code: &str, value: Option<&Value>, extension: Option<&Value>, depth: usize) -> Result<(), XmlError> {
+    fn element(
+        &mut self,
+        name: &str,
+        element: &ElementDef,
+        type_code: &str,
+        value: Option<&Value>,
+        extension: Option<&Value>,
+        depth: usize,
+    ) -> Result<(), XmlError> {
         match (value, extension) {
             (Some(Value::Array(values)), ext) => {
                 let exts = ext.and_then(Value::as_array);
                 for (i, v) in values.iter().enumerate() {
                     let e = exts.and_then(|e| e.get(i)).filter(|e| !e.is_null());
-                    self.single(name, element, type_code, Some(v).filter(|v| !v.is_null()), e, depth)?;
+                    self.single(
+                        name,
+                        element,
+                        type_code,
+                        Some(v).filter(|v| !v.is_null()),
+                        e,
+                        depth,
+                    )?;
                 }
                 Ok(())
             }
             (None, Some(Value::Array(exts))) => {
                 for e in exts {
-                    self.single(name, element, type_code, None, Some(e).filter(|e| !e.is_null()), depth)?;
+                    self.single(
+                        name,
+                        element,
+                        type_code,
+                        None,
+                        Some(e).filter(|e| !e.is_null()),
+                        depth,
+                    )?;
                 }
                 Ok(())
             }
@@ -162,17 +214,30 @@ impl XmlWriter<'_> {
         }
     }
 
-    fn single(&mut self, name: &str, element: &ElementDef, type_code: &str, value: Option<&Value>, extension: Option<&Value>, depth: usize) -> Result<(), XmlError> {
+    fn single(
+        &mut self,
+        name: &str,
+        element: &ElementDef,
+        type_code: &str,
+        value: Option<&Value>,
+        extension: Option<&Value>,
+        depth: usize,
+    ) -> Result<(), XmlError> {
         if value.is_none() && extension.is_none() {
             return Ok(());
         }
         if type_code == "xhtml" {
-            let div = value.and_then(Value::as_str).ok_or_else(|| structure("narrative div must be a string"))?;
+            let div = value
+                .and_then(Value::as_str)
+                .ok_or_else(|| structure("narrative div must be a string"))?;
             self.newline(depth);
             if div.contains("xmlns=") {
                 self.out.push_str(div);
             } else {
-                let rest = div.trim_start().strip_prefix("<div").ok_or_else(|| structure("narrative must start with <div"))?;
+                let rest = div
+                    .trim_start()
+                    .strip_prefix("<div")
+                    .ok_or_else(|| structure("narrative must start with <div"))?;
                 self.out.push_str("<div xmlns=\"");
                 self.out.push_str(XHTML_NS);
                 self.out.push('"');
@@ -180,7 +245,7 @@ impl XmlWriter<'_> {
             }
             return Ok(());
         }
-        if type_code == "Resource" {
+        if type_code == "Resource" || self.defs.is_resource_type(type_code) {
             let inner = value.ok_or_else(|| structure(format!("{name} needs a resource")))?;
             self.newline(depth);
             self.out.push('<');
@@ -204,7 +269,8 @@ impl XmlWriter<'_> {
                 self.out.push('"');
             }
             if let Some(v) = value {
-                let text = scalar_text(v).ok_or_else(|| structure(format!("{name} must be a primitive value")))?;
+                let text = scalar_text(v)
+                    .ok_or_else(|| structure(format!("{name} must be a primitive value")))?;
                 self.out.push_str(" value=\"");
                 escape_into(&mut self.out, &text);
                 self.out.push('"');
@@ -213,7 +279,14 @@ impl XmlWriter<'_> {
                 Some(extensions) => {
                     self.out.push('>');
                     let ext_def = &self.defs.elements_of_type("Element")[1];
-                    self.element("extension", ext_def, "Extension", Some(extensions), None, depth + 1)?;
+                    self.element(
+                        "extension",
+                        ext_def,
+                        "Extension",
+                        Some(extensions),
+                        None,
+                        depth + 1,
+                    )?;
                     self.newline(depth);
                     self.out.push_str("</");
                     self.out.push_str(name);
@@ -223,7 +296,9 @@ impl XmlWriter<'_> {
             }
             return Ok(());
         }
-        let object = value.and_then(Value::as_object).ok_or_else(|| structure(format!("{name} must be an object")))?;
+        let object = value
+            .and_then(Value::as_object)
+            .ok_or_else(|| structure(format!("{name} must be an object")))?;
         let mut skip = vec![];
         if let Some(id) = object.get("id").and_then(Value::as_str) {
             self.out.push_str(" id=\"");
@@ -267,24 +342,40 @@ struct XNode {
 
 impl XNode {
     fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
 fn syntax(reader: &Reader<&[u8]>, message: impl Into<String>) -> XmlError {
-    XmlError::Syntax { position: reader.buffer_position() as u64, message: message.into() }
+    XmlError::Syntax {
+        position: reader.buffer_position() as u64,
+        message: message.into(),
+    }
 }
 
 fn start_node(reader: &Reader<&[u8]>, e: &BytesStart<'_>) -> Result<XNode, XmlError> {
-    let name = String::from_utf8(e.local_name().as_ref().to_vec()).map_err(|_| syntax(reader, "element name is not UTF-8"))?;
+    let name = String::from_utf8(e.local_name().as_ref().to_vec())
+        .map_err(|_| syntax(reader, "element name is not UTF-8"))?;
     let mut attrs = Vec::new();
     for attr in e.attributes() {
         let attr = attr.map_err(|err| syntax(reader, err.to_string()))?;
-        let key = String::from_utf8(attr.key.as_ref().to_vec()).map_err(|_| syntax(reader, "attribute name is not UTF-8"))?;
-        let value = attr.unescape_value().map_err(|err| syntax(reader, err.to_string()))?.into_owned();
+        let key = String::from_utf8(attr.key.as_ref().to_vec())
+            .map_err(|_| syntax(reader, "attribute name is not UTF-8"))?;
+        let value = attr
+            .unescape_value()
+            .map_err(|err| syntax(reader, err.to_string()))?
+            .into_owned();
         attrs.push((key, value));
     }
-    Ok(XNode { name, attrs, children: Vec::new(), raw: None })
+    Ok(XNode {
+        name,
+        attrs,
+        children: Vec::new(),
+        raw: None,
+    })
 }
 
 fn parse_tree(xml: &str) -> Result<XNode, XmlError> {
@@ -293,9 +384,13 @@ fn parse_tree(xml: &str) -> Result<XNode, XmlError> {
     let mut root = None;
     loop {
         let before = reader.buffer_position() as usize;
-        let event = reader.read_event().map_err(|e| syntax(&reader, e.to_string()))?;
+        let event = reader
+            .read_event()
+            .map_err(|e| syntax(&reader, e.to_string()))?;
         match event {
-            Event::DocType(_) => return Err(syntax(&reader, "DOCTYPE declarations are not accepted")),
+            Event::DocType(_) => {
+                return Err(syntax(&reader, "DOCTYPE declarations are not accepted"));
+            }
             Event::Start(e) => {
                 if stack.len() > MAX_DEPTH {
                     return Err(syntax(&reader, "nesting too deep"));
@@ -304,8 +399,12 @@ fn parse_tree(xml: &str) -> Result<XNode, XmlError> {
                 if node.name == "div" && node.attr("xmlns") == Some(XHTML_NS) {
                     // Keep the narrative exactly as written: from its `<` to its end tag.
                     let end = e.name().as_ref().to_vec();
-                    reader.read_to_end(quick_xml::name::QName(&end)).map_err(|err| syntax(&reader, err.to_string()))?;
-                    let start = xml[before..].find('<').map_or(before, |offset| before + offset);
+                    reader
+                        .read_to_end(quick_xml::name::QName(&end))
+                        .map_err(|err| syntax(&reader, err.to_string()))?;
+                    let start = xml[before..]
+                        .find('<')
+                        .map_or(before, |offset| before + offset);
                     node.raw = Some(xml[start..reader.buffer_position() as usize].to_owned());
                     attach(&mut stack, &mut root, node);
                 } else {
@@ -315,7 +414,9 @@ fn parse_tree(xml: &str) -> Result<XNode, XmlError> {
             Event::Empty(e) => {
                 let node = start_node(&reader, &e)?;
                 if node.name == "div" {
-                    let start = xml[before..].find('<').map_or(before, |offset| before + offset);
+                    let start = xml[before..]
+                        .find('<')
+                        .map_or(before, |offset| before + offset);
                     let mut div = node;
                     div.raw = Some(xml[start..reader.buffer_position() as usize].to_owned());
                     attach(&mut stack, &mut root, div);
@@ -324,16 +425,29 @@ fn parse_tree(xml: &str) -> Result<XNode, XmlError> {
                 }
             }
             Event::End(_) => {
-                let node = stack.pop().ok_or_else(|| syntax(&reader, "unexpected end tag"))?;
+                let node = stack
+                    .pop()
+                    .ok_or_else(|| syntax(&reader, "unexpected end tag"))?;
                 attach(&mut stack, &mut root, node);
             }
             Event::Text(t) => {
                 let text = t.unescape().map_err(|e| syntax(&reader, e.to_string()))?;
                 if !text.trim().is_empty() {
-                    return Err(syntax(&reader, format!("unexpected text {:?}: FHIR XML carries values in value attributes", text.trim())));
+                    return Err(syntax(
+                        &reader,
+                        format!(
+                            "unexpected text {:?}: FHIR XML carries values in value attributes",
+                            text.trim()
+                        ),
+                    ));
                 }
             }
-            Event::CData(_) => return Err(syntax(&reader, "CDATA is not allowed outside the narrative")),
+            Event::CData(_) => {
+                return Err(syntax(
+                    &reader,
+                    "CDATA is not allowed outside the narrative",
+                ));
+            }
             Event::Eof => break,
             Event::Comment(_) | Event::Decl(_) | Event::PI(_) => {}
         }
@@ -355,28 +469,50 @@ fn attach(stack: &mut [XNode], root: &mut Option<XNode>, node: XNode) {
 pub fn xml_to_json(defs: &Definitions, xml: &str) -> Result<Value, XmlError> {
     let root = parse_tree(xml)?;
     if root.attr("xmlns") != Some(FHIR_NS) {
-        return Err(structure(format!("the root element must be in the FHIR namespace {FHIR_NS}")));
+        return Err(structure(format!(
+            "the root element must be in the FHIR namespace {FHIR_NS}"
+        )));
     }
     resource_to_json(defs, &root, 0)
 }
 
 fn resource_to_json(defs: &Definitions, node: &XNode, depth: usize) -> Result<Value, XmlError> {
     if !defs.is_resource_type(&node.name) {
-        return Err(structure(format!("<{}> is not an R4 resource type", node.name)));
+        return Err(structure(format!(
+            "<{}> is not an R4 resource type",
+            node.name
+        )));
     }
     let mut object = Map::new();
     object.insert("resourceType".into(), Value::String(node.name.clone()));
-    children_to_json(defs, &node.children, defs.elements_of_type(&node.name), &node.name, &mut object, depth + 1)?;
+    children_to_json(
+        defs,
+        &node.children,
+        defs.elements_of_type(&node.name),
+        &node.name,
+        &mut object,
+        depth + 1,
+    )?;
     Ok(Value::Object(object))
 }
 
-fn children_to_json(defs: &Definitions, children: &[XNode], elements: &[ElementDef], type_name: &str, object: &mut Map<String, Value>, depth: usize) -> Result<(), XmlError> {
+fn children_to_json(
+    defs: &Definitions,
+    children: &[XNode],
+    elements: &[ElementDef],
+    type_name: &str,
+    object: &mut Map<String, Value>,
+    depth: usize,
+) -> Result<(), XmlError> {
     if depth > MAX_DEPTH {
         return Err(structure("nesting too deep"));
     }
     for child in children {
         if defs.match_key(elements, &child.name).is_none() {
-            return Err(structure(format!("unknown element <{}> in {type_name}", child.name)));
+            return Err(structure(format!(
+                "unknown element <{}> in {type_name}",
+                child.name
+            )));
         }
     }
     for element in elements {
@@ -390,11 +526,15 @@ fn children_to_json(defs: &Definitions, children: &[XNode], elements: &[ElementD
             }
         }
         for name in names {
-            let m = defs.match_key(std::slice::from_ref(element), name).ok_or_else(|| structure("element lookup"))?;
+            let m = defs
+                .match_key(std::slice::from_ref(element), name)
+                .ok_or_else(|| structure("element lookup"))?;
             let type_code = m.type_code;
             let items: Vec<&XNode> = children.iter().filter(|c| c.name == name).collect();
             if element.max != Max::Many && items.len() > 1 {
-                return Err(structure(format!("<{name}> occurs more than once in {type_name}")));
+                return Err(structure(format!(
+                    "<{name}> occurs more than once in {type_name}"
+                )));
             }
             let mut values = Vec::with_capacity(items.len());
             let mut extensions = Vec::with_capacity(items.len());
@@ -407,10 +547,26 @@ fn children_to_json(defs: &Definitions, children: &[XNode], elements: &[ElementD
             let has_extensions = extensions.iter().any(Option::is_some);
             if element.max == Max::Many {
                 if has_values {
-                    object.insert(name.to_owned(), Value::Array(values.into_iter().map(|v| v.unwrap_or(Value::Null)).collect()));
+                    object.insert(
+                        name.to_owned(),
+                        Value::Array(
+                            values
+                                .into_iter()
+                                .map(|v| v.unwrap_or(Value::Null))
+                                .collect(),
+                        ),
+                    );
                 }
                 if has_extensions {
-                    object.insert(format!("_{name}"), Value::Array(extensions.into_iter().map(|v| v.unwrap_or(Value::Null)).collect()));
+                    object.insert(
+                        format!("_{name}"),
+                        Value::Array(
+                            extensions
+                                .into_iter()
+                                .map(|v| v.unwrap_or(Value::Null))
+                                .collect(),
+                        ),
+                    );
                 }
             } else {
                 if let Some(Some(v)) = values.into_iter().next() {
@@ -426,13 +582,22 @@ fn children_to_json(defs: &Definitions, children: &[XNode], elements: &[ElementD
 }
 
 /// One XML element → (JSON value, `_name` extension object).
-fn node_to_json(defs: &Definitions, node: &XNode, element: &ElementDef, type_code: &str, depth: usize) -> Result<(Option<Value>, Option<Value>), XmlError> {
+fn node_to_json(
+    defs: &Definitions,
+    node: &XNode,
+    element: &ElementDef,
+    type_code: &str,
+    depth: usize,
+) -> Result<(Option<Value>, Option<Value>), XmlError> {
     if type_code == "xhtml" {
         return Ok((node.raw.clone().map(Value::String), None));
     }
-    if type_code == "Resource" {
+    if type_code == "Resource" || defs.is_resource_type(type_code) {
         let [inner] = node.children.as_slice() else {
-            return Err(structure(format!("<{}> must hold exactly one resource", node.name)));
+            return Err(structure(format!(
+                "<{}> must hold exactly one resource",
+                node.name
+            )));
         };
         return Ok((Some(resource_to_json(defs, inner, depth + 1)?), None));
     }
@@ -446,10 +611,20 @@ fn node_to_json(defs: &Definitions, node: &XNode, element: &ElementDef, type_cod
             extension.insert("id".into(), Value::String(id.to_owned()));
         }
         let element_defs = defs.elements_of_type("Element");
-        children_to_json(defs, &node.children, element_defs, "Element", &mut extension, depth + 1)?;
+        children_to_json(
+            defs,
+            &node.children,
+            element_defs,
+            "Element",
+            &mut extension,
+            depth + 1,
+        )?;
         let extension = (!extension.is_empty()).then_some(Value::Object(extension));
         if value.is_none() && extension.is_none() {
-            return Err(structure(format!("<{}> has neither a value nor extensions", node.name)));
+            return Err(structure(format!(
+                "<{}> has neither a value nor extensions",
+                node.name
+            )));
         }
         return Ok((value, extension));
     }
@@ -468,7 +643,14 @@ fn node_to_json(defs: &Definitions, node: &XNode, element: &ElementDef, type_cod
         defs.children_of(element)
     };
     let mut body = Map::new();
-    children_to_json(defs, &node.children, children, type_code, &mut body, depth + 1)?;
+    children_to_json(
+        defs,
+        &node.children,
+        children,
+        type_code,
+        &mut body,
+        depth + 1,
+    )?;
     // Attributes first (id, url), then children in definition order.
     for (k, v) in body {
         if !object.contains_key(&k) {
@@ -483,7 +665,9 @@ fn primitive_json(type_code: &str, text: &str, name: &str) -> Result<Value, XmlE
         "boolean" => match text {
             "true" => Ok(Value::Bool(true)),
             "false" => Ok(Value::Bool(false)),
-            other => Err(structure(format!("<{name} value={other:?}> is not a boolean"))),
+            other => Err(structure(format!(
+                "<{name} value={other:?}> is not a boolean"
+            ))),
         },
         "integer" | "positiveInt" | "unsignedInt" | "decimal" => text
             .parse::<Number>()
@@ -509,19 +693,27 @@ mod tests {
 
     #[test]
     fn japanese_patient_round_trips() {
-        round_trip(r#"{"resourceType":"Patient","id":"p1","meta":{"versionId":"1"},
+        round_trip(
+            r#"{"resourceType":"Patient","id":"p1","meta":{"versionId":"1"},
             "text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>山田　太郎 <b>様</b></p></div>"},
             "contained":[{"resourceType":"Organization","id":"o1","name":"新宿区"}],
             "name":[{"text":"山田　太郎","family":"山田","given":["太郎","一"],"_given":[null,{"extension":[{"url":"http://x","valueCode":"SYL"}]}]}],
             "birthDate":"2020-02-29","_birthDate":{"id":"b","extension":[{"url":"http://example.org/t","valueTime":"09:30:00"}]},
-            "multipleBirthInteger":2,"active":true}"#);
+            "multipleBirthInteger":2,"active":true}"#,
+        );
     }
 
     #[test]
     fn decimals_questionnaires_and_bundles_round_trip() {
-        round_trip(r#"{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8310-5"}]},"valueQuantity":{"value":36.50,"unit":"℃","system":"http://unitsofmeasure.org","code":"Cel"}}"#);
-        round_trip(r#"{"resourceType":"Questionnaire","status":"active","item":[{"linkId":"1","type":"group","item":[{"linkId":"1.1","text":"今日の体温","type":"decimal"}]}]}"#);
-        round_trip(r#"{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:1","resource":{"resourceType":"Patient","gender":"female"}}]}"#);
+        round_trip(
+            r#"{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8310-5"}]},"valueQuantity":{"value":36.50,"unit":"℃","system":"http://unitsofmeasure.org","code":"Cel"}}"#,
+        );
+        round_trip(
+            r#"{"resourceType":"Questionnaire","status":"active","item":[{"linkId":"1","type":"group","item":[{"linkId":"1.1","text":"今日の体温","type":"decimal"}]}]}"#,
+        );
+        round_trip(
+            r#"{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:1","resource":{"resourceType":"Patient","gender":"female"}}]}"#,
+        );
     }
 
     #[test]
@@ -530,7 +722,12 @@ mod tests {
         let doctype = r#"<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "x">]><Patient xmlns="http://hl7.org/fhir"/>"#;
         assert!(xml_to_json(defs, doctype).is_err());
         let unknown = r#"<Patient xmlns="http://hl7.org/fhir"><foo value="1"/></Patient>"#;
-        assert!(xml_to_json(defs, unknown).unwrap_err().to_string().contains("foo"));
+        assert!(
+            xml_to_json(defs, unknown)
+                .unwrap_err()
+                .to_string()
+                .contains("foo")
+        );
         let no_ns = r#"<Patient><gender value="male"/></Patient>"#;
         assert!(xml_to_json(defs, no_ns).is_err());
         let commented = "<Patient xmlns=\"http://hl7.org/fhir\">\n  <!-- a comment -->\n  <gender value=\"male\"/>\n</Patient>";

@@ -47,7 +47,9 @@ pub fn capability_statement(state: &AppState, base: &str) -> Value {
                 "searchParam": params,
             });
             if includes_is_empty(&resource) {
-                resource.as_object_mut().map(|o| o.shift_remove("searchInclude"));
+                resource
+                    .as_object_mut()
+                    .map(|o| o.shift_remove("searchInclude"));
             }
             resource
         })
@@ -82,5 +84,7 @@ pub fn capability_statement(state: &AppState, base: &str) -> Value {
 }
 
 fn includes_is_empty(resource: &Value) -> bool {
-    resource["searchInclude"].as_array().is_some_and(Vec::is_empty)
+    resource["searchInclude"]
+        .as_array()
+        .is_some_and(Vec::is_empty)
 }

@@ -101,10 +101,12 @@ impl Config {
             ),
             None => ("(built-in demo)".to_string(), DEMO_CONFIG.to_string()),
         };
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-            origin: origin.clone(),
-            message: e.to_string(),
-        })?;
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    origin: origin.clone(),
+                    message: e.to_string(),
+                })?;
         for (name, value) in env {
             if let Some(path) = name.strip_prefix(ENV_PREFIX) {
                 apply_override(&mut table, path, &value).map_err(|message| {

@@ -142,7 +142,9 @@ pub fn body_format(content_type: Option<&str>) -> Result<Format, ApiError> {
 /// Parse a resource body; errors say where the text is broken.
 pub fn parse_resource(bytes: &[u8], format: Format) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("the request body is empty; a resource is required"));
+        return Err(ApiError::bad_request(
+            "the request body is empty; a resource is required",
+        ));
     }
     let value = match format {
         Format::Json => serde_json::from_slice::<Value>(bytes).map_err(|e| {
@@ -156,8 +158,9 @@ pub fn parse_resource(bytes: &[u8], format: Format) -> Result<Value, ApiError> {
             let text = std::str::from_utf8(bytes).map_err(|e| {
                 ApiError::bad_request(format!("the XML body is not valid UTF-8: {e}"))
             })?;
-            fhir::xml::xml_to_json(fhir::Definitions::r4(), text)
-                .map_err(|e| ApiError::bad_request(format!("the body is not valid FHIR XML: {e}")))?
+            fhir::xml::xml_to_json(fhir::Definitions::r4(), text).map_err(|e| {
+                ApiError::bad_request(format!("the body is not valid FHIR XML: {e}"))
+            })?
         }
     };
     if !value.is_object() {
@@ -177,9 +180,8 @@ pub fn render(body: &Body, negotiated: Negotiated) -> Result<Vec<u8>, ApiError> 
         (Body::Json(value), Format::Json, false) => {
             serde_json::to_vec(value).map_err(|e| ApiError::internal(e.to_string()))
         }
-        (body, Format::Json, true) => {
-            serde_json::to_vec_pretty(&body.to_value()?).map_err(|e| ApiError::internal(e.to_string()))
-        }
+        (body, Format::Json, true) => serde_json::to_vec_pretty(&body.to_value()?)
+            .map_err(|e| ApiError::internal(e.to_string())),
         (body, Format::Xml, pretty) => {
             fhir::xml::json_to_xml(fhir::Definitions::r4(), &body.to_value()?, pretty)
                 .map(String::into_bytes)
@@ -226,25 +228,50 @@ mod tests {
 
     #[test]
     fn accept_is_weighed() {
-        let n = negotiate(None, None, Some("application/fhir+xml;q=0.5, application/fhir+json")).unwrap();
+        let n = negotiate(
+            None,
+            None,
+            Some("application/fhir+xml;q=0.5, application/fhir+json"),
+        )
+        .unwrap();
         assert_eq!(n.format, Format::Json);
-        let n = negotiate(None, Some("true"), Some("text/html,application/xhtml+xml,*/*;q=0.8")).unwrap();
+        let n = negotiate(
+            None,
+            Some("true"),
+            Some("text/html,application/xhtml+xml,*/*;q=0.8"),
+        )
+        .unwrap();
         assert_eq!(n.format, Format::Json);
         assert!(n.pretty);
         assert!(negotiate(None, None, Some("text/html")).is_err());
-        assert!(negotiate(None, None, Some("application/json")).unwrap().plain_json);
+        assert!(
+            negotiate(None, None, Some("application/json"))
+                .unwrap()
+                .plain_json
+        );
     }
 
     #[test]
     fn body_formats() {
-        assert_eq!(body_format(Some("application/json; charset=utf-8")).unwrap(), Format::Json);
-        assert_eq!(body_format(Some("application/fhir+xml")).unwrap(), Format::Xml);
+        assert_eq!(
+            body_format(Some("application/json; charset=utf-8")).unwrap(),
+            Format::Json
+        );
+        assert_eq!(
+            body_format(Some("application/fhir+xml")).unwrap(),
+            Format::Xml
+        );
         assert_eq!(body_format(Some("text/plain")).unwrap_err().status(), 415);
     }
 
     #[test]
     fn broken_json_says_where() {
-        let err = parse_resource(b"{\"resourceType\": \"Patient\",\n \"id\": }", Format::Json).unwrap_err();
-        assert!(err.issues[0].diagnostics.contains("line 2"), "{:?}", err.issues);
+        let err = parse_resource(b"{\"resourceType\": \"Patient\",\n \"id\": }", Format::Json)
+            .unwrap_err();
+        assert!(
+            err.issues[0].diagnostics.contains("line 2"),
+            "{:?}",
+            err.issues
+        );
     }
 }

@@ -47,7 +47,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Request id, access log, security headers and the per-request timeout, around every route.
-pub async fn observe(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
     let request_id = req
         .headers()
@@ -67,14 +70,21 @@ pub async fn observe(req: ServiceRequest, next: Next<impl MessageBody + 'static>
         Ok(result) => result?.map_into_boxed_body(),
         Err(_) => {
             tracing::warn!(request_id = %request_id, method = %method, route = %route, "request timed out");
-            return Err(ApiError::new(ErrorKind::Unavailable, format!("the request did not finish within {} s", timeout.as_secs())).into());
+            return Err(ApiError::new(
+                ErrorKind::Unavailable,
+                format!("the request did not finish within {} s", timeout.as_secs()),
+            )
+            .into());
         }
     };
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert(header::HeaderName::from_static("x-request-id"), value);
     }
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     tracing::info!(
@@ -98,12 +108,19 @@ fn query_pairs(req: &HttpRequest) -> Vec<(String, String)> {
 }
 
 fn query_param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 fn negotiated(req: &HttpRequest) -> Result<Negotiated, ApiError> {
     let pairs = query_pairs(req);
-    format::negotiate(query_param(&pairs, "_format"), query_param(&pairs, "_pretty"), header_str(req, "accept"))
+    format::negotiate(
+        query_param(&pairs, "_format"),
+        query_param(&pairs, "_pretty"),
+        header_str(req, "accept"),
+    )
 }
 
 fn base_url(state: &AppState, req: &HttpRequest) -> String {
@@ -124,9 +141,18 @@ fn ctx<'a>(state: &'a AppState, req: &HttpRequest) -> Ctx<'a> {
 }
 
 /// Read the body up to the configured limit; larger bodies are refused before they are buffered.
-async fn read_body(state: &AppState, req: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u8>, ApiError> {
+async fn read_body(
+    state: &AppState,
+    req: &HttpRequest,
+    mut payload: web::Payload,
+) -> Result<Vec<u8>, ApiError> {
     let limit = state.config.server.max_body_bytes;
-    let too_large = || ApiError::new(ErrorKind::PayloadTooLarge, format!("the request body exceeds the limit of {limit} bytes"));
+    let too_large = || {
+        ApiError::new(
+            ErrorKind::PayloadTooLarge,
+            format!("the request body exceeds the limit of {limit} bytes"),
+        )
+    };
     if let Some(length) = header_str(req, "content-length").and_then(|v| v.parse::<usize>().ok()) {
         if length > limit {
             return Err(too_large());
@@ -134,7 +160,9 @@ async fn read_body(state: &AppState, req: &HttpRequest, mut payload: web::Payloa
     }
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("the request body could not be read: {e}")))?;
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(format!("the request body could not be read: {e}"))
+        })?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }
@@ -143,16 +171,23 @@ async fn read_body(state: &AppState, req: &HttpRequest, mut payload: web::Payloa
     Ok(body)
 }
 
-async fn read_resource(state: &AppState, req: &HttpRequest, payload: web::Payload) -> Result<serde_json::Value, ApiError> {
+async fn read_resource(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<serde_json::Value, ApiError> {
     let format = format::body_format(header_str(req, "content-type"))?;
     let body = read_body(state, req, payload).await?;
     format::parse_resource(&body, format)
 }
 
 fn http_date(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     format!(
         "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
         DAYS[t.weekday().number_days_from_monday() as usize],
@@ -203,7 +238,11 @@ fn reply_response(reply: Reply, negotiated: Negotiated) -> HttpResponse {
 /// The one place an error becomes an HTTP response: status from the error table, an
 /// OperationOutcome body in the client's format when it could be negotiated.
 pub fn error_response(error: &ApiError, negotiated: Option<Negotiated>) -> HttpResponse {
-    let negotiated = negotiated.unwrap_or(Negotiated { format: format::Format::Json, pretty: false, plain_json: false });
+    let negotiated = negotiated.unwrap_or(Negotiated {
+        format: format::Format::Json,
+        pretty: false,
+        plain_json: false,
+    });
     let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = crate::format::bytes_body::Body::Json(error.to_operation_outcome());
     let (bytes, content_type) = match format::render(&body, negotiated) {
@@ -213,7 +252,9 @@ pub fn error_response(error: &ApiError, negotiated: Option<Negotiated>) -> HttpR
             "application/fhir+json; charset=utf-8",
         ),
     };
-    HttpResponse::build(status).content_type(content_type).body(bytes)
+    HttpResponse::build(status)
+        .content_type(content_type)
+        .body(bytes)
 }
 
 /// Errors that escape a handler (only the timeout does) still become OperationOutcomes.
@@ -243,20 +284,34 @@ async fn readyz(state: State) -> HttpResponse {
         Ok(_) => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
         Err(error) => {
             tracing::warn!(%error, "readiness check failed");
-            HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "store unavailable"}))
+            HttpResponse::ServiceUnavailable()
+                .json(serde_json::json!({"status": "store unavailable"}))
         }
     }
 }
 
 async fn unknown_route(req: HttpRequest) -> HttpResponse {
-    let error = ApiError::not_found(format!("no FHIR interaction at {} {}", req.method(), req.path()));
+    let error = ApiError::not_found(format!(
+        "no FHIR interaction at {} {}",
+        req.method(),
+        req.path()
+    ));
     respond(&req, Err(error))
 }
 
 async fn metadata(state: State, req: HttpRequest) -> HttpResponse {
     let base = base_url(&state, &req);
     let statement = crate::capability::capability_statement(&state, &base);
-    respond(&req, Ok(Reply { status: 200, body: crate::format::bytes_body::Body::Json(statement), location: None, etag: None, last_modified_ms: None }))
+    respond(
+        &req,
+        Ok(Reply {
+            status: 200,
+            body: crate::format::bytes_body::Body::Json(statement),
+            location: None,
+            etag: None,
+            last_modified_ms: None,
+        }),
+    )
 }
 
 async fn post_bundle(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
@@ -269,7 +324,12 @@ async fn post_bundle(state: State, req: HttpRequest, payload: web::Payload) -> H
     respond(&req, result)
 }
 
-async fn create(state: State, req: HttpRequest, path: web::Path<String>, payload: web::Payload) -> HttpResponse {
+async fn create(
+    state: State,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
     let ctx = ctx(&state, &req);
     let result = async {
         rest::check_type(&state, &path)?;
@@ -282,16 +342,30 @@ async fn create(state: State, req: HttpRequest, path: web::Path<String>, payload
 
 async fn read(state: State, req: HttpRequest, path: web::Path<(String, String)>) -> HttpResponse {
     let (rt, id) = path.into_inner();
-    let result = rest::read(&ctx(&state, &req), &rt, &id, header_str(&req, "if-none-match"));
+    let result = rest::read(
+        &ctx(&state, &req),
+        &rt,
+        &id,
+        header_str(&req, "if-none-match"),
+    );
     respond(&req, result)
 }
 
-async fn vread(state: State, req: HttpRequest, path: web::Path<(String, String, String)>) -> HttpResponse {
+async fn vread(
+    state: State,
+    req: HttpRequest,
+    path: web::Path<(String, String, String)>,
+) -> HttpResponse {
     let (rt, id, vid) = path.into_inner();
     respond(&req, rest::vread(&ctx(&state, &req), &rt, &id, &vid))
 }
 
-async fn update(state: State, req: HttpRequest, path: web::Path<(String, String)>, payload: web::Payload) -> HttpResponse {
+async fn update(
+    state: State,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+) -> HttpResponse {
     let (rt, id) = path.into_inner();
     let ctx = ctx(&state, &req);
     let result = async {
@@ -303,13 +377,25 @@ async fn update(state: State, req: HttpRequest, path: web::Path<(String, String)
     respond(&req, result)
 }
 
-async fn conditional_update(state: State, req: HttpRequest, path: web::Path<String>, payload: web::Payload) -> HttpResponse {
+async fn conditional_update(
+    state: State,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
     let ctx = ctx(&state, &req);
     let criteria = search_criteria(&req);
     let result = async {
         rest::check_type(&state, &path)?;
         let resource = read_resource(&state, &req, payload).await?;
-        rest::conditional_update(&ctx, &path, &criteria, resource, header_str(&req, "if-match")).await
+        rest::conditional_update(
+            &ctx,
+            &path,
+            &criteria,
+            resource,
+            header_str(&req, "if-match"),
+        )
+        .await
     }
     .await;
     respond(&req, result)
@@ -321,7 +407,11 @@ async fn delete(state: State, req: HttpRequest, path: web::Path<(String, String)
     respond(&req, result)
 }
 
-async fn conditional_delete(state: State, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+async fn conditional_delete(
+    state: State,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
     let criteria = search_criteria(&req);
     let result = rest::conditional_delete(&ctx(&state, &req), &path, &criteria).await;
     respond(&req, result)
@@ -341,15 +431,28 @@ async fn search_get(state: State, req: HttpRequest, path: web::Path<String>) -> 
 }
 
 /// `POST [type]/_search` with form parameters (R4 3.1.0.8): body and URL parameters combine.
-async fn search_post(state: State, req: HttpRequest, path: web::Path<String>, payload: web::Payload) -> HttpResponse {
+async fn search_post(
+    state: State,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
     let result = async {
-        let content_type = header_str(&req, "content-type").unwrap_or("application/x-www-form-urlencoded");
+        let content_type =
+            header_str(&req, "content-type").unwrap_or("application/x-www-form-urlencoded");
         if !content_type.starts_with("application/x-www-form-urlencoded") {
-            return Err(ApiError::new(ErrorKind::UnsupportedMediaType, "POST _search takes application/x-www-form-urlencoded parameters"));
+            return Err(ApiError::new(
+                ErrorKind::UnsupportedMediaType,
+                "POST _search takes application/x-www-form-urlencoded parameters",
+            ));
         }
         let body = read_body(&state, &req, payload).await?;
         let mut params = search_criteria(&req);
-        params.extend(form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).filter(|(k, _)| k != "_format" && k != "_pretty"));
+        params.extend(
+            form_urlencoded::parse(&body)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .filter(|(k, _)| k != "_format" && k != "_pretty"),
+        );
         rest::search(&ctx(&state, &req), &path, &params)
     }
     .await;
@@ -358,16 +461,33 @@ async fn search_post(state: State, req: HttpRequest, path: web::Path<String>, pa
 
 async fn history_system(state: State, req: HttpRequest) -> HttpResponse {
     let params = search_criteria(&req);
-    respond(&req, rest::history(&ctx(&state, &req), HistoryScope::System, &params))
+    respond(
+        &req,
+        rest::history(&ctx(&state, &req), HistoryScope::System, &params),
+    )
 }
 
 async fn history_type(state: State, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     let params = search_criteria(&req);
-    respond(&req, rest::history(&ctx(&state, &req), HistoryScope::Type(path.into_inner()), &params))
+    respond(
+        &req,
+        rest::history(
+            &ctx(&state, &req),
+            HistoryScope::Type(path.into_inner()),
+            &params,
+        ),
+    )
 }
 
-async fn history_instance(state: State, req: HttpRequest, path: web::Path<(String, String)>) -> HttpResponse {
+async fn history_instance(
+    state: State,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
     let (rt, id) = path.into_inner();
     let params = search_criteria(&req);
-    respond(&req, rest::history(&ctx(&state, &req), HistoryScope::Instance(rt, id), &params))
+    respond(
+        &req,
+        rest::history(&ctx(&state, &req), HistoryScope::Instance(rt, id), &params),
+    )
 }

@@ -31,7 +31,10 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn store::Store>, store::Store
     let options = store::StoreOptions {
         cache_bytes: config.storage.cache_mb * 1024 * 1024,
     };
-    Ok(Arc::new(store::SledStore::open(&config.storage.data_dir, &options)?))
+    Ok(Arc::new(store::SledStore::open(
+        &config.storage.data_dir,
+        &options,
+    )?))
 }
 
 /// Bind the listener and build the server; the caller drives `Running::server`.

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use gateway::config::Config;
 
 #[derive(Parser)]
-#[command(name = "musubi", version, about = "Musubi: a FHIR R4 gateway for Japanese municipal and maternal-child health data")]
+#[command(
+    name = "musubi",
+    version,
+    about = "Musubi: a FHIR R4 gateway for Japanese municipal and maternal-child health data"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,7 +36,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, listen, data_dir } => {
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+        } => {
             let mut config = match Config::load(config.as_deref(), std::env::vars()) {
                 Ok(config) => config,
                 Err(error) => {

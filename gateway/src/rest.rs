@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
-use store::{Committed, HistoryScope, Precondition, SearchRequest, StoredVersion, Write, WriteAction, WriteOutcome};
+use store::{
+    Committed, HistoryScope, Precondition, SearchRequest, StoredVersion, Write, WriteAction,
+    WriteOutcome,
+};
 
 use crate::config::Handling;
 use crate::error::{ApiError, ErrorKind, informational_outcome};
@@ -54,7 +57,10 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn strict(&self) -> bool {
-        self.prefer.handling.unwrap_or(self.state.config.fhir.default_handling) == Handling::Strict
+        self.prefer
+            .handling
+            .unwrap_or(self.state.config.fhir.default_handling)
+            == Handling::Strict
     }
 
     fn url_of(&self, version: &StoredVersion) -> String {
@@ -109,7 +115,9 @@ pub fn check_type(state: &AppState, resource_type: &str) -> Result<(), ApiError>
 
 fn check_id(id: &str) -> Result<(), ApiError> {
     let valid = (1..=64).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
     if valid {
         Ok(())
     } else {
@@ -124,7 +132,11 @@ fn new_id() -> String {
 }
 
 /// Check the body's type and structure; `expression_prefix` locates it inside a Bundle.
-fn validate_for_write(resource_type: &str, resource: &Value, expression_prefix: &str) -> Result<(), ApiError> {
+fn validate_for_write(
+    resource_type: &str,
+    resource: &Value,
+    expression_prefix: &str,
+) -> Result<(), ApiError> {
     let body_type = resource.get("resourceType").and_then(Value::as_str);
     if body_type != Some(resource_type) {
         return Err(ApiError::bad_request(format!(
@@ -153,7 +165,10 @@ fn set_id(resource: &mut Value, id: &str) {
         if object.contains_key("id") {
             object.insert("id".into(), Value::String(id.to_owned()));
         } else {
-            let at = object.keys().position(|k| k == "resourceType").map_or(0, |i| i + 1);
+            let at = object
+                .keys()
+                .position(|k| k == "resourceType")
+                .map_or(0, |i| i + 1);
             object.shift_insert(at, "id".into(), Value::String(id.to_owned()));
         }
     }
@@ -177,22 +192,43 @@ fn write_reply(ctx: &Ctx<'_>, committed: &Committed, status: u16) -> Reply {
         },
         Return::OperationOutcome => Reply {
             body: Body::Json(informational_outcome(match committed.outcome {
-                WriteOutcome::Created => format!("created {}/{} version {}", version.resource_type, version.id, version.version),
-                WriteOutcome::Updated => format!("updated {}/{} to version {}", version.resource_type, version.id, version.version),
-                WriteOutcome::Unchanged => format!("{}/{} unchanged at version {}", version.resource_type, version.id, version.version),
-                WriteOutcome::Deleted => format!("deleted {}/{}", version.resource_type, version.id),
+                WriteOutcome::Created => format!(
+                    "created {}/{} version {}",
+                    version.resource_type, version.id, version.version
+                ),
+                WriteOutcome::Updated => format!(
+                    "updated {}/{} to version {}",
+                    version.resource_type, version.id, version.version
+                ),
+                WriteOutcome::Unchanged => format!(
+                    "{}/{} unchanged at version {}",
+                    version.resource_type, version.id, version.version
+                ),
+                WriteOutcome::Deleted => {
+                    format!("deleted {}/{}", version.resource_type, version.id)
+                }
             })),
             ..Reply::version(status, version)
         },
     };
-    reply.location = Some(format!("{}/_history/{}", ctx.url_of(version), version.version));
+    reply.location = Some(format!(
+        "{}/_history/{}",
+        ctx.url_of(version),
+        version.version
+    ));
     reply
 }
 
 /// Run a search for a conditional interaction; returns the live matches (at most 2 are needed).
-fn conditional_matches(ctx: &Ctx<'_>, resource_type: &str, criteria: &[(String, String)]) -> Result<Vec<StoredVersion>, ApiError> {
+fn conditional_matches(
+    ctx: &Ctx<'_>,
+    resource_type: &str,
+    criteria: &[(String, String)],
+) -> Result<Vec<StoredVersion>, ApiError> {
     if criteria.is_empty() {
-        return Err(ApiError::bad_request("a conditional request needs search criteria"));
+        return Err(ApiError::bad_request(
+            "a conditional request needs search criteria",
+        ));
     }
     // Conditional criteria must be understood exactly: an ignored parameter would match too much.
     let query = search::parse_query(search::Registry::r4(), resource_type, criteria, true)?;
@@ -212,7 +248,12 @@ pub fn parse_query_string(query: &str) -> Vec<(String, String)> {
 }
 
 /// create (R4 3.1.0.5), with `If-None-Exist` (3.1.0.8.1).
-pub async fn create(ctx: &Ctx<'_>, resource_type: &str, mut resource: Value, if_none_exist: Option<&str>) -> Result<Reply, ApiError> {
+pub async fn create(
+    ctx: &Ctx<'_>,
+    resource_type: &str,
+    mut resource: Value,
+    if_none_exist: Option<&str>,
+) -> Result<Reply, ApiError> {
     check_type(ctx.state, resource_type)?;
     validate_for_write(resource_type, &resource, "")?;
     let criteria = if_none_exist.map(|c| parse_query_string(c.trim_start_matches('?')));
@@ -229,7 +270,11 @@ pub async fn create(ctx: &Ctx<'_>, resource_type: &str, mut resource: Value, if_
                 if ctx.prefer.return_ == Return::Minimal {
                     reply.body = Body::Empty;
                 }
-                reply.location = Some(format!("{}/_history/{}", ctx.url_of(existing), existing.version));
+                reply.location = Some(format!(
+                    "{}/_history/{}",
+                    ctx.url_of(existing),
+                    existing.version
+                ));
                 return Ok(reply);
             }
             _ => {
@@ -256,7 +301,12 @@ pub async fn create(ctx: &Ctx<'_>, resource_type: &str, mut resource: Value, if_
 }
 
 /// read (R4 3.1.0.2); `If-None-Match` answers 304 when the client's version is current.
-pub fn read(ctx: &Ctx<'_>, resource_type: &str, id: &str, if_none_match: Option<&str>) -> Result<Reply, ApiError> {
+pub fn read(
+    ctx: &Ctx<'_>,
+    resource_type: &str,
+    id: &str,
+    if_none_match: Option<&str>,
+) -> Result<Reply, ApiError> {
     check_type(ctx.state, resource_type)?;
     check_id(id)?;
     let version = ctx
@@ -265,11 +315,19 @@ pub fn read(ctx: &Ctx<'_>, resource_type: &str, id: &str, if_none_match: Option<
         .read(resource_type, id)?
         .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} does not exist")))?;
     if version.is_deleted() {
-        let mut error = ApiError::new(ErrorKind::Gone, format!("{resource_type}/{id} was deleted (version {})", version.version));
+        let mut error = ApiError::new(
+            ErrorKind::Gone,
+            format!(
+                "{resource_type}/{id} was deleted (version {})",
+                version.version
+            ),
+        );
         error.issues[0].expression = None;
         return Err(error);
     }
-    if if_none_match.is_some_and(|tag| tag.trim() == version.etag() || tag.trim() == format!("\"{}\"", version.version)) {
+    if if_none_match.is_some_and(|tag| {
+        tag.trim() == version.etag() || tag.trim() == format!("\"{}\"", version.version)
+    }) {
         return Ok(Reply {
             status: 304,
             body: Body::Empty,
@@ -280,19 +338,31 @@ pub fn read(ctx: &Ctx<'_>, resource_type: &str, id: &str, if_none_match: Option<
 }
 
 /// vread (R4 3.1.0.3).
-pub fn vread(ctx: &Ctx<'_>, resource_type: &str, id: &str, version_id: &str) -> Result<Reply, ApiError> {
+pub fn vread(
+    ctx: &Ctx<'_>,
+    resource_type: &str,
+    id: &str,
+    version_id: &str,
+) -> Result<Reply, ApiError> {
     check_type(ctx.state, resource_type)?;
     check_id(id)?;
-    let number: u64 = version_id
-        .parse()
-        .map_err(|_| ApiError::not_found(format!("{resource_type}/{id} has no version {version_id:?}")))?;
+    let number: u64 = version_id.parse().map_err(|_| {
+        ApiError::not_found(format!(
+            "{resource_type}/{id} has no version {version_id:?}"
+        ))
+    })?;
     let version = ctx
         .state
         .store
         .vread(resource_type, id, number)?
-        .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} has no version {number}")))?;
+        .ok_or_else(|| {
+            ApiError::not_found(format!("{resource_type}/{id} has no version {number}"))
+        })?;
     if version.is_deleted() {
-        return Err(ApiError::new(ErrorKind::Gone, format!("version {number} of {resource_type}/{id} is a deletion")));
+        return Err(ApiError::new(
+            ErrorKind::Gone,
+            format!("version {number} of {resource_type}/{id} is a deletion"),
+        ));
     }
     Ok(Reply::version(200, &version))
 }
@@ -301,20 +371,37 @@ pub fn vread(ctx: &Ctx<'_>, resource_type: &str, id: &str, version_id: &str) -> 
 fn parse_if_match(header: &str) -> Result<u64, ApiError> {
     let tag = header.trim();
     let tag = tag.strip_prefix("W/").unwrap_or(tag).trim_matches('"');
-    tag.parse()
-        .map_err(|_| ApiError::bad_request(format!("If-Match {header:?} is not a version ETag like W/\"3\"")))
+    tag.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "If-Match {header:?} is not a version ETag like W/\"3\""
+        ))
+    })
 }
 
 /// update (R4 3.1.0.4), including update-as-create when configured.
-pub async fn update(ctx: &Ctx<'_>, resource_type: &str, id: &str, resource: Value, if_match: Option<&str>) -> Result<Reply, ApiError> {
+pub async fn update(
+    ctx: &Ctx<'_>,
+    resource_type: &str,
+    id: &str,
+    resource: Value,
+    if_match: Option<&str>,
+) -> Result<Reply, ApiError> {
     check_type(ctx.state, resource_type)?;
     check_id(id)?;
     match resource.get("id").and_then(Value::as_str) {
         Some(body_id) if body_id == id => {}
         Some(body_id) => {
-            return Err(ApiError::bad_request(format!("the body's id {body_id:?} differs from the URL's id {id:?}")).at(format!("{resource_type}.id")));
+            return Err(ApiError::bad_request(format!(
+                "the body's id {body_id:?} differs from the URL's id {id:?}"
+            ))
+            .at(format!("{resource_type}.id")));
         }
-        None => return Err(ApiError::bad_request("an update body must carry the resource's id").at(format!("{resource_type}.id"))),
+        None => {
+            return Err(
+                ApiError::bad_request("an update body must carry the resource's id")
+                    .at(format!("{resource_type}.id")),
+            );
+        }
     }
     validate_for_write(resource_type, &resource, "")?;
     let precondition = match if_match {
@@ -322,9 +409,15 @@ pub async fn update(ctx: &Ctx<'_>, resource_type: &str, id: &str, resource: Valu
         None => Precondition::None,
     };
     if precondition == Precondition::None && !ctx.state.config.fhir.allow_update_create {
-        let exists = ctx.state.store.read(resource_type, id)?.is_some_and(|v| !v.is_deleted());
+        let exists = ctx
+            .state
+            .store
+            .read(resource_type, id)?
+            .is_some_and(|v| !v.is_deleted());
         if !exists {
-            return Err(ApiError::not_found(format!("{resource_type}/{id} does not exist and this server does not create resources by update")));
+            return Err(ApiError::not_found(format!(
+                "{resource_type}/{id} does not exist and this server does not create resources by update"
+            )));
         }
     }
     let committed = commit_one(
@@ -337,16 +430,29 @@ pub async fn update(ctx: &Ctx<'_>, resource_type: &str, id: &str, resource: Valu
         },
     )
     .await?;
-    let status = if committed.outcome == WriteOutcome::Created { 201 } else { 200 };
+    let status = if committed.outcome == WriteOutcome::Created {
+        201
+    } else {
+        200
+    };
     Ok(write_reply(ctx, &committed, status))
 }
 
 /// conditional update (R4 3.1.0.4.3): the criteria pick the resource to update.
-pub async fn conditional_update(ctx: &Ctx<'_>, resource_type: &str, criteria: &[(String, String)], mut resource: Value, if_match: Option<&str>) -> Result<Reply, ApiError> {
+pub async fn conditional_update(
+    ctx: &Ctx<'_>,
+    resource_type: &str,
+    criteria: &[(String, String)],
+    mut resource: Value,
+    if_match: Option<&str>,
+) -> Result<Reply, ApiError> {
     check_type(ctx.state, resource_type)?;
     let _guard = ctx.state.lock_criteria(resource_type, criteria).await;
     let matches = conditional_matches(ctx, resource_type, criteria)?;
-    let body_id = resource.get("id").and_then(Value::as_str).map(str::to_owned);
+    let body_id = resource
+        .get("id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let id = match matches.as_slice() {
         [] => body_id.unwrap_or_else(new_id),
         [existing] => {
@@ -359,7 +465,10 @@ pub async fn conditional_update(ctx: &Ctx<'_>, resource_type: &str, criteria: &[
             existing.id.clone()
         }
         _ => {
-            return Err(ApiError::new(ErrorKind::PreconditionFailed, format!("the criteria match more than one {resource_type}")));
+            return Err(ApiError::new(
+                ErrorKind::PreconditionFailed,
+                format!("the criteria match more than one {resource_type}"),
+            ));
         }
     };
     set_id(&mut resource, &id);
@@ -394,17 +503,27 @@ pub async fn delete(ctx: &Ctx<'_>, resource_type: &str, id: &str) -> Result<Repl
 }
 
 /// conditional delete (R4 3.1.0.7.1), single-match only.
-pub async fn conditional_delete(ctx: &Ctx<'_>, resource_type: &str, criteria: &[(String, String)]) -> Result<Reply, ApiError> {
+pub async fn conditional_delete(
+    ctx: &Ctx<'_>,
+    resource_type: &str,
+    criteria: &[(String, String)],
+) -> Result<Reply, ApiError> {
     check_type(ctx.state, resource_type)?;
     let _guard = ctx.state.lock_criteria(resource_type, criteria).await;
     let matches = conditional_matches(ctx, resource_type, criteria)?;
     match matches.as_slice() {
-        [] => Ok(Reply::json(200, informational_outcome(format!("no {resource_type} matched; nothing deleted")))),
+        [] => Ok(Reply::json(
+            200,
+            informational_outcome(format!("no {resource_type} matched; nothing deleted")),
+        )),
         [one] => {
             let id = one.id.clone();
             delete(ctx, resource_type, &id).await
         }
-        _ => Err(ApiError::new(ErrorKind::PreconditionFailed, format!("the criteria match more than one {resource_type}; nothing deleted"))),
+        _ => Err(ApiError::new(
+            ErrorKind::PreconditionFailed,
+            format!("the criteria match more than one {resource_type}; nothing deleted"),
+        )),
     }
 }
 
@@ -412,7 +531,10 @@ fn bundle_skeleton(kind: &str) -> Map<String, Value> {
     let mut bundle = Map::new();
     bundle.insert("resourceType".into(), json!("Bundle"));
     bundle.insert("id".into(), json!(new_id()));
-    bundle.insert("meta".into(), json!({"lastUpdated": store::format_instant(now_ms())}));
+    bundle.insert(
+        "meta".into(),
+        json!({"lastUpdated": store::format_instant(now_ms())}),
+    );
     bundle.insert("type".into(), json!(kind));
     bundle
 }
@@ -422,7 +544,8 @@ fn now_ms() -> i64 {
 }
 
 fn resource_value(version: &StoredVersion) -> Result<Value, ApiError> {
-    serde_json::from_slice(&version.body).map_err(|e| ApiError::internal(format!("stored resource unreadable: {e}")))
+    serde_json::from_slice(&version.body)
+        .map_err(|e| ApiError::internal(format!("stored resource unreadable: {e}")))
 }
 
 fn encode_params(params: &[(String, String)]) -> String {
@@ -452,10 +575,14 @@ fn paging(ctx: &Ctx<'_>, params: &[(String, String)]) -> Result<(usize, usize), 
     for (k, v) in params {
         match k.as_str() {
             "_count" => {
-                count = v.parse().map_err(|_| ApiError::bad_request(format!("_count {v:?} is not a non-negative integer")))?;
+                count = v.parse().map_err(|_| {
+                    ApiError::bad_request(format!("_count {v:?} is not a non-negative integer"))
+                })?;
             }
             "_offset" => {
-                offset = v.parse().map_err(|_| ApiError::bad_request(format!("_offset {v:?} is not a non-negative integer")))?;
+                offset = v.parse().map_err(|_| {
+                    ApiError::bad_request(format!("_offset {v:?} is not a non-negative integer"))
+                })?;
             }
             _ => {}
         }
@@ -464,7 +591,11 @@ fn paging(ctx: &Ctx<'_>, params: &[(String, String)]) -> Result<(usize, usize), 
 }
 
 /// search (R4 3.1.0.8 and the search page): a `searchset` Bundle with paging links.
-pub fn search(ctx: &Ctx<'_>, resource_type: &str, params: &[(String, String)]) -> Result<Reply, ApiError> {
+pub fn search(
+    ctx: &Ctx<'_>,
+    resource_type: &str,
+    params: &[(String, String)],
+) -> Result<Reply, ApiError> {
     check_type(ctx.state, resource_type)?;
     let query = search::parse_query(search::Registry::r4(), resource_type, params, ctx.strict())?;
     let (offset, count) = paging(ctx, params)?;
@@ -480,7 +611,8 @@ pub fn search(ctx: &Ctx<'_>, resource_type: &str, params: &[(String, String)]) -
     if query.control.total != Some(search::TotalMode::None) || summary_count {
         bundle.insert("total".into(), json!(page.total));
     }
-    let mut links = vec![json!({"relation": "self", "url": page_link(&base_path, params, offset, count)})];
+    let mut links =
+        vec![json!({"relation": "self", "url": page_link(&base_path, params, offset, count)})];
     if !summary_count {
         if offset + count < page.total {
             links.push(json!({"relation": "next", "url": page_link(&base_path, params, offset + count, count)}));
@@ -515,7 +647,9 @@ pub fn search(ctx: &Ctx<'_>, resource_type: &str, params: &[(String, String)]) -
 
 /// `_summary=text|data` (R4 3.1.1.5.8); the result is tagged SUBSETTED.
 fn apply_summary(resource: &mut Value, summary: Option<search::Summary>) {
-    let Some(object) = resource.as_object_mut() else { return };
+    let Some(object) = resource.as_object_mut() else {
+        return;
+    };
     let keep: Option<&[&str]> = match summary {
         Some(search::Summary::Text) => Some(&["resourceType", "id", "meta", "text"]),
         _ => None,
@@ -537,7 +671,11 @@ fn apply_summary(resource: &mut Value, summary: Option<search::Summary>) {
 }
 
 /// history (R4 3.1.0.9) at instance, type or system level.
-pub fn history(ctx: &Ctx<'_>, scope: HistoryScope, params: &[(String, String)]) -> Result<Reply, ApiError> {
+pub fn history(
+    ctx: &Ctx<'_>,
+    scope: HistoryScope,
+    params: &[(String, String)],
+) -> Result<Reply, ApiError> {
     let base_path = match &scope {
         HistoryScope::Instance(rt, id) => {
             check_type(ctx.state, rt)?;
@@ -556,7 +694,11 @@ pub fn history(ctx: &Ctx<'_>, scope: HistoryScope, params: &[(String, String)]) 
         match k.as_str() {
             "_since" => since_ms = Some(parse_instant_ms(v)?),
             "_count" | "_offset" | "_format" | "_pretty" => {}
-            other if ctx.strict() => return Err(ApiError::bad_request(format!("history does not support the parameter {other:?}"))),
+            other if ctx.strict() => {
+                return Err(ApiError::bad_request(format!(
+                    "history does not support the parameter {other:?}"
+                )));
+            }
             _ => {}
         }
     }
@@ -568,7 +710,8 @@ pub fn history(ctx: &Ctx<'_>, scope: HistoryScope, params: &[(String, String)]) 
     }
     let mut bundle = bundle_skeleton("history");
     bundle.insert("total".into(), json!(page.total));
-    let mut links = vec![json!({"relation": "self", "url": page_link(&base_path, params, offset, count)})];
+    let mut links =
+        vec![json!({"relation": "self", "url": page_link(&base_path, params, offset, count)})];
     if offset + count < page.total {
         links.push(json!({"relation": "next", "url": page_link(&base_path, params, offset + count, count)}));
     }
@@ -577,8 +720,16 @@ pub fn history(ctx: &Ctx<'_>, scope: HistoryScope, params: &[(String, String)]) 
     for version in &page.versions {
         let (method, url, status) = match version.method {
             store::Method::Create => ("POST", version.resource_type.clone(), "201 Created"),
-            store::Method::Update => ("PUT", format!("{}/{}", version.resource_type, version.id), "200 OK"),
-            store::Method::Delete => ("DELETE", format!("{}/{}", version.resource_type, version.id), "204 No Content"),
+            store::Method::Update => (
+                "PUT",
+                format!("{}/{}", version.resource_type, version.id),
+                "200 OK",
+            ),
+            store::Method::Delete => (
+                "DELETE",
+                format!("{}/{}", version.resource_type, version.id),
+                "204 No Content",
+            ),
         };
         let mut entry = json!({"fullUrl": ctx.url_of(version)});
         if !version.is_deleted() {
@@ -602,34 +753,73 @@ pub fn history(ctx: &Ctx<'_>, scope: HistoryScope, params: &[(String, String)]) 
 fn parse_instant_ms(text: &str) -> Result<i64, ApiError> {
     let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .or_else(|_| {
-            time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]"))
-                .map(|d| d.midnight().assume_utc())
+            time::Date::parse(
+                text,
+                time::macros::format_description!("[year]-[month]-[day]"),
+            )
+            .map(|d| d.midnight().assume_utc())
         })
-        .map_err(|_| ApiError::bad_request(format!("{text:?} is not an instant like 2024-01-01T00:00:00Z")))?;
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "{text:?} is not an instant like 2024-01-01T00:00:00Z"
+            ))
+        })?;
     Ok((parsed.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
 /// Route one request of a batch Bundle (or a GET inside a transaction) to its interaction.
-pub async fn dispatch(ctx: &Ctx<'_>, method: &str, url: &str, body: Option<Value>, headers: &EntryHeaders) -> Result<Reply, ApiError> {
-    let relative = url.strip_prefix(&ctx.base).map(|u| u.trim_start_matches('/')).unwrap_or(url);
+pub async fn dispatch(
+    ctx: &Ctx<'_>,
+    method: &str,
+    url: &str,
+    body: Option<Value>,
+    headers: &EntryHeaders,
+) -> Result<Reply, ApiError> {
+    let relative = url
+        .strip_prefix(&ctx.base)
+        .map(|u| u.trim_start_matches('/'))
+        .unwrap_or(url);
     let (path, query) = relative.split_once('?').unwrap_or((relative, ""));
     let params = parse_query_string(query);
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let need_body = |body: Option<Value>| body.ok_or_else(|| ApiError::bad_request(format!("{method} {url} needs a resource")));
+    let need_body = |body: Option<Value>| {
+        body.ok_or_else(|| ApiError::bad_request(format!("{method} {url} needs a resource")))
+    };
     match (method, segments.as_slice()) {
-        ("GET", ["metadata"]) => Ok(Reply::json(200, crate::capability::capability_statement(ctx.state, &ctx.base))),
+        ("GET", ["metadata"]) => Ok(Reply::json(
+            200,
+            crate::capability::capability_statement(ctx.state, &ctx.base),
+        )),
         ("GET", ["_history"]) => history(ctx, HistoryScope::System, &params),
         ("GET", [rt]) => search(ctx, rt, &params),
         ("GET", [rt, "_history"]) => history(ctx, HistoryScope::Type((*rt).to_owned()), &params),
         ("GET", [rt, id]) => read(ctx, rt, id, headers.if_none_match.as_deref()),
-        ("GET", [rt, id, "_history"]) => history(ctx, HistoryScope::Instance((*rt).to_owned(), (*id).to_owned()), &params),
+        ("GET", [rt, id, "_history"]) => history(
+            ctx,
+            HistoryScope::Instance((*rt).to_owned(), (*id).to_owned()),
+            &params,
+        ),
         ("GET", [rt, id, "_history", vid]) => vread(ctx, rt, id, vid),
         ("POST", [rt]) => create(ctx, rt, need_body(body)?, headers.if_none_exist.as_deref()).await,
-        ("PUT", [rt]) if !params.is_empty() => conditional_update(ctx, rt, &params, need_body(body)?, headers.if_match.as_deref()).await,
-        ("PUT", [rt, id]) => update(ctx, rt, id, need_body(body)?, headers.if_match.as_deref()).await,
+        ("PUT", [rt]) if !params.is_empty() => {
+            conditional_update(
+                ctx,
+                rt,
+                &params,
+                need_body(body)?,
+                headers.if_match.as_deref(),
+            )
+            .await
+        }
+        ("PUT", [rt, id]) => {
+            update(ctx, rt, id, need_body(body)?, headers.if_match.as_deref()).await
+        }
         ("DELETE", [rt]) if !params.is_empty() => conditional_delete(ctx, rt, &params).await,
         ("DELETE", [rt, id]) => delete(ctx, rt, id).await,
-        _ => Err(ApiError::new(ErrorKind::MethodNotAllowed, format!("{method} {url} is not a supported interaction"))),
+        _ => Err(ApiError::new(
+            ErrorKind::MethodNotAllowed,
+            format!("{method} {url} is not a supported interaction"),
+        )),
     }
 }
 
@@ -672,7 +862,9 @@ fn status_line(status: u16) -> String {
 fn response_entry(ctx: &Ctx<'_>, reply: &Reply) -> Result<Value, ApiError> {
     let mut response = json!({"status": status_line(reply.status)});
     if let Some(location) = &reply.location {
-        let relative = location.strip_prefix(&format!("{}/", ctx.base)).unwrap_or(location);
+        let relative = location
+            .strip_prefix(&format!("{}/", ctx.base))
+            .unwrap_or(location);
         response["location"] = json!(relative);
     }
     if let Some(etag) = &reply.etag {
@@ -684,7 +876,10 @@ fn response_entry(ctx: &Ctx<'_>, reply: &Reply) -> Result<Value, ApiError> {
     let mut entry = Map::new();
     match &reply.body {
         Body::Empty => {}
-        Body::Json(v) if v.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome") && reply.status < 300 => {
+        Body::Json(v)
+            if v.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome")
+                && reply.status < 300 =>
+        {
             response["outcome"] = v.clone();
         }
         body => {
@@ -698,7 +893,10 @@ fn response_entry(ctx: &Ctx<'_>, reply: &Reply) -> Result<Value, ApiError> {
 /// `POST /fhir` with a batch or transaction Bundle (R4 3.1.0.11).
 pub async fn bundle(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
-        return Err(ApiError::bad_request("POST to the base URL takes a Bundle of type batch or transaction").at("resourceType"));
+        return Err(ApiError::bad_request(
+            "POST to the base URL takes a Bundle of type batch or transaction",
+        )
+        .at("resourceType"));
     }
     match bundle.get("type").and_then(Value::as_str) {
         Some("batch") => batch(ctx, bundle).await,
@@ -723,27 +921,44 @@ pub(crate) fn entry_requests(bundle: &Value) -> Result<Vec<EntryRequest>, ApiErr
     let entries = match bundle.get("entry") {
         None => return Ok(Vec::new()),
         Some(Value::Array(entries)) => entries,
-        Some(_) => return Err(ApiError::bad_request("Bundle.entry must be an array").at("Bundle.entry")),
+        Some(_) => {
+            return Err(ApiError::bad_request("Bundle.entry must be an array").at("Bundle.entry"));
+        }
     };
     entries
         .iter()
         .enumerate()
         .map(|(i, entry)| {
-            let request = entry
-                .get("request")
-                .ok_or_else(|| ApiError::bad_request("every entry of a batch or transaction needs a request").at(format!("Bundle.entry[{i}].request")))?;
-            let method = request.get("method").and_then(Value::as_str).unwrap_or("").to_ascii_uppercase();
-            if !matches!(method.as_str(), "GET" | "HEAD" | "POST" | "PUT" | "DELETE") {
-                return Err(ApiError::bad_request(format!("unsupported request method {method:?}")).at(format!("Bundle.entry[{i}].request.method")));
-            }
-            let url = request
-                .get("url")
+            let request = entry.get("request").ok_or_else(|| {
+                ApiError::bad_request("every entry of a batch or transaction needs a request")
+                    .at(format!("Bundle.entry[{i}].request"))
+            })?;
+            let method = request
+                .get("method")
                 .and_then(Value::as_str)
-                .ok_or_else(|| ApiError::bad_request("request.url is required").at(format!("Bundle.entry[{i}].request.url")))?;
+                .unwrap_or("")
+                .to_ascii_uppercase();
+            if !matches!(method.as_str(), "GET" | "HEAD" | "POST" | "PUT" | "DELETE") {
+                return Err(ApiError::bad_request(format!(
+                    "unsupported request method {method:?}"
+                ))
+                .at(format!("Bundle.entry[{i}].request.method")));
+            }
+            let url = request.get("url").and_then(Value::as_str).ok_or_else(|| {
+                ApiError::bad_request("request.url is required")
+                    .at(format!("Bundle.entry[{i}].request.url"))
+            })?;
             Ok(EntryRequest {
-                method: if method == "HEAD" { "GET".into() } else { method },
+                method: if method == "HEAD" {
+                    "GET".into()
+                } else {
+                    method
+                },
                 url: url.to_owned(),
-                full_url: entry.get("fullUrl").and_then(Value::as_str).map(str::to_owned),
+                full_url: entry
+                    .get("fullUrl")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
                 resource: entry.get("resource").cloned(),
                 headers: EntryHeaders::from_request(request),
             })
@@ -756,7 +971,14 @@ async fn batch(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
     let requests = entry_requests(&bundle)?;
     let mut entries = Vec::with_capacity(requests.len());
     for request in requests {
-        let result = dispatch(ctx, &request.method, &request.url, request.resource, &request.headers).await;
+        let result = dispatch(
+            ctx,
+            &request.method,
+            &request.url,
+            request.resource,
+            &request.headers,
+        )
+        .await;
         entries.push(match result {
             Ok(reply) => response_entry(ctx, &reply)?,
             Err(error) => json!({"response": {"status": status_line(error.status()), "outcome": error.to_operation_outcome()}}),
@@ -791,8 +1013,16 @@ pub(crate) fn committed_reply(ctx: &Ctx<'_>, committed: &Committed) -> Reply {
     reply
 }
 
-pub(crate) fn validate_entry(resource_type: &str, resource: &Value, index: usize) -> Result<(), ApiError> {
-    validate_for_write(resource_type, resource, &format!("Bundle.entry[{index}].resource."))
+pub(crate) fn validate_entry(
+    resource_type: &str,
+    resource: &Value,
+    index: usize,
+) -> Result<(), ApiError> {
+    validate_for_write(
+        resource_type,
+        resource,
+        &format!("Bundle.entry[{index}].resource."),
+    )
 }
 
 pub(crate) fn assign_id(resource: &mut Value, id: &str) {
@@ -803,7 +1033,11 @@ pub(crate) fn fresh_id() -> String {
     new_id()
 }
 
-pub(crate) fn matches_for(ctx: &Ctx<'_>, resource_type: &str, criteria: &[(String, String)]) -> Result<Vec<StoredVersion>, ApiError> {
+pub(crate) fn matches_for(
+    ctx: &Ctx<'_>,
+    resource_type: &str,
+    criteria: &[(String, String)],
+) -> Result<Vec<StoredVersion>, ApiError> {
     conditional_matches(ctx, resource_type, criteria)
 }
 
@@ -831,7 +1065,9 @@ pub(crate) fn rewrite_references(value: &mut Value, map: &HashMap<String, String
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|item| rewrite_references(item, map)),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|item| rewrite_references(item, map)),
         _ => {}
     }
 }
@@ -846,7 +1082,10 @@ mod tests {
         assert_eq!(p.return_, Return::Minimal);
         assert_eq!(p.handling, Some(Handling::Strict));
         assert_eq!(Prefer::parse(None).return_, Return::Representation);
-        assert_eq!(Prefer::parse(Some("return=OperationOutcome")).return_, Return::OperationOutcome);
+        assert_eq!(
+            Prefer::parse(Some("return=OperationOutcome")).return_,
+            Return::OperationOutcome
+        );
     }
 
     #[test]
@@ -859,7 +1098,10 @@ mod tests {
     #[test]
     fn references_are_rewritten_everywhere() {
         let mut v = json!({"subject": {"reference": "urn:uuid:1"}, "performer": [{"actor": {"reference": "urn:uuid:2"}}], "note": [{"text": "urn:uuid:1"}]});
-        let map = HashMap::from([("urn:uuid:1".to_string(), "Patient/a".to_string()), ("urn:uuid:2".to_string(), "Practitioner/b".to_string())]);
+        let map = HashMap::from([
+            ("urn:uuid:1".to_string(), "Patient/a".to_string()),
+            ("urn:uuid:2".to_string(), "Practitioner/b".to_string()),
+        ]);
         rewrite_references(&mut v, &map);
         assert_eq!(v["subject"]["reference"], "Patient/a");
         assert_eq!(v["performer"][0]["actor"]["reference"], "Practitioner/b");

@@ -41,7 +41,11 @@ impl AppState {
     /// Serialise conditional creates/updates with the same criteria, so two concurrent
     /// `If-None-Exist` requests can never both create (the search and the commit happen under
     /// the lock).
-    pub async fn lock_criteria(&self, resource_type: &str, criteria: &[(String, String)]) -> ConditionalGuard {
+    pub async fn lock_criteria(
+        &self,
+        resource_type: &str,
+        criteria: &[(String, String)],
+    ) -> ConditionalGuard {
         let mut sorted: Vec<&(String, String)> = criteria.iter().collect();
         sorted.sort();
         let mut key = resource_type.to_string();
@@ -52,7 +56,10 @@ impl AppState {
             key.push_str(v);
         }
         let lock = {
-            let mut locks = self.conditional_locks.lock().unwrap_or_else(|p| p.into_inner());
+            let mut locks = self
+                .conditional_locks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             // Forget locks nobody holds any more, so the map stays small.
             if locks.len() > 1024 {
                 locks.retain(|_, l| Arc::strong_count(l) > 1);

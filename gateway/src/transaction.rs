@@ -38,17 +38,28 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
         match request.method.as_str() {
             "POST" => {
                 let [rt] = segments.as_slice() else {
-                    return Err(ApiError::bad_request(format!("POST url must be a resource type, got {:?}", request.url)).at(at("request.url")));
+                    return Err(ApiError::bad_request(format!(
+                        "POST url must be a resource type, got {:?}",
+                        request.url
+                    ))
+                    .at(at("request.url")));
                 };
                 rest::check_type(ctx.state, rt).map_err(|e| e.at(at("request.url")))?;
                 let mut target = None;
                 if let Some(criteria) = &request.headers.if_none_exist {
                     let criteria = parse_query_string(criteria.trim_start_matches('?'));
-                    let matches = rest::matches_for(ctx, rt, &criteria).map_err(|e| e.at(at("request.ifNoneExist")))?;
+                    let matches = rest::matches_for(ctx, rt, &criteria)
+                        .map_err(|e| e.at(at("request.ifNoneExist")))?;
                     match matches.as_slice() {
                         [] => {}
                         [existing] => target = Some(existing.clone()),
-                        _ => return Err(ApiError::new(ErrorKind::PreconditionFailed, format!("ifNoneExist of entry {i} matches more than one {rt}")).at(at("request.ifNoneExist"))),
+                        _ => {
+                            return Err(ApiError::new(
+                                ErrorKind::PreconditionFailed,
+                                format!("ifNoneExist of entry {i} matches more than one {rt}"),
+                            )
+                            .at(at("request.ifNoneExist")));
+                        }
                     }
                 }
                 let id = match &target {
@@ -63,12 +74,16 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
                         let mut reply = Reply {
                             status: 200,
                             body: crate::format::bytes_body::Body::Empty,
-                            location: Some(format!("{}/{}/{}/_history/{}", ctx.base, rt, id, existing.version)),
+                            location: Some(format!(
+                                "{}/{}/{}/_history/{}",
+                                ctx.base, rt, id, existing.version
+                            )),
                             etag: Some(existing.etag()),
                             last_modified_ms: Some(existing.last_updated_ms),
                         };
                         if ctx.prefer.return_ == rest::Return::Representation {
-                            reply.body = crate::format::bytes_body::Body::Stored(existing.body.clone());
+                            reply.body =
+                                crate::format::bytes_body::Body::Stored(existing.body.clone());
                         }
                         planned[i] = Some(Planned::Existing(reply));
                     }
@@ -83,7 +98,8 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
                     }
                     [rt] if !query.is_empty() => {
                         let criteria = parse_query_string(query);
-                        let matches = rest::matches_for(ctx, rt, &criteria).map_err(|e| e.at(at("request.url")))?;
+                        let matches = rest::matches_for(ctx, rt, &criteria)
+                            .map_err(|e| e.at(at("request.url")))?;
                         let id = match matches.as_slice() {
                             [one] => one.id.clone(),
                             [] if request.method == "PUT" => request
@@ -102,11 +118,23 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
                                 }));
                                 continue;
                             }
-                            _ => return Err(ApiError::new(ErrorKind::PreconditionFailed, format!("the criteria of entry {i} match more than one {rt}")).at(at("request.url"))),
+                            _ => {
+                                return Err(ApiError::new(
+                                    ErrorKind::PreconditionFailed,
+                                    format!("the criteria of entry {i} match more than one {rt}"),
+                                )
+                                .at(at("request.url")));
+                            }
                         };
                         ((*rt).to_owned(), id)
                     }
-                    _ => return Err(ApiError::bad_request(format!("{} url must be Type/id or Type?criteria, got {:?}", request.method, request.url)).at(at("request.url"))),
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "{} url must be Type/id or Type?criteria, got {:?}",
+                            request.method, request.url
+                        ))
+                        .at(at("request.url")));
+                    }
                 };
                 rest::check_type(ctx.state, &rt).map_err(|e| e.at(at("request.url")))?;
                 if let Some(full_url) = &request.full_url {
@@ -115,7 +143,10 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
                 ids[i] = Some((rt, id));
             }
             "GET" => planned[i] = Some(Planned::Read),
-            other => return Err(ApiError::bad_request(format!("unsupported method {other}")).at(at("request.method"))),
+            other => {
+                return Err(ApiError::bad_request(format!("unsupported method {other}"))
+                    .at(at("request.method")));
+            }
         }
     }
 
@@ -124,7 +155,11 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
     for (i, target) in ids.iter().enumerate() {
         if let Some(target) = target {
             if !seen.insert(target.clone()) {
-                return Err(ApiError::bad_request(format!("{}/{} is the target of more than one entry", target.0, target.1)).at(format!("Bundle.entry[{i}].request.url")));
+                return Err(ApiError::bad_request(format!(
+                    "{}/{} is the target of more than one entry",
+                    target.0, target.1
+                ))
+                .at(format!("Bundle.entry[{i}].request.url")));
             }
         }
     }
@@ -141,21 +176,27 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
         let request = &requests[i];
         let (rt, id) = ids[i].clone().expect("filtered on ids");
         let precondition = match (&request.headers.if_match, request.method.as_str()) {
-            (Some(tag), _) => Precondition::VersionIs(rest::if_match_version(tag).map_err(|e| e.at(format!("Bundle.entry[{i}].request.ifMatch")))?),
+            (Some(tag), _) => Precondition::VersionIs(
+                rest::if_match_version(tag)
+                    .map_err(|e| e.at(format!("Bundle.entry[{i}].request.ifMatch")))?,
+            ),
             (None, "POST") => Precondition::MustNotExist,
             _ => Precondition::None,
         };
         let action = if request.method == "DELETE" {
             WriteAction::Delete
         } else {
-            let mut resource = request
-                .resource
-                .clone()
-                .ok_or_else(|| ApiError::bad_request(format!("{} needs a resource", request.method)).at(format!("Bundle.entry[{i}].resource")))?;
+            let mut resource = request.resource.clone().ok_or_else(|| {
+                ApiError::bad_request(format!("{} needs a resource", request.method))
+                    .at(format!("Bundle.entry[{i}].resource"))
+            })?;
             if request.method == "PUT" {
                 match resource.get("id").and_then(Value::as_str) {
                     Some(body_id) if body_id != id => {
-                        return Err(ApiError::bad_request(format!("the resource id {body_id:?} differs from the target id {id:?}")).at(format!("Bundle.entry[{i}].resource.id")));
+                        return Err(ApiError::bad_request(format!(
+                            "the resource id {body_id:?} differs from the target id {id:?}"
+                        ))
+                        .at(format!("Bundle.entry[{i}].resource.id")));
                     }
                     _ => {}
                 }
@@ -165,7 +206,12 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
             rest::validate_entry(&rt, &resource, i)?;
             WriteAction::Put(resource)
         };
-        writes.push(Write { resource_type: rt, id, precondition, action });
+        writes.push(Write {
+            resource_type: rt,
+            id,
+            precondition,
+            action,
+        });
         planned[i] = Some(Planned::Write(writes.len() - 1));
     }
 
@@ -174,7 +220,8 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
     } else {
         ctx.state.store.commit(writes).await.map_err(|e| {
             let mut error = ApiError::from(e);
-            error.issues[0].diagnostics = format!("transaction rolled back: {}", error.issues[0].diagnostics);
+            error.issues[0].diagnostics =
+                format!("transaction rolled back: {}", error.issues[0].diagnostics);
             error
         })?
     };
@@ -212,7 +259,10 @@ async fn lock_conditions(ctx: &Ctx<'_>, requests: &[EntryRequest]) -> Vec<Condit
         let (path, query) = request.url.split_once('?').unwrap_or((&request.url, ""));
         let rt = path.trim_matches('/').to_owned();
         if let Some(criteria) = &request.headers.if_none_exist {
-            keys.push((rt.clone(), parse_query_string(criteria.trim_start_matches('?'))));
+            keys.push((
+                rt.clone(),
+                parse_query_string(criteria.trim_start_matches('?')),
+            ));
         }
         if !query.is_empty() && request.method != "GET" {
             keys.push((rt, parse_query_string(query)));

@@ -40,13 +40,19 @@ impl Drop for Server {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A minimal HTTP/1.1 client, so this test needs nothing but the binary.
 fn request(addr: &str, method: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     let body = body.unwrap_or("");
     write!(
         stream,
@@ -60,7 +66,10 @@ fn request(addr: &str, method: &str, path: &str, body: Option<&str>) -> Option<(
     let status = status_line.split_whitespace().nth(1)?.parse().ok()?;
     let mut rest = String::new();
     reader.read_to_string(&mut rest).ok()?;
-    let body = rest.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = rest
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Some((status, body))
 }
 
@@ -74,7 +83,13 @@ fn acknowledged_writes_survive_kill_9() {
             let body = format!(
                 r#"{{"resourceType":"Patient","id":"crash-{i}","name":[{{"text":"山田　太郎{i}"}}]}}"#
             );
-            let (status, _) = request(&server.addr, "PUT", &format!("/fhir/Patient/crash-{i}"), Some(&body)).unwrap();
+            let (status, _) = request(
+                &server.addr,
+                "PUT",
+                &format!("/fhir/Patient/crash-{i}"),
+                Some(&body),
+            )
+            .unwrap();
             assert_eq!(status, 201);
             ids.push(format!("crash-{i}"));
         }
@@ -84,7 +99,8 @@ fn acknowledged_writes_survive_kill_9() {
     }
     let server = Server::start(dir.path());
     for id in &ids {
-        let (status, body) = request(&server.addr, "GET", &format!("/fhir/Patient/{id}"), None).unwrap();
+        let (status, body) =
+            request(&server.addr, "GET", &format!("/fhir/Patient/{id}"), None).unwrap();
         assert_eq!(status, 200, "{id} lost after kill -9");
         assert!(body.contains("山田　太郎"), "{body}");
     }

@@ -35,17 +35,26 @@ pub fn parse_date_range(text: &str) -> Option<DateRange> {
         (None, None, None) => {
             let low = Date::from_calendar_date(year, Month::January, 1).ok()?;
             let high = Date::from_calendar_date(year, Month::December, 31).ok()?;
-            Some(DateRange { low: day_start(low), high: day_end(high) })
+            Some(DateRange {
+                low: day_start(low),
+                high: day_end(high),
+            })
         }
         (Some(m), None, None) => {
             let month = Month::try_from(m).ok()?;
             let low = Date::from_calendar_date(year, month, 1).ok()?;
             let high = Date::from_calendar_date(year, month, month.length(year)).ok()?;
-            Some(DateRange { low: day_start(low), high: day_end(high) })
+            Some(DateRange {
+                low: day_start(low),
+                high: day_end(high),
+            })
         }
         (Some(m), Some(d), None) => {
             let date = Date::from_calendar_date(year, Month::try_from(m).ok()?, d).ok()?;
-            Some(DateRange { low: day_start(date), high: day_end(date) })
+            Some(DateRange {
+                low: day_start(date),
+                high: day_end(date),
+            })
         }
         (Some(m), Some(d), Some(t)) => {
             let date = Date::from_calendar_date(year, Month::try_from(m).ok()?, d).ok()?;
@@ -67,7 +76,12 @@ fn parse_time_range(date: Date, text: &str) -> Option<DateRange> {
         let (c, zone) = text.split_at(pos);
         let sign: i8 = if zone.starts_with('-') { -1 } else { 1 };
         let (h, m) = zone[1..].split_once(':')?;
-        let offset = UtcOffset::from_hms(sign * parse_digits::<i8>(h, 2)?, sign * parse_digits::<i8>(m, 2)?, 0).ok()?;
+        let offset = UtcOffset::from_hms(
+            sign * parse_digits::<i8>(h, 2)?,
+            sign * parse_digits::<i8>(m, 2)?,
+            0,
+        )
+        .ok()?;
         (c, offset)
     } else {
         (text, UtcOffset::UTC)
@@ -84,8 +98,16 @@ fn parse_time_range(date: Date, text: &str) -> Option<DateRange> {
                 return None;
             }
             let digits = fraction.len().min(3);
-            let millis = if digits == 0 { 0 } else { fraction[..digits].parse::<u16>().ok()? * 10u16.pow(3 - digits as u32) };
-            let precision = if fraction.is_empty() { 1000 } else { 10i64.pow(3 - digits as u32) };
+            let millis = if digits == 0 {
+                0
+            } else {
+                fraction[..digits].parse::<u16>().ok()? * 10u16.pow(3 - digits as u32)
+            };
+            let precision = if fraction.is_empty() {
+                1000
+            } else {
+                10i64.pow(3 - digits as u32)
+            };
             (second, millis, precision)
         }
     };
@@ -95,7 +117,10 @@ fn parse_time_range(date: Date, text: &str) -> Option<DateRange> {
     let time = Time::from_hms_milli(hour, minute, second.min(59), millis).ok()?;
     let instant = PrimitiveDateTime::new(date, time).assume_offset(offset);
     let low = (instant.unix_timestamp_nanos() / 1_000_000) as i64;
-    Some(DateRange { low, high: low + precision_ms - 1 })
+    Some(DateRange {
+        low,
+        high: low + precision_ms - 1,
+    })
 }
 
 fn day_start(date: Date) -> i64 {

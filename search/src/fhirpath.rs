@@ -85,7 +85,11 @@ fn closing_paren(text: &str) -> Option<usize> {
 
 /// The branches of a union expression.
 pub(crate) fn union_branches(expression: &str) -> Vec<&str> {
-    split_top(expression, '|').into_iter().map(str::trim).filter(|b| !b.is_empty()).collect()
+    split_top(expression, '|')
+        .into_iter()
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .collect()
 }
 
 /// Compile one branch; `None` when it uses FHIRPath beyond the supported subset.
@@ -113,7 +117,10 @@ pub(crate) fn compile(branch: &str) -> Option<Path> {
         }
         steps.push(Step::OfType(t.to_owned()));
     }
-    Some(Path { root: (*root).to_owned(), steps })
+    Some(Path {
+        root: (*root).to_owned(),
+        steps,
+    })
 }
 
 fn compile_segment(segment: &str) -> Option<Step> {
@@ -147,16 +154,26 @@ fn unquote(text: &str) -> Option<&str> {
 
 fn is_identifier(text: &str) -> bool {
     let mut chars = text.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Push the children named `name` of `value` (arrays flattened), including choice keys.
 fn push_children<'a>(value: &'a Value, name: &str, out: &mut Vec<Node<'a>>) {
-    let Some(object) = value.as_object() else { return };
+    let Some(object) = value.as_object() else {
+        return;
+    };
     let mut push = |v: &'a Value, hint: Option<&'a str>| match v {
-        Value::Array(items) => out.extend(items.iter().map(|i| Node { value: i, type_hint: hint })),
-        v => out.push(Node { value: v, type_hint: hint }),
+        Value::Array(items) => out.extend(items.iter().map(|i| Node {
+            value: i,
+            type_hint: hint,
+        })),
+        v => out.push(Node {
+            value: v,
+            type_hint: hint,
+        }),
     };
     if let Some(v) = object.get(name) {
         push(v, None);
@@ -189,7 +206,10 @@ fn reference_type(reference: &str) -> Option<&str> {
 
 /// Evaluate a path against a resource.
 pub(crate) fn evaluate<'a>(path: &Path, resource: &'a Value) -> Vec<Node<'a>> {
-    let mut current = vec![Node { value: resource, type_hint: None }];
+    let mut current = vec![Node {
+        value: resource,
+        type_hint: None,
+    }];
     for step in &path.steps {
         let mut next = Vec::new();
         match step {
@@ -208,7 +228,10 @@ pub(crate) fn evaluate<'a>(path: &Path, resource: &'a Value) -> Vec<Node<'a>> {
                     || n.value.get("type").and_then(Value::as_str) == Some(t)
             })),
             Step::WhereEquals(field, expected) => next.extend(current.iter().filter(|n| {
-                let mut values = vec![Node { value: n.value, type_hint: None }];
+                let mut values = vec![Node {
+                    value: n.value,
+                    type_hint: None,
+                }];
                 for f in field {
                     let mut deeper = Vec::new();
                     for v in &values {
@@ -216,7 +239,9 @@ pub(crate) fn evaluate<'a>(path: &Path, resource: &'a Value) -> Vec<Node<'a>> {
                     }
                     values = deeper;
                 }
-                values.iter().any(|v| v.value.as_str() == Some(expected.as_str()))
+                values
+                    .iter()
+                    .any(|v| v.value.as_str() == Some(expected.as_str()))
             })),
             Step::Extension(url) => {
                 for node in &current {
@@ -224,8 +249,13 @@ pub(crate) fn evaluate<'a>(path: &Path, resource: &'a Value) -> Vec<Node<'a>> {
                         next.extend(
                             extensions
                                 .iter()
-                                .filter(|e| e.get("url").and_then(Value::as_str) == Some(url.as_str()))
-                                .map(|e| Node { value: e, type_hint: None }),
+                                .filter(|e| {
+                                    e.get("url").and_then(Value::as_str) == Some(url.as_str())
+                                })
+                                .map(|e| Node {
+                                    value: e,
+                                    type_hint: None,
+                                }),
                         );
                     }
                 }
@@ -244,12 +274,21 @@ mod tests {
     #[test]
     fn compiles_the_shapes_used_by_r4() {
         assert!(compile("Patient.name").is_some());
-        assert_eq!(compile("(Observation.value as Quantity)").unwrap().steps.last(), Some(&Step::OfType("Quantity".into())));
+        assert_eq!(
+            compile("(Observation.value as Quantity)")
+                .unwrap()
+                .steps
+                .last(),
+            Some(&Step::OfType("Quantity".into()))
+        );
         assert!(compile("Observation.subject.where(resolve() is Patient)").is_some());
         assert!(compile("Patient.telecom.where(system='phone')").is_some());
         assert!(compile("Condition.onset.as(Age)").is_some());
         assert!(compile("Patient.deceased.exists() and Patient.deceased != false").is_none());
-        assert_eq!(union_branches("A.b | (C.d as E) | F.g.where(x='y|z')").len(), 3);
+        assert_eq!(
+            union_branches("A.b | (C.d as E) | F.g.where(x='y|z')").len(),
+            3
+        );
     }
 
     #[test]

@@ -18,21 +18,43 @@ pub struct IndexEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum IndexValue {
     /// `normalized` for default/contains matching, `exact` for `:exact`.
-    String { normalized: String, exact: String },
-    Token { system: Option<String>, code: String, text: Option<String> },
+    String {
+        normalized: String,
+        exact: String,
+    },
+    Token {
+        system: Option<String>,
+        code: String,
+        text: Option<String>,
+    },
     /// `Type/id` for local references, otherwise the URL/canonical as written.
     Reference(String),
     /// Milliseconds since the epoch, inclusive; open ends are `i64::MIN`/`i64::MAX`.
-    Date { low: i64, high: i64 },
-    Quantity { value: String, number: f64, system: Option<String>, code: Option<String> },
-    Number { value: String, number: f64 },
+    Date {
+        low: i64,
+        high: i64,
+    },
+    Quantity {
+        value: String,
+        number: f64,
+        system: Option<String>,
+        code: Option<String>,
+    },
+    Number {
+        value: String,
+        number: f64,
+    },
     Uri(String),
 }
 
 /// Order-preserving encoding of an f64 (sign bit flipped; negatives inverted).
 fn sortable_f64(n: f64) -> [u8; 8] {
     let bits = n.to_bits();
-    let flipped = if bits >> 63 == 1 { !bits } else { bits | (1 << 63) };
+    let flipped = if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    };
     flipped.to_be_bytes()
 }
 
@@ -75,7 +97,12 @@ pub fn extract(registry: &Registry, resource_type: &str, resource: &Value) -> Ve
         let before = entries.len();
         for path in &param.paths {
             for node in fhirpath::evaluate(path, resource) {
-                values_of(param, node, &mut |value| entries.push(IndexEntry { param: param.code.clone(), value }));
+                values_of(param, node, &mut |value| {
+                    entries.push(IndexEntry {
+                        param: param.code.clone(),
+                        value,
+                    })
+                });
             }
         }
         // Unions can reach the same value twice (e.g. two branches naming one element).
@@ -95,7 +122,10 @@ pub fn extract(registry: &Registry, resource_type: &str, resource: &Value) -> Ve
 
 fn string_entry(text: &str) -> Option<IndexValue> {
     let normalized = normalize_text(text);
-    (!normalized.is_empty()).then(|| IndexValue::String { normalized, exact: text.to_owned() })
+    (!normalized.is_empty()).then(|| IndexValue::String {
+        normalized,
+        exact: text.to_owned(),
+    })
 }
 
 fn str_field<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
@@ -118,7 +148,19 @@ fn values_of(param: &ParamDef, node: Node<'_>, emit: &mut dyn FnMut(IndexValue))
             Value::Object(_) => {
                 let family = strings_of(v, "family");
                 let given = strings_of(v, "given");
-                for key in ["family", "given", "prefix", "suffix", "text", "line", "city", "district", "state", "postalCode", "country"] {
+                for key in [
+                    "family",
+                    "given",
+                    "prefix",
+                    "suffix",
+                    "text",
+                    "line",
+                    "city",
+                    "district",
+                    "state",
+                    "postalCode",
+                    "country",
+                ] {
                     for s in strings_of(v, key) {
                         emit_opt(string_entry(s), emit);
                     }
@@ -151,7 +193,9 @@ fn values_of(param: &ParamDef, node: Node<'_>, emit: &mut dyn FnMut(IndexValue))
                         value: number.to_string(),
                         number: n,
                         system: str_field(v, "system").map(str::to_owned),
-                        code: str_field(v, "code").or_else(|| str_field(v, "unit")).map(str::to_owned),
+                        code: str_field(v, "code")
+                            .or_else(|| str_field(v, "unit"))
+                            .map(str::to_owned),
                     });
                 }
             }
@@ -159,7 +203,10 @@ fn values_of(param: &ParamDef, node: Node<'_>, emit: &mut dyn FnMut(IndexValue))
         ParamKind::Number => {
             if let Some(number) = v.as_number() {
                 if let Ok(n) = number.to_string().parse::<f64>() {
-                    emit(IndexValue::Number { value: number.to_string(), number: n });
+                    emit(IndexValue::Number {
+                        value: number.to_string(),
+                        number: n,
+                    });
                 }
             }
         }
@@ -180,8 +227,16 @@ fn emit_opt(value: Option<IndexValue>, emit: &mut dyn FnMut(IndexValue)) {
 
 fn token_values(v: &Value, emit: &mut dyn FnMut(IndexValue)) {
     match v {
-        Value::String(s) => emit(IndexValue::Token { system: None, code: s.clone(), text: None }),
-        Value::Bool(b) => emit(IndexValue::Token { system: None, code: b.to_string(), text: None }),
+        Value::String(s) => emit(IndexValue::Token {
+            system: None,
+            code: s.clone(),
+            text: None,
+        }),
+        Value::Bool(b) => emit(IndexValue::Token {
+            system: None,
+            code: b.to_string(),
+            text: None,
+        }),
         Value::Object(o) => {
             if let Some(Value::Array(codings)) = o.get("coding") {
                 // CodeableConcept: every coding, with the concept's text for `:text`.
@@ -197,22 +252,44 @@ fn token_values(v: &Value, emit: &mut dyn FnMut(IndexValue)) {
                 }
                 if codings.is_empty() {
                     if let Some(text) = text {
-                        emit(IndexValue::Token { system: None, code: String::new(), text: Some(text.to_owned()) });
+                        emit(IndexValue::Token {
+                            system: None,
+                            code: String::new(),
+                            text: Some(text.to_owned()),
+                        });
                     }
                 }
             } else if let Some(code) = str_field(v, "code") {
                 // Coding (or Quantity-like objects with a code).
-                emit(IndexValue::Token { system: str_field(v, "system").map(str::to_owned), code: code.to_owned(), text: str_field(v, "display").map(str::to_owned) });
+                emit(IndexValue::Token {
+                    system: str_field(v, "system").map(str::to_owned),
+                    code: code.to_owned(),
+                    text: str_field(v, "display").map(str::to_owned),
+                });
             } else if let Some(value) = str_field(v, "value") {
                 // Identifier (system|value) and ContactPoint (value).
                 // A ContactPoint's `system` is a kind (phone, email), not a code system: R4 matches
                 // ContactPoint tokens on the value alone.
-                const CONTACT_KINDS: [&str; 7] = ["phone", "fax", "email", "pager", "url", "sms", "other"];
-                let system = str_field(v, "system").filter(|s| !CONTACT_KINDS.contains(s)).map(str::to_owned);
-                let text = o.get("type").and_then(|t| str_field(t, "text")).map(str::to_owned);
-                emit(IndexValue::Token { system, code: value.to_owned(), text });
+                const CONTACT_KINDS: [&str; 7] =
+                    ["phone", "fax", "email", "pager", "url", "sms", "other"];
+                let system = str_field(v, "system")
+                    .filter(|s| !CONTACT_KINDS.contains(s))
+                    .map(str::to_owned);
+                let text = o
+                    .get("type")
+                    .and_then(|t| str_field(t, "text"))
+                    .map(str::to_owned);
+                emit(IndexValue::Token {
+                    system,
+                    code: value.to_owned(),
+                    text,
+                });
             } else if let Some(Value::String(text)) = o.get("text") {
-                emit(IndexValue::Token { system: None, code: String::new(), text: Some(text.clone()) });
+                emit(IndexValue::Token {
+                    system: None,
+                    code: String::new(),
+                    text: Some(text.clone()),
+                });
             }
         }
         _ => {}
@@ -223,19 +300,29 @@ fn date_values(v: &Value, emit: &mut dyn FnMut(IndexValue)) {
     match v {
         Value::String(s) => {
             if let Some(r) = parse_date_range(s) {
-                emit(IndexValue::Date { low: r.low, high: r.high });
+                emit(IndexValue::Date {
+                    low: r.low,
+                    high: r.high,
+                });
             }
         }
         Value::Object(o) => {
             if o.contains_key("start") || o.contains_key("end") {
-                let low = str_field(v, "start").and_then(parse_date_range).map_or(i64::MIN, |r| r.low);
-                let high = str_field(v, "end").and_then(parse_date_range).map_or(i64::MAX, |r| r.high);
+                let low = str_field(v, "start")
+                    .and_then(parse_date_range)
+                    .map_or(i64::MIN, |r| r.low);
+                let high = str_field(v, "end")
+                    .and_then(parse_date_range)
+                    .map_or(i64::MAX, |r| r.high);
                 emit(IndexValue::Date { low, high });
             } else {
                 // Timing: its events.
                 for event in strings_of(v, "event") {
                     if let Some(r) = parse_date_range(event) {
-                        emit(IndexValue::Date { low: r.low, high: r.high });
+                        emit(IndexValue::Date {
+                            low: r.low,
+                            high: r.high,
+                        });
                     }
                 }
             }
@@ -262,7 +349,10 @@ fn normalize_reference(reference: &str) -> String {
 /// The key to sort a resource by for one parameter: its smallest value ascending, its largest
 /// descending. `None` when the resource has no value (such resources sort last).
 pub fn sort_key(entries: &[IndexEntry], param: &str, descending: bool) -> Option<Vec<u8>> {
-    let keys = entries.iter().filter(|e| e.param == param).map(|e| e.value.key_bytes());
+    let keys = entries
+        .iter()
+        .filter(|e| e.param == param)
+        .map(|e| e.value.key_bytes());
     if descending { keys.max() } else { keys.min() }
 }
 
@@ -272,13 +362,27 @@ mod tests {
     use serde_json::json;
 
     fn entries_for(rt: &str, resource: Value, param: &str) -> Vec<IndexValue> {
-        extract(Registry::r4(), rt, &resource).into_iter().filter(|e| e.param == param).map(|e| e.value).collect()
+        extract(Registry::r4(), rt, &resource)
+            .into_iter()
+            .filter(|e| e.param == param)
+            .map(|e| e.value)
+            .collect()
     }
 
     #[test]
     fn human_names_index_parts_and_both_orders() {
-        let values = entries_for("Patient", json!({"resourceType": "Patient", "name": [{"family": "山田", "given": ["太郎"], "text": "山田　太郎"}]}), "name");
-        let normalized: Vec<String> = values.iter().filter_map(|v| match v { IndexValue::String { normalized, .. } => Some(normalized.clone()), _ => None }).collect();
+        let values = entries_for(
+            "Patient",
+            json!({"resourceType": "Patient", "name": [{"family": "山田", "given": ["太郎"], "text": "山田　太郎"}]}),
+            "name",
+        );
+        let normalized: Vec<String> = values
+            .iter()
+            .filter_map(|v| match v {
+                IndexValue::String { normalized, .. } => Some(normalized.clone()),
+                _ => None,
+            })
+            .collect();
         assert!(normalized.contains(&"山田".to_string()));
         assert!(normalized.contains(&"山田太郎".to_string()));
         assert!(normalized.contains(&"太郎山田".to_string()));
@@ -288,9 +392,22 @@ mod tests {
     fn identifiers_references_dates_and_quantities() {
         let imm = json!({"resourceType": "Immunization", "patient": {"reference": "http://example.org/fhir/Patient/p1/_history/3"},
             "occurrenceDateTime": "2024-06-03", "vaccineCode": {"coding": [{"system": "urn:oid:1.2", "code": "2.1"}]}});
-        assert_eq!(entries_for("Immunization", imm.clone(), "patient"), vec![IndexValue::Reference("Patient/p1".into())]);
-        assert!(matches!(entries_for("Immunization", imm.clone(), "date")[0], IndexValue::Date { .. }));
-        assert_eq!(entries_for("Immunization", imm, "vaccine-code"), vec![IndexValue::Token { system: Some("urn:oid:1.2".into()), code: "2.1".into(), text: None }]);
+        assert_eq!(
+            entries_for("Immunization", imm.clone(), "patient"),
+            vec![IndexValue::Reference("Patient/p1".into())]
+        );
+        assert!(matches!(
+            entries_for("Immunization", imm.clone(), "date")[0],
+            IndexValue::Date { .. }
+        ));
+        assert_eq!(
+            entries_for("Immunization", imm, "vaccine-code"),
+            vec![IndexValue::Token {
+                system: Some("urn:oid:1.2".into()),
+                code: "2.1".into(),
+                text: None
+            }]
+        );
         let obs: Value = serde_json::from_str(r#"{"resourceType": "Observation", "valueQuantity": {"value": 36.50, "system": "http://unitsofmeasure.org", "code": "Cel"}}"#).unwrap();
         match &entries_for("Observation", obs, "value-quantity")[0] {
             IndexValue::Quantity { value, code, .. } => {

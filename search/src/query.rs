@@ -8,7 +8,10 @@ use crate::registry::{ParamKind, Registry};
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum QueryError {
     #[error("unknown search parameter {param:?} for {resource_type}")]
-    UnknownParameter { resource_type: String, param: String },
+    UnknownParameter {
+        resource_type: String,
+        param: String,
+    },
     #[error("search parameter {param:?}: modifier {modifier:?} is not supported")]
     UnknownModifier { param: String, modifier: String },
     #[error("search parameter {param:?}: {message}")]
@@ -47,11 +50,27 @@ pub enum Prefix {
 pub enum SearchValue {
     Text(String),
     /// `system|code`: `system` is `Some("")` for `|code` (no system), `None` when absent.
-    Token { system: Option<String>, code: Option<String> },
-    Reference { resource_type: Option<String>, id: String },
-    Date { prefix: Prefix, range: DateRange },
+    Token {
+        system: Option<String>,
+        code: Option<String>,
+    },
+    Reference {
+        resource_type: Option<String>,
+        id: String,
+    },
+    Date {
+        prefix: Prefix,
+        range: DateRange,
+    },
     /// Numbers and quantities: `[low, high)` is the precision range of the written value.
-    Number { prefix: Prefix, value: f64, low: f64, high: f64, system: Option<String>, code: Option<String> },
+    Number {
+        prefix: Prefix,
+        value: f64,
+        low: f64,
+        high: f64,
+        system: Option<String>,
+        code: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -116,14 +135,22 @@ const RESULT_PARAMS: [&str; 5] = ["_count", "_offset", "_format", "_pretty", "_e
 
 /// Parse URL-decoded query pairs for a search on `resource_type`. `strict` turns unknown
 /// parameters into errors instead of warnings (`Prefer: handling=strict`).
-pub fn parse_query(registry: &Registry, resource_type: &str, params: &[(String, String)], strict: bool) -> Result<Query, QueryError> {
+pub fn parse_query(
+    registry: &Registry,
+    resource_type: &str,
+    params: &[(String, String)],
+    strict: bool,
+) -> Result<Query, QueryError> {
     let mut query = Query::default();
     for (name, raw) in params {
         let (code, modifier) = match name.split_once(':') {
             Some((c, m)) => (c, Some(m)),
             None => (name.as_str(), None),
         };
-        let invalid = |message: String| QueryError::InvalidValue { param: name.clone(), message };
+        let invalid = |message: String| QueryError::InvalidValue {
+            param: name.clone(),
+            message,
+        };
         match code {
             c if RESULT_PARAMS.contains(&c) => continue,
             "_sort" => {
@@ -140,7 +167,10 @@ pub fn parse_query(registry: &Registry, resource_type: &str, params: &[(String, 
                         query.warnings.push(error.to_string());
                         continue;
                     }
-                    query.control.sort.push(SortSpec { param: param.to_owned(), descending });
+                    query.control.sort.push(SortSpec {
+                        param: param.to_owned(),
+                        descending,
+                    });
                 }
                 continue;
             }
@@ -159,7 +189,11 @@ pub fn parse_query(registry: &Registry, resource_type: &str, params: &[(String, 
                     "data" => Some(Summary::Data),
                     "text" => Some(Summary::Text),
                     "false" => None,
-                    other => return Err(invalid(format!("_summary={other} is not supported (count, data, text, false)"))),
+                    other => {
+                        return Err(invalid(format!(
+                            "_summary={other} is not supported (count, data, text, false)"
+                        )));
+                    }
                 };
                 continue;
             }
@@ -168,14 +202,21 @@ pub fn parse_query(registry: &Registry, resource_type: &str, params: &[(String, 
                     "none" => TotalMode::None,
                     "estimate" => TotalMode::Estimate,
                     "accurate" => TotalMode::Accurate,
-                    other => return Err(invalid(format!("_total={other} must be none, estimate or accurate"))),
+                    other => {
+                        return Err(invalid(format!(
+                            "_total={other} must be none, estimate or accurate"
+                        )));
+                    }
                 });
                 continue;
             }
             _ => {}
         }
         let Some(def) = registry.param(resource_type, code) else {
-            let error = QueryError::UnknownParameter { resource_type: resource_type.to_owned(), param: name.clone() };
+            let error = QueryError::UnknownParameter {
+                resource_type: resource_type.to_owned(),
+                param: name.clone(),
+            };
             if strict {
                 return Err(error);
             }
@@ -188,11 +229,16 @@ pub fn parse_query(registry: &Registry, resource_type: &str, params: &[(String, 
                 Some(Ok(m)) => Some(m),
                 Some(Err(message)) => return Err(invalid(message)),
                 None => {
-                    let error = QueryError::UnknownModifier { param: code.to_owned(), modifier: m.to_owned() };
+                    let error = QueryError::UnknownModifier {
+                        param: code.to_owned(),
+                        modifier: m.to_owned(),
+                    };
                     if strict {
                         return Err(error);
                     }
-                    query.warnings.push(format!("{error}; the parameter was ignored"));
+                    query
+                        .warnings
+                        .push(format!("{error}; the parameter was ignored"));
                     continue;
                 }
             },
@@ -200,36 +246,70 @@ pub fn parse_query(registry: &Registry, resource_type: &str, params: &[(String, 
         let values = if matches!(modifier, Some(Modifier::Missing(_))) {
             Vec::new()
         } else {
-            split_values(raw).iter().map(|v| parse_value(def.kind, v, modifier.as_ref())).collect::<Result<Vec<_>, _>>().map_err(invalid)?
+            split_values(raw)
+                .iter()
+                .map(|v| parse_value(def.kind, v, modifier.as_ref()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(invalid)?
         };
         if values.is_empty() && !matches!(modifier, Some(Modifier::Missing(_))) {
             return Err(invalid("a value is required".into()));
         }
-        query.criteria.push(Criterion { param: code.to_owned(), kind: def.kind, modifier, values, targets: def.targets.clone() });
+        query.criteria.push(Criterion {
+            param: code.to_owned(),
+            kind: def.kind,
+            modifier,
+            values,
+            targets: def.targets.clone(),
+        });
     }
     Ok(query)
 }
 
-fn parse_include(registry: &Registry, raw: &str, modifier: Option<&str>) -> Result<Include, String> {
+fn parse_include(
+    registry: &Registry,
+    raw: &str,
+    modifier: Option<&str>,
+) -> Result<Include, String> {
     if modifier.is_some_and(|m| m != "iterate" && m != "recurse") {
         return Err(format!("modifier {modifier:?} is not supported"));
     }
     let mut parts = raw.split(':');
-    let source_type = parts.next().filter(|s| !s.is_empty()).ok_or("expected Type:param")?;
+    let source_type = parts
+        .next()
+        .filter(|s| !s.is_empty())
+        .ok_or("expected Type:param")?;
     let param = parts.next().ok_or("expected Type:param")?;
     let target_type = parts.next().map(str::to_owned);
     if param != "*" {
         match registry.param(source_type, param) {
             Some(def) if def.kind == ParamKind::Reference => {}
-            Some(_) => return Err(format!("{source_type}:{param} is not a reference parameter")),
-            None => return Err(format!("{source_type}:{param} is not a known search parameter")),
+            Some(_) => {
+                return Err(format!(
+                    "{source_type}:{param} is not a reference parameter"
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "{source_type}:{param} is not a known search parameter"
+                ));
+            }
         }
     }
-    Ok(Include { source_type: source_type.to_owned(), param: param.to_owned(), target_type })
+    Ok(Include {
+        source_type: source_type.to_owned(),
+        param: param.to_owned(),
+        target_type,
+    })
 }
 
 /// `Some(Err)` for a known modifier with a bad value, `None` for an unknown modifier.
-fn parse_modifier(kind: ParamKind, modifier: &str, raw: &str, registry: &Registry) -> Option<Result<Modifier, String>> {
+fn parse_modifier(
+    kind: ParamKind,
+    modifier: &str,
+    raw: &str,
+    registry: &Registry,
+) -> Option<Result<Modifier, String>> {
     let m = match (kind, modifier) {
         (_, "missing") => {
             return Some(match raw {
@@ -244,7 +324,12 @@ fn parse_modifier(kind: ParamKind, modifier: &str, raw: &str, registry: &Registr
         (ParamKind::Token, "text") => Modifier::Text,
         (ParamKind::Uri, "below") => Modifier::Below,
         (ParamKind::Uri, "above") => Modifier::Above,
-        (ParamKind::Reference, t) if registry.param(t, "_id").is_some() && t.starts_with(|c: char| c.is_ascii_uppercase()) => Modifier::Type(t.to_owned()),
+        (ParamKind::Reference, t)
+            if registry.param(t, "_id").is_some()
+                && t.starts_with(|c: char| c.is_ascii_uppercase()) =>
+        {
+            Modifier::Type(t.to_owned())
+        }
         _ => return None,
     };
     Some(Ok(m))
@@ -287,12 +372,19 @@ fn split_prefix(raw: &str) -> (Prefix, &str) {
 fn precision_range(text: &str, value: f64) -> (f64, f64) {
     let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
     let decimals = mantissa.split_once('.').map_or(0, |(_, d)| d.len()) as i32;
-    let exponent: i32 = text.split_once(['e', 'E']).and_then(|(_, e)| e.parse().ok()).unwrap_or(0);
+    let exponent: i32 = text
+        .split_once(['e', 'E'])
+        .and_then(|(_, e)| e.parse().ok())
+        .unwrap_or(0);
     let half = 0.5 * 10f64.powi(exponent - decimals);
     (value - half, value + half)
 }
 
-fn parse_value(kind: ParamKind, raw: &str, modifier: Option<&Modifier>) -> Result<SearchValue, String> {
+fn parse_value(
+    kind: ParamKind,
+    raw: &str,
+    modifier: Option<&Modifier>,
+) -> Result<SearchValue, String> {
     match kind {
         ParamKind::String | ParamKind::Uri => Ok(SearchValue::Text(raw.to_owned())),
         ParamKind::Token => {
@@ -300,8 +392,14 @@ fn parse_value(kind: ParamKind, raw: &str, modifier: Option<&Modifier>) -> Resul
                 return Ok(SearchValue::Text(raw.to_owned()));
             }
             Ok(match raw.split_once('|') {
-                Some((system, code)) => SearchValue::Token { system: Some(system.to_owned()), code: (!code.is_empty()).then(|| code.to_owned()) },
-                None => SearchValue::Token { system: None, code: Some(raw.to_owned()) },
+                Some((system, code)) => SearchValue::Token {
+                    system: Some(system.to_owned()),
+                    code: (!code.is_empty()).then(|| code.to_owned()),
+                },
+                None => SearchValue::Token {
+                    system: None,
+                    code: Some(raw.to_owned()),
+                },
             })
         }
         ParamKind::Reference => {
@@ -312,34 +410,56 @@ fn parse_value(kind: ParamKind, raw: &str, modifier: Option<&Modifier>) -> Resul
             let value = raw.split("/_history/").next().unwrap_or(raw);
             let mut parts = value.rsplit('/');
             let id = parts.next().unwrap_or(value);
-            let named_type = parts.next().filter(|t| t.starts_with(|c: char| c.is_ascii_uppercase()));
+            let named_type = parts
+                .next()
+                .filter(|t| t.starts_with(|c: char| c.is_ascii_uppercase()));
             if value.contains("://") && named_type.is_none() {
-                return Ok(SearchValue::Reference { resource_type: None, id: value.to_owned() });
+                return Ok(SearchValue::Reference {
+                    resource_type: None,
+                    id: value.to_owned(),
+                });
             }
             if id.is_empty() {
                 return Err(format!("{raw:?} is not a reference"));
             }
-            Ok(SearchValue::Reference { resource_type: forced.or(named_type.map(str::to_owned)), id: id.to_owned() })
+            Ok(SearchValue::Reference {
+                resource_type: forced.or(named_type.map(str::to_owned)),
+                id: id.to_owned(),
+            })
         }
         ParamKind::Date => {
             let (prefix, text) = split_prefix(raw);
-            let range = parse_date_range(text).ok_or_else(|| format!("{text:?} is not a valid date, dateTime or instant"))?;
+            let range = parse_date_range(text)
+                .ok_or_else(|| format!("{text:?} is not a valid date, dateTime or instant"))?;
             Ok(SearchValue::Date { prefix, range })
         }
         ParamKind::Number | ParamKind::Quantity => {
             let (prefix, text) = split_prefix(raw);
             let mut parts = text.splitn(3, '|');
             let number_text = parts.next().unwrap_or("");
-            let value: f64 = number_text.parse().ok().filter(|v: &f64| v.is_finite()).ok_or_else(|| format!("{number_text:?} is not a number"))?;
+            let value: f64 = number_text
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite())
+                .ok_or_else(|| format!("{number_text:?} is not a number"))?;
             let (low, high) = precision_range(number_text, value);
             let system = parts.next().filter(|s| !s.is_empty()).map(str::to_owned);
             let code = parts.next().filter(|s| !s.is_empty()).map(str::to_owned);
             if kind == ParamKind::Number && (system.is_some() || code.is_some()) {
                 return Err(format!("{raw:?}: a number parameter takes no units"));
             }
-            Ok(SearchValue::Number { prefix, value, low, high, system, code })
+            Ok(SearchValue::Number {
+                prefix,
+                value,
+                low,
+                high,
+                system,
+                code,
+            })
         }
-        ParamKind::Composite | ParamKind::Special => Err("this parameter type cannot be searched".into()),
+        ParamKind::Composite | ParamKind::Special => {
+            Err("this parameter type cannot be searched".into())
+        }
     }
 }
 
@@ -372,18 +492,27 @@ fn number_matches(prefix: Prefix, value: f64, low: f64, high: f64, n: f64) -> bo
 impl Criterion {
     fn value_matches(&self, search: &SearchValue, entry: &IndexValue) -> bool {
         match (search, entry) {
-            (SearchValue::Text(text), IndexValue::String { normalized, exact }) => match self.modifier {
-                Some(Modifier::Exact) => exact == text,
-                Some(Modifier::Contains) => normalized.contains(&normalize_text(text)),
-                _ => normalized.starts_with(&normalize_text(text)),
-            },
-            (SearchValue::Text(text), IndexValue::Token { text: Some(t), .. }) => normalize_text(t).starts_with(&normalize_text(text)),
+            (SearchValue::Text(text), IndexValue::String { normalized, exact }) => {
+                match self.modifier {
+                    Some(Modifier::Exact) => exact == text,
+                    Some(Modifier::Contains) => normalized.contains(&normalize_text(text)),
+                    _ => normalized.starts_with(&normalize_text(text)),
+                }
+            }
+            (SearchValue::Text(text), IndexValue::Token { text: Some(t), .. }) => {
+                normalize_text(t).starts_with(&normalize_text(text))
+            }
             (SearchValue::Text(text), IndexValue::Uri(uri)) => match self.modifier {
                 Some(Modifier::Below) => uri.starts_with(text.as_str()),
                 Some(Modifier::Above) => text.starts_with(uri.as_str()),
                 _ => uri == text,
             },
-            (SearchValue::Token { system, code }, IndexValue::Token { system: s, code: c, .. }) => {
+            (
+                SearchValue::Token { system, code },
+                IndexValue::Token {
+                    system: s, code: c, ..
+                },
+            ) => {
                 let code_ok = code.as_ref().is_none_or(|code| code == c);
                 let system_ok = match system.as_deref() {
                     None => true,
@@ -392,16 +521,54 @@ impl Criterion {
                 };
                 code_ok && system_ok
             }
-            (SearchValue::Reference { resource_type, id }, IndexValue::Reference(r)) => match resource_type {
-                Some(t) => r.len() == t.len() + 1 + id.len() && r.starts_with(t.as_str()) && r.ends_with(id.as_str()) && r.as_bytes()[t.len()] == b'/',
-                None if id.contains("://") => r == id,
-                None => r.rsplit_once('/').is_some_and(|(t, rid)| rid == id && (self.targets.is_empty() || self.targets.iter().any(|x| x == t))),
-            },
-            (SearchValue::Date { prefix, range }, IndexValue::Date { low, high }) => date_matches(*prefix, *range, *low, *high),
-            (SearchValue::Number { prefix, value, low, high, .. }, IndexValue::Number { number, .. }) => number_matches(*prefix, *value, *low, *high, *number),
-            (SearchValue::Number { prefix, value, low, high, system, code }, IndexValue::Quantity { number, system: s, code: c, .. }) => {
+            (SearchValue::Reference { resource_type, id }, IndexValue::Reference(r)) => {
+                match resource_type {
+                    Some(t) => {
+                        r.len() == t.len() + 1 + id.len()
+                            && r.starts_with(t.as_str())
+                            && r.ends_with(id.as_str())
+                            && r.as_bytes()[t.len()] == b'/'
+                    }
+                    None if id.contains("://") => r == id,
+                    None => r.rsplit_once('/').is_some_and(|(t, rid)| {
+                        rid == id
+                            && (self.targets.is_empty() || self.targets.iter().any(|x| x == t))
+                    }),
+                }
+            }
+            (SearchValue::Date { prefix, range }, IndexValue::Date { low, high }) => {
+                date_matches(*prefix, *range, *low, *high)
+            }
+            (
+                SearchValue::Number {
+                    prefix,
+                    value,
+                    low,
+                    high,
+                    ..
+                },
+                IndexValue::Number { number, .. },
+            ) => number_matches(*prefix, *value, *low, *high, *number),
+            (
+                SearchValue::Number {
+                    prefix,
+                    value,
+                    low,
+                    high,
+                    system,
+                    code,
+                },
+                IndexValue::Quantity {
+                    number,
+                    system: s,
+                    code: c,
+                    ..
+                },
+            ) => {
                 code.as_ref().is_none_or(|code| c.as_ref() == Some(code))
-                    && system.as_ref().is_none_or(|system| s.as_ref() == Some(system))
+                    && system
+                        .as_ref()
+                        .is_none_or(|system| s.as_ref() == Some(system))
                     && number_matches(*prefix, *value, *low, *high, *number)
             }
             _ => false,
@@ -413,7 +580,9 @@ impl Criterion {
         let mut own = entries.iter().filter(|e| e.param == self.param);
         match self.modifier {
             Some(Modifier::Missing(missing)) => own.next().is_none() == missing,
-            Some(Modifier::Not) => !own.any(|e| self.values.iter().any(|v| self.value_matches(v, &e.value))),
+            Some(Modifier::Not) => {
+                !own.any(|e| self.values.iter().any(|v| self.value_matches(v, &e.value)))
+            }
             _ => own.any(|e| self.values.iter().any(|v| self.value_matches(v, &e.value))),
         }
     }
@@ -422,7 +591,16 @@ impl Criterion {
     /// criterion needs a scan (`:not`, `:missing`, `:contains`, ranges). May over-approximate:
     /// callers verify candidates with [`Criterion::matches`].
     pub fn seek(&self) -> Option<Vec<Vec<u8>>> {
-        if matches!(self.modifier, Some(Modifier::Not | Modifier::Missing(_) | Modifier::Contains | Modifier::Text | Modifier::Above)) {
+        if matches!(
+            self.modifier,
+            Some(
+                Modifier::Not
+                    | Modifier::Missing(_)
+                    | Modifier::Contains
+                    | Modifier::Text
+                    | Modifier::Above
+            )
+        ) {
             return None;
         }
         let mut prefixes = Vec::new();
@@ -433,7 +611,10 @@ impl Criterion {
                     ParamKind::Uri => prefixes.push(text.as_bytes().to_vec()),
                     _ => return None,
                 },
-                SearchValue::Token { code: Some(code), system } => {
+                SearchValue::Token {
+                    code: Some(code),
+                    system,
+                } => {
                     let mut key = code.as_bytes().to_vec();
                     key.push(0x1f);
                     if let Some(system) = system.as_deref().filter(|s| !s.is_empty()) {
@@ -441,10 +622,23 @@ impl Criterion {
                     }
                     prefixes.push(key);
                 }
-                SearchValue::Reference { resource_type: Some(t), id } => prefixes.push(format!("{t}/{id}").into_bytes()),
-                SearchValue::Reference { resource_type: None, id } if id.contains("://") => prefixes.push(id.as_bytes().to_vec()),
-                SearchValue::Reference { resource_type: None, id } if !self.targets.is_empty() => {
-                    prefixes.extend(self.targets.iter().map(|t| format!("{t}/{id}").into_bytes()));
+                SearchValue::Reference {
+                    resource_type: Some(t),
+                    id,
+                } => prefixes.push(format!("{t}/{id}").into_bytes()),
+                SearchValue::Reference {
+                    resource_type: None,
+                    id,
+                } if id.contains("://") => prefixes.push(id.as_bytes().to_vec()),
+                SearchValue::Reference {
+                    resource_type: None,
+                    id,
+                } if !self.targets.is_empty() => {
+                    prefixes.extend(
+                        self.targets
+                            .iter()
+                            .map(|t| format!("{t}/{id}").into_bytes()),
+                    );
                 }
                 _ => return None,
             }
@@ -462,11 +656,26 @@ impl Query {
     /// The `Type/id` references `_include` asks for, from one matched resource's entries.
     pub fn include_references(&self, resource_type: &str, entries: &[IndexEntry]) -> Vec<String> {
         let mut out = Vec::new();
-        for include in self.control.include.iter().filter(|i| i.source_type == resource_type || i.source_type == "*") {
-            for entry in entries.iter().filter(|e| include.param == "*" || e.param == include.param) {
+        for include in self
+            .control
+            .include
+            .iter()
+            .filter(|i| i.source_type == resource_type || i.source_type == "*")
+        {
+            for entry in entries
+                .iter()
+                .filter(|e| include.param == "*" || e.param == include.param)
+            {
                 if let IndexValue::Reference(r) = &entry.value {
-                    let Some((t, _)) = r.split_once('/') else { continue };
-                    if r.contains("://") || include.target_type.as_deref().is_some_and(|target| target != t) {
+                    let Some((t, _)) = r.split_once('/') else {
+                        continue;
+                    };
+                    if r.contains("://")
+                        || include
+                            .target_type
+                            .as_deref()
+                            .is_some_and(|target| target != t)
+                    {
                         continue;
                     }
                     if !out.contains(r) {
@@ -480,7 +689,11 @@ impl Query {
 
     /// `(source_type, param)` of each `_revinclude`.
     pub fn revincludes(&self) -> Vec<(String, String)> {
-        self.control.revinclude.iter().map(|i| (i.source_type.clone(), i.param.clone())).collect()
+        self.control
+            .revinclude
+            .iter()
+            .map(|i| (i.source_type.clone(), i.param.clone()))
+            .collect()
     }
 }
 
@@ -491,13 +704,21 @@ mod tests {
     use serde_json::json;
 
     fn q(rt: &str, query: &str) -> Result<Query, QueryError> {
-        let pairs: Vec<(String, String)> = query.split('&').filter_map(|p| p.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        let pairs: Vec<(String, String)> = query
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
         parse_query(Registry::r4(), rt, &pairs, true)
     }
 
     fn matches(rt: &str, resource: serde_json::Value, query: &str) -> bool {
         let entries = extract(Registry::r4(), rt, &resource);
-        q(rt, query).unwrap().criteria.iter().all(|c| c.matches(&entries))
+        q(rt, query)
+            .unwrap()
+            .criteria
+            .iter()
+            .all(|c| c.matches(&entries))
     }
 
     #[test]
@@ -539,7 +760,11 @@ mod tests {
     fn quantities_honour_precision() {
         let o = json!({"resourceType": "Observation", "status": "final", "code": {"text": "t"}, "valueQuantity": {"value": 5.4, "system": "http://unitsofmeasure.org", "code": "mg"}});
         assert!(matches("Observation", o.clone(), "value-quantity=5.4"));
-        assert!(matches("Observation", o.clone(), "value-quantity=5.40|http://unitsofmeasure.org|mg"));
+        assert!(matches(
+            "Observation",
+            o.clone(),
+            "value-quantity=5.40|http://unitsofmeasure.org|mg"
+        ));
         assert!(!matches("Observation", o.clone(), "value-quantity=5.41"));
         assert!(matches("Observation", o.clone(), "value-quantity=5"));
         assert!(matches("Observation", o.clone(), "value-quantity=gt5"));
@@ -557,13 +782,32 @@ mod tests {
 
     #[test]
     fn errors_and_warnings() {
-        assert!(matches!(q("Patient", "foo=bar"), Err(QueryError::UnknownParameter { .. })));
-        assert!(matches!(q("Patient", "birthdate=2020-13"), Err(QueryError::InvalidValue { .. })));
-        assert!(matches!(q("Patient", "name:fuzzy=x"), Err(QueryError::UnknownModifier { .. })));
+        assert!(matches!(
+            q("Patient", "foo=bar"),
+            Err(QueryError::UnknownParameter { .. })
+        ));
+        assert!(matches!(
+            q("Patient", "birthdate=2020-13"),
+            Err(QueryError::InvalidValue { .. })
+        ));
+        assert!(matches!(
+            q("Patient", "name:fuzzy=x"),
+            Err(QueryError::UnknownModifier { .. })
+        ));
         assert!(q("Observation", "value-quantity=abc").is_err());
-        let lenient = parse_query(Registry::r4(), "Patient", &[("foo".into(), "bar".into())], false).unwrap();
+        let lenient = parse_query(
+            Registry::r4(),
+            "Patient",
+            &[("foo".into(), "bar".into())],
+            false,
+        )
+        .unwrap();
         assert_eq!(lenient.warnings.len(), 1);
-        let include = q("Immunization", "_include=Immunization:patient&_sort=-date,_id&_summary=count").unwrap();
+        let include = q(
+            "Immunization",
+            "_include=Immunization:patient&_sort=-date,_id&_summary=count",
+        )
+        .unwrap();
         assert_eq!(include.control.include[0].param, "patient");
         assert_eq!(include.control.sort.len(), 2);
         assert!(q("Immunization", "_include=Immunization:status").is_err());
@@ -574,12 +818,23 @@ mod tests {
         let query = q("Immunization", "patient=p1,p2").unwrap();
         let prefixes = query.criteria[0].seek().unwrap();
         assert!(prefixes.contains(&b"Patient/p1".to_vec()));
-        assert!(q("Patient", "gender:not=male").unwrap().criteria[0].seek().is_none());
-        assert!(q("Patient", "birthdate=2020").unwrap().criteria[0].seek().is_none());
+        assert!(
+            q("Patient", "gender:not=male").unwrap().criteria[0]
+                .seek()
+                .is_none()
+        );
+        assert!(
+            q("Patient", "birthdate=2020").unwrap().criteria[0]
+                .seek()
+                .is_none()
+        );
     }
 
     #[test]
     fn escaped_commas_are_one_value() {
-        assert_eq!(split_values(r"a\,b,c"), vec!["a,b".to_string(), "c".to_string()]);
+        assert_eq!(
+            split_values(r"a\,b,c"),
+            vec!["a,b".to_string(), "c".to_string()]
+        );
     }
 }

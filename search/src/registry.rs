@@ -82,21 +82,33 @@ impl Registry {
     /// The R4 registry, built once per process.
     pub fn r4() -> &'static Registry {
         static R4: OnceLock<Registry> = OnceLock::new();
-        R4.get_or_init(|| Registry::from_json(profiles::R4_SEARCH_PARAMETERS_JSON).expect("profiles/r4/search-parameters.json must parse"))
+        R4.get_or_init(|| {
+            Registry::from_json(profiles::R4_SEARCH_PARAMETERS_JSON)
+                .expect("profiles/r4/search-parameters.json must parse")
+        })
     }
 
     pub fn from_json(text: &str) -> Result<Registry, serde_json::Error> {
         let raw: RawFile = serde_json::from_str(text)?;
-        let mut registry = Registry { by_type: HashMap::new(), unsupported: HashMap::new(), common: Vec::new() };
+        let mut registry = Registry {
+            by_type: HashMap::new(),
+            unsupported: HashMap::new(),
+            common: Vec::new(),
+        };
         for param in raw.parameters {
             for base in &param.base {
                 let Some(expression) = &param.expression else {
-                    registry.unsupported.entry(base.clone()).or_default().push(param.code.clone());
+                    registry
+                        .unsupported
+                        .entry(base.clone())
+                        .or_default()
+                        .push(param.code.clone());
                     continue;
                 };
                 let common = base == "Resource" || base == "DomainResource";
                 let mut paths = Vec::new();
-                let mut supported = param.kind != ParamKind::Composite && param.kind != ParamKind::Special;
+                let mut supported =
+                    param.kind != ParamKind::Composite && param.kind != ParamKind::Special;
                 for branch in fhirpath::union_branches(expression) {
                     match fhirpath::compile(branch) {
                         Some(path) if path.root == *base => paths.push(path),
@@ -106,10 +118,20 @@ impl Registry {
                     }
                 }
                 if !supported || paths.is_empty() {
-                    registry.unsupported.entry(base.clone()).or_default().push(param.code.clone());
+                    registry
+                        .unsupported
+                        .entry(base.clone())
+                        .or_default()
+                        .push(param.code.clone());
                     continue;
                 }
-                let def = ParamDef { code: param.code.clone(), url: param.url.clone(), kind: param.kind, targets: param.target.clone(), paths };
+                let def = ParamDef {
+                    code: param.code.clone(),
+                    url: param.url.clone(),
+                    kind: param.kind,
+                    targets: param.target.clone(),
+                    paths,
+                };
                 if common {
                     registry.common.push(def);
                 } else {
@@ -130,19 +152,28 @@ impl Registry {
 
     /// Every evaluable parameter of a type, including `_id`, `_lastUpdated` and the like.
     pub fn supported<'a>(&'a self, resource_type: &str) -> impl Iterator<Item = &'a ParamDef> + 'a {
-        self.by_type.get(resource_type).into_iter().flatten().chain(self.common.iter())
+        self.by_type
+            .get(resource_type)
+            .into_iter()
+            .flatten()
+            .chain(self.common.iter())
     }
 
     /// Codes of official parameters of this type that cannot be evaluated (composite, special or
     /// FHIRPath beyond the supported subset).
     pub fn unsupported(&self, resource_type: &str) -> &[String] {
-        self.unsupported.get(resource_type).map(Vec::as_slice).unwrap_or(&[])
+        self.unsupported
+            .get(resource_type)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 }
 
 fn branch_root(branch: &str) -> Option<&str> {
     let trimmed = branch.trim().trim_start_matches('(');
-    let end = trimmed.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(trimmed.len());
+    let end = trimmed
+        .find(|c: char| !c.is_ascii_alphanumeric())
+        .unwrap_or(trimmed.len());
     Some(&trimmed[..end])
 }
 

@@ -42,7 +42,10 @@ impl SledStore {
     /// Open the store in `data_dir`, replaying any write-ahead log left by a crash.
     pub fn open(data_dir: &Path, options: &StoreOptions) -> Result<SledStore, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Io(format!("cannot create data dir {}: {e}", data_dir.display()))
+            StoreError::Io(format!(
+                "cannot create data dir {}: {e}",
+                data_dir.display()
+            ))
         })?;
         let db = sled::Config::new()
             .path(data_dir.join("sled"))
@@ -97,8 +100,17 @@ impl SledStore {
         })
     }
 
-    fn get_version(&self, key: &[u8], rt: &str, id: &str) -> Result<Option<StoredVersion>, StoreError> {
-        match self.db.get(key).map_err(|e| StoreError::Io(e.to_string()))? {
+    fn get_version(
+        &self,
+        key: &[u8],
+        rt: &str,
+        id: &str,
+    ) -> Result<Option<StoredVersion>, StoreError> {
+        match self
+            .db
+            .get(key)
+            .map_err(|e| StoreError::Io(e.to_string()))?
+        {
             Some(raw) => StoredVersion::decode(rt, id, &raw)
                 .map(Some)
                 .ok_or_else(|| StoreError::Corrupt(format!("{rt}/{id}"))),
@@ -132,7 +144,11 @@ impl Store for SledStore {
         id: &str,
         version: u64,
     ) -> Result<Option<StoredVersion>, StoreError> {
-        self.get_version(&keys::history(resource_type, id, version), resource_type, id)
+        self.get_version(
+            &keys::history(resource_type, id, version),
+            resource_type,
+            id,
+        )
     }
 
     fn history(
@@ -197,7 +213,9 @@ impl Store for SledStore {
         })
     }
 
-    fn shutdown(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send>> {
+    fn shutdown(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send>> {
         let (reply, receiver) = oneshot::channel();
         let sent = self.send(Message::Shutdown { reply });
         // No new writes after shutdown; the writer drains what was queued before it.

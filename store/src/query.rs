@@ -32,7 +32,10 @@ pub struct SearchPage {
 /// Upper bound on resources added by `_include`/`_revinclude` to one page.
 const MAX_INCLUDED: usize = 1000;
 
-pub(crate) fn execute(store: &SledStore, request: &SearchRequest<'_>) -> Result<SearchPage, StoreError> {
+pub(crate) fn execute(
+    store: &SledStore,
+    request: &SearchRequest<'_>,
+) -> Result<SearchPage, StoreError> {
     let rt = request.resource_type;
     let db = store.db();
     let criteria = &request.query.criteria;
@@ -107,7 +110,10 @@ pub(crate) fn execute(store: &SledStore, request: &SearchRequest<'_>) -> Result<
     });
 
     let total = matched.len();
-    let mut page = SearchPage { total, ..SearchPage::default() };
+    let mut page = SearchPage {
+        total,
+        ..SearchPage::default()
+    };
     for (_, id) in matched.iter().skip(request.offset).take(request.count) {
         if let Some(version) = store.read(rt, id)? {
             if !version.is_deleted() {
@@ -119,7 +125,11 @@ pub(crate) fn execute(store: &SledStore, request: &SearchRequest<'_>) -> Result<
     Ok(page)
 }
 
-fn add_includes(store: &SledStore, request: &SearchRequest<'_>, page: &mut SearchPage) -> Result<(), StoreError> {
+fn add_includes(
+    store: &SledStore,
+    request: &SearchRequest<'_>,
+    page: &mut SearchPage,
+) -> Result<(), StoreError> {
     let query = request.query;
     let rt = request.resource_type;
     let revincludes = query.revincludes();
@@ -136,8 +146,12 @@ fn add_includes(store: &SledStore, request: &SearchRequest<'_>, page: &mut Searc
     for version in &page.matches {
         let entries = load_entries(db, rt, &version.id)?;
         for reference in query.include_references(rt, &entries) {
-            let Some((target_type, target_id)) = reference.split_once('/') else { continue };
-            if included.len() >= MAX_INCLUDED || !seen.insert((target_type.to_owned(), target_id.to_owned())) {
+            let Some((target_type, target_id)) = reference.split_once('/') else {
+                continue;
+            };
+            if included.len() >= MAX_INCLUDED
+                || !seen.insert((target_type.to_owned(), target_id.to_owned()))
+            {
                 continue;
             }
             if let Some(target) = store.read(target_type, target_id)? {
@@ -152,8 +166,12 @@ fn add_includes(store: &SledStore, request: &SearchRequest<'_>, page: &mut Searc
             value.push(0);
             for entry in db.scan_prefix(keys::index_prefix(source_type, param, &value)) {
                 let (key, _) = entry.map_err(io)?;
-                let Some(source_id) = keys::id_of_index_key(&key) else { continue };
-                if included.len() >= MAX_INCLUDED || !seen.insert((source_type.clone(), source_id.to_owned())) {
+                let Some(source_id) = keys::id_of_index_key(&key) else {
+                    continue;
+                };
+                if included.len() >= MAX_INCLUDED
+                    || !seen.insert((source_type.clone(), source_id.to_owned()))
+                {
                     continue;
                 }
                 if let Some(source) = store.read(source_type, source_id)? {
@@ -170,7 +188,8 @@ fn add_includes(store: &SledStore, request: &SearchRequest<'_>, page: &mut Searc
 
 fn load_entries(db: &sled::Db, rt: &str, id: &str) -> Result<Vec<search::IndexEntry>, StoreError> {
     match db.get(keys::entries(rt, id)).map_err(io)? {
-        Some(blob) => postcard::from_bytes(&blob).map_err(|e| StoreError::Corrupt(format!("index entries of {rt}/{id}: {e}"))),
+        Some(blob) => postcard::from_bytes(&blob)
+            .map_err(|e| StoreError::Corrupt(format!("index entries of {rt}/{id}: {e}"))),
         None => Ok(Vec::new()),
     }
 }

@@ -74,8 +74,8 @@ impl Wal {
 
     /// Buffer one atomic write; nothing reaches the file until [`Wal::sync`].
     pub(crate) fn append(&mut self, ops: &[KvOp]) -> io::Result<()> {
-        let payload =
-            postcard::to_allocvec(ops).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let payload = postcard::to_allocvec(ops)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let len = u32::try_from(payload.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "write too large"))?;
         self.pending.extend_from_slice(&len.to_le_bytes());

@@ -279,7 +279,10 @@ fn plan_write(
             };
             remove_index_entries(tx, rt, id)?;
             for entry in &entries {
-                tx.put(keys::index(rt, &entry.param, &entry.value.key_bytes(), id), Vec::new());
+                tx.put(
+                    keys::index(rt, &entry.param, &entry.value.key_bytes(), id),
+                    Vec::new(),
+                );
             }
             let entries_blob = postcard::to_allocvec(&entries)
                 .map_err(|e| StoreError::Invalid(format!("index entries of {rt}/{id}: {e}")))?;

@@ -33,7 +33,10 @@ async fn transaction_commits_all_and_rewrites_urn_uuid_references() {
     let patient_ref = patient_location.split("/_history").next().unwrap();
     let imm = &body["entry"][1]["resource"];
     assert_eq!(imm["patient"]["reference"], patient_ref);
-    let search = app.get(&format!("Immunization?patient={patient_ref}")).await.json();
+    let search = app
+        .get(&format!("Immunization?patient={patient_ref}"))
+        .await
+        .json();
     assert_eq!(search["total"], 1);
 }
 
@@ -48,14 +51,23 @@ async fn a_failing_transaction_writes_nothing() {
     let outcome = response.json();
     assert_eq!(outcome["resourceType"], "OperationOutcome");
     let expression = outcome["issue"][0]["expression"][0].as_str().unwrap();
-    assert!(expression.starts_with("Bundle.entry[1].resource"), "{expression}");
-    assert_eq!(app.get("Patient").await.json()["total"], 0, "the valid Patient was not written either");
+    assert!(
+        expression.starts_with("Bundle.entry[1].resource"),
+        "{expression}"
+    );
+    assert_eq!(
+        app.get("Patient").await.json()["total"],
+        0,
+        "the valid Patient was not written either"
+    );
 }
 
 #[tokio::test]
 async fn a_transaction_with_a_stale_if_match_rolls_back() {
     let app = TestApp::spawn().await;
-    let p = app.create(&json!({"resourceType": "Patient", "gender": "female"})).await;
+    let p = app
+        .create(&json!({"resourceType": "Patient", "gender": "female"}))
+        .await;
     let id = p["id"].as_str().unwrap();
     let bundle = json!({
         "resourceType": "Bundle", "type": "transaction",
@@ -88,7 +100,10 @@ async fn batch_entries_succeed_or_fail_on_their_own() {
     assert_eq!(body["entry"][0]["response"]["status"], "201 Created");
     assert_eq!(body["entry"][1]["response"]["status"], "404 Not Found");
     assert_eq!(body["entry"][2]["response"]["status"], "400 Bad Request");
-    assert_eq!(body["entry"][2]["response"]["outcome"]["resourceType"], "OperationOutcome");
+    assert_eq!(
+        body["entry"][2]["response"]["outcome"]["resourceType"],
+        "OperationOutcome"
+    );
     assert_eq!(body["entry"][3]["resource"]["total"], 1);
 }
 
@@ -114,6 +129,9 @@ async fn conditional_create_in_a_transaction_reuses_the_match() {
     let body = response.json();
     assert_eq!(body["entry"][0]["response"]["status"], "200 OK");
     let expected = format!("Patient/{}", existing["id"].as_str().unwrap());
-    assert_eq!(body["entry"][1]["resource"]["subject"]["reference"], expected.as_str());
+    assert_eq!(
+        body["entry"][1]["resource"]["subject"]["reference"],
+        expected.as_str()
+    );
     assert_eq!(app.get("Patient").await.json()["total"], 1);
 }

@@ -24,7 +24,10 @@ async fn create_then_read_round_trips_japanese_text_and_sets_versions() {
     let response = app.post("Patient", &patient()).await;
     assert_eq!(response.status, 201, "{}", response.text);
     let location = response.header("location").unwrap().to_owned();
-    assert!(location.contains("/Patient/") && location.ends_with("/_history/1"), "{location}");
+    assert!(
+        location.contains("/Patient/") && location.ends_with("/_history/1"),
+        "{location}"
+    );
     assert_eq!(response.header("etag"), Some("W/\"1\""));
     assert!(response.header("last-modified").unwrap().ends_with("GMT"));
     let created = response.json();
@@ -33,11 +36,18 @@ async fn create_then_read_round_trips_japanese_text_and_sets_versions() {
 
     let read = app.get(&format!("Patient/{id}")).await;
     assert_eq!(read.status, 200);
-    assert!(read.header("content-type").unwrap().starts_with("application/fhir+json"));
+    assert!(
+        read.header("content-type")
+            .unwrap()
+            .starts_with("application/fhir+json")
+    );
     let body = read.json();
     assert_eq!(body["name"][0]["text"], "山田　太郎", "U+3000 must survive");
     assert_eq!(body["name"][1]["family"], "ヤマダ");
-    assert!(read.text.contains("山田　太郎"), "stored as UTF-8, not escaped");
+    assert!(
+        read.text.contains("山田　太郎"),
+        "stored as UTF-8, not escaped"
+    );
     assert_eq!(body["birthDate"], "2020-02-29");
 }
 
@@ -52,7 +62,9 @@ async fn decimals_keep_their_written_precision() {
     )
     .unwrap();
     let obs = app.create(&body).await;
-    let read = app.get(&format!("Observation/{}", obs["id"].as_str().unwrap())).await;
+    let read = app
+        .get(&format!("Observation/{}", obs["id"].as_str().unwrap()))
+        .await;
     assert!(read.text.contains("\"value\":12.50"), "{}", read.text);
 }
 
@@ -65,13 +77,25 @@ async fn update_versions_history_vread_and_if_match() {
     let mut changed = created.clone();
     changed["gender"] = json!("other");
     let stale = app
-        .send(app.client.put(app.url(&format!("Patient/{id}"))).header("content-type", "application/fhir+json").header("if-match", "W/\"7\"").body(changed.to_string()))
+        .send(
+            app.client
+                .put(app.url(&format!("Patient/{id}")))
+                .header("content-type", "application/fhir+json")
+                .header("if-match", "W/\"7\"")
+                .body(changed.to_string()),
+        )
         .await;
     assert_eq!(stale.status, 412, "{}", stale.text);
     assert_eq!(stale.json()["resourceType"], "OperationOutcome");
 
     let ok = app
-        .send(app.client.put(app.url(&format!("Patient/{id}"))).header("content-type", "application/fhir+json").header("if-match", "W/\"1\"").body(changed.to_string()))
+        .send(
+            app.client
+                .put(app.url(&format!("Patient/{id}")))
+                .header("content-type", "application/fhir+json")
+                .header("if-match", "W/\"1\"")
+                .body(changed.to_string()),
+        )
         .await;
     assert_eq!(ok.status, 200, "{}", ok.text);
     assert_eq!(ok.header("etag"), Some("W/\"2\""));
@@ -87,10 +111,19 @@ async fn update_versions_history_vread_and_if_match() {
     let history = app.get(&format!("Patient/{id}/_history")).await.json();
     assert_eq!(history["type"], "history");
     assert_eq!(history["total"], 2);
-    assert_eq!(history["entry"][0]["resource"]["meta"]["versionId"], "2", "newest first");
+    assert_eq!(
+        history["entry"][0]["resource"]["meta"]["versionId"], "2",
+        "newest first"
+    );
     assert_eq!(history["entry"][1]["request"]["method"], "POST");
 
-    let not_modified = app.send(app.client.get(app.url(&format!("Patient/{id}"))).header("if-none-match", "W/\"2\"")).await;
+    let not_modified = app
+        .send(
+            app.client
+                .get(app.url(&format!("Patient/{id}")))
+                .header("if-none-match", "W/\"2\""),
+        )
+        .await;
     assert_eq!(not_modified.status, 304);
 }
 
@@ -113,7 +146,10 @@ async fn delete_keeps_history_and_answers_gone() {
     let gone = app.get(&format!("Patient/{id}")).await;
     assert_eq!(gone.status, 410);
     assert_eq!(gone.json()["issue"][0]["code"], "deleted");
-    assert_eq!(app.get(&format!("Patient/{id}/_history/1")).await.status, 200);
+    assert_eq!(
+        app.get(&format!("Patient/{id}/_history/1")).await.status,
+        200
+    );
     let history = app.get(&format!("Patient/{id}/_history")).await.json();
     assert_eq!(history["total"], 2);
     assert_eq!(history["entry"][0]["request"]["method"], "DELETE");
@@ -127,13 +163,25 @@ async fn delete_keeps_history_and_answers_gone() {
 async fn prefer_return_minimal_and_operation_outcome() {
     let app = TestApp::spawn().await;
     let minimal = app
-        .send(app.client.post(app.url("Patient")).header("content-type", "application/fhir+json").header("prefer", "return=minimal").body(patient().to_string()))
+        .send(
+            app.client
+                .post(app.url("Patient"))
+                .header("content-type", "application/fhir+json")
+                .header("prefer", "return=minimal")
+                .body(patient().to_string()),
+        )
         .await;
     assert_eq!(minimal.status, 201);
     assert!(minimal.text.is_empty());
     assert!(minimal.header("location").is_some());
     let outcome = app
-        .send(app.client.post(app.url("Patient")).header("content-type", "application/fhir+json").header("prefer", "return=OperationOutcome").body(patient().to_string()))
+        .send(
+            app.client
+                .post(app.url("Patient"))
+                .header("content-type", "application/fhir+json")
+                .header("prefer", "return=OperationOutcome")
+                .body(patient().to_string()),
+        )
         .await;
     assert_eq!(outcome.json()["resourceType"], "OperationOutcome");
 }
@@ -149,7 +197,10 @@ async fn conditional_create_under_concurrency_creates_exactly_one() {
             client
                 .post(url)
                 .header("content-type", "application/fhir+json")
-                .header("if-none-exist", "identifier=urn:oid:1.2.392.100495.20.3.51.11310000001|00012345")
+                .header(
+                    "if-none-exist",
+                    "identifier=urn:oid:1.2.392.100495.20.3.51.11310000001|00012345",
+                )
                 .body(patient().to_string())
                 .send()
                 .await
@@ -162,8 +213,16 @@ async fn conditional_create_under_concurrency_creates_exactly_one() {
     for task in tasks {
         statuses.push(task.await.unwrap());
     }
-    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 15, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        15,
+        "{statuses:?}"
+    );
     let found = app.get("Patient?identifier=00012345").await.json();
     assert_eq!(found["total"], 1);
 }
@@ -171,12 +230,22 @@ async fn conditional_create_under_concurrency_creates_exactly_one() {
 #[tokio::test]
 async fn conditional_update_creates_then_updates() {
     let app = TestApp::spawn().await;
-    let first = app.put("Patient?identifier=urn:oid:1.2.392.100495.20.3.51.11310000001|00012345", &patient()).await;
+    let first = app
+        .put(
+            "Patient?identifier=urn:oid:1.2.392.100495.20.3.51.11310000001|00012345",
+            &patient(),
+        )
+        .await;
     assert_eq!(first.status, 201, "{}", first.text);
     let id = first.json()["id"].as_str().unwrap().to_owned();
     let mut changed = patient();
     changed["gender"] = json!("female");
-    let second = app.put("Patient?identifier=urn:oid:1.2.392.100495.20.3.51.11310000001|00012345", &changed).await;
+    let second = app
+        .put(
+            "Patient?identifier=urn:oid:1.2.392.100495.20.3.51.11310000001|00012345",
+            &changed,
+        )
+        .await;
     assert_eq!(second.status, 200, "{}", second.text);
     assert_eq!(second.json()["id"], id.as_str());
 }
@@ -201,13 +270,35 @@ async fn xml_is_read_and_written() {
     let app = TestApp::spawn().await;
     let created = app.create(&patient()).await;
     let id = created["id"].as_str().unwrap();
-    let xml = app.send(app.client.get(app.url(&format!("Patient/{id}?_format=xml")))).await;
+    let xml = app
+        .send(
+            app.client
+                .get(app.url(&format!("Patient/{id}?_format=xml"))),
+        )
+        .await;
     assert_eq!(xml.status, 200);
-    assert!(xml.header("content-type").unwrap().starts_with("application/fhir+xml"));
-    assert!(xml.text.contains("<family value=\"山田\"/>"), "{}", xml.text);
+    assert!(
+        xml.header("content-type")
+            .unwrap()
+            .starts_with("application/fhir+xml")
+    );
+    assert!(
+        xml.text.contains("<family value=\"山田\"/>"),
+        "{}",
+        xml.text
+    );
     let back = app
-        .send(app.client.put(app.url(&format!("Patient/{id}"))).header("content-type", "application/fhir+xml").body(xml.text.clone()))
+        .send(
+            app.client
+                .put(app.url(&format!("Patient/{id}")))
+                .header("content-type", "application/fhir+xml")
+                .body(xml.text.clone()),
+        )
         .await;
     assert_eq!(back.status, 200, "{}", back.text);
-    assert_eq!(back.header("etag"), Some("W/\"1\""), "the XML round trip changed nothing");
+    assert_eq!(
+        back.header("etag"),
+        Some("W/\"1\""),
+        "the XML round trip changed nothing"
+    );
 }

@@ -1,6 +1,7 @@
 //! Musubi's integration tests: each starts the real server on port 0 and talks HTTP to it.
 
-mod crud;
 mod bundles;
+mod crud;
 mod errors;
+mod examples;
 mod search;

@@ -16,11 +16,17 @@ async fn seed(app: &TestApp) -> (String, String) {
             "gender": "female", "birthDate": "2019-05-01"}))
         .await;
     let taro_id = taro["id"].as_str().unwrap().to_owned();
-    for (date, code) in [("2020-05-01", "2.1"), ("2020-06-01", "2.1"), ("2021-06-01", "3.1")] {
-        app.create(&json!({"resourceType": "Immunization", "status": "completed",
+    for (date, code) in [
+        ("2020-05-01", "2.1"),
+        ("2020-06-01", "2.1"),
+        ("2021-06-01", "3.1"),
+    ] {
+        app.create(
+            &json!({"resourceType": "Immunization", "status": "completed",
             "vaccineCode": {"coding": [{"system": "urn:oid:1.2.392.200119.4.403.1", "code": code}]},
-            "patient": {"reference": format!("Patient/{taro_id}")}, "occurrenceDateTime": date}))
-            .await;
+            "patient": {"reference": format!("Patient/{taro_id}")}, "occurrenceDateTime": date}),
+        )
+        .await;
     }
     (taro_id, hanako["id"].as_str().unwrap().to_owned())
 }
@@ -29,7 +35,15 @@ async fn seed(app: &TestApp) -> (String, String) {
 async fn japanese_names_match_with_or_without_space_and_across_kana() {
     let app = TestApp::spawn().await;
     let (taro, hanako) = seed(&app).await;
-    for query in ["name=山田太郎", "name=山田　太郎", "name=山田 太郎", "name=やまだ", "name=ヤマダ", "family=山田", "name=ﾔﾏﾀﾞ"] {
+    for query in [
+        "name=山田太郎",
+        "name=山田　太郎",
+        "name=山田 太郎",
+        "name=やまだ",
+        "name=ヤマダ",
+        "family=山田",
+        "name=ﾔﾏﾀﾞ",
+    ] {
         let found = app.get(&format!("Patient?{query}")).await.json();
         assert_eq!(match_ids(&found), vec![taro.clone()], "{query}");
     }
@@ -47,30 +61,74 @@ async fn japanese_names_match_with_or_without_space_and_across_kana() {
 async fn dates_tokens_references_and_not() {
     let app = TestApp::spawn().await;
     let (taro, hanako) = seed(&app).await;
-    assert_eq!(app.get("Patient?birthdate=ge2020-01-01").await.json()["total"], 1);
-    assert_eq!(app.get("Patient?birthdate=2020-02").await.json()["total"], 1);
-    assert_eq!(app.get("Patient?birthdate=lt2019-05-02").await.json()["total"], 1);
+    assert_eq!(
+        app.get("Patient?birthdate=ge2020-01-01").await.json()["total"],
+        1
+    );
+    assert_eq!(
+        app.get("Patient?birthdate=2020-02").await.json()["total"],
+        1
+    );
+    assert_eq!(
+        app.get("Patient?birthdate=lt2019-05-02").await.json()["total"],
+        1
+    );
     assert_eq!(app.get("Patient?gender=female").await.json()["total"], 1);
-    assert_eq!(match_ids(&app.get("Patient?gender:not=female").await.json()), vec![taro.clone()]);
-    let imms = app.get(&format!("Immunization?patient=Patient/{taro}&date=ge2020-06-01")).await.json();
+    assert_eq!(
+        match_ids(&app.get("Patient?gender:not=female").await.json()),
+        vec![taro.clone()]
+    );
+    let imms = app
+        .get(&format!(
+            "Immunization?patient=Patient/{taro}&date=ge2020-06-01"
+        ))
+        .await
+        .json();
     assert_eq!(imms["total"], 2);
-    let imms = app.get(&format!("Immunization?patient={taro}&vaccine-code=urn:oid:1.2.392.200119.4.403.1|2.1")).await.json();
+    let imms = app
+        .get(&format!(
+            "Immunization?patient={taro}&vaccine-code=urn:oid:1.2.392.200119.4.403.1|2.1"
+        ))
+        .await
+        .json();
     assert_eq!(imms["total"], 2);
-    assert_eq!(app.get(&format!("Immunization?patient={hanako}")).await.json()["total"], 0);
+    assert_eq!(
+        app.get(&format!("Immunization?patient={hanako}"))
+            .await
+            .json()["total"],
+        0
+    );
 }
 
 #[tokio::test]
 async fn paging_sorting_and_summary_count() {
     let app = TestApp::spawn().await;
     let (taro, _) = seed(&app).await;
-    let first = app.get(&format!("Immunization?patient={taro}&_count=2&_sort=-date")).await.json();
+    let first = app
+        .get(&format!("Immunization?patient={taro}&_count=2&_sort=-date"))
+        .await
+        .json();
     assert_eq!(first["total"], 3);
     assert_eq!(first["entry"].as_array().unwrap().len(), 2);
-    assert_eq!(first["entry"][0]["resource"]["occurrenceDateTime"], "2021-06-01");
-    let next = first["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").unwrap()["url"].as_str().unwrap().to_owned();
+    assert_eq!(
+        first["entry"][0]["resource"]["occurrenceDateTime"],
+        "2021-06-01"
+    );
+    let next = first["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let second = app.send(app.client.get(&next)).await.json();
     assert_eq!(second["entry"].as_array().unwrap().len(), 1);
-    assert_eq!(second["entry"][0]["resource"]["occurrenceDateTime"], "2020-05-01");
+    assert_eq!(
+        second["entry"][0]["resource"]["occurrenceDateTime"],
+        "2020-05-01"
+    );
     let count = app.get("Immunization?_summary=count").await.json();
     assert_eq!(count["total"], 3);
     assert!(count.get("entry").is_none());
@@ -82,12 +140,30 @@ async fn paging_sorting_and_summary_count() {
 async fn include_and_revinclude() {
     let app = TestApp::spawn().await;
     let (taro, _) = seed(&app).await;
-    let with_patient = app.get("Immunization?_include=Immunization:patient").await.json();
-    let included: Vec<&serde_json::Value> = with_patient["entry"].as_array().unwrap().iter().filter(|e| e["search"]["mode"] == "include").collect();
+    let with_patient = app
+        .get("Immunization?_include=Immunization:patient")
+        .await
+        .json();
+    let included: Vec<&serde_json::Value> = with_patient["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["search"]["mode"] == "include")
+        .collect();
     assert_eq!(included.len(), 1);
     assert_eq!(included[0]["resource"]["id"], taro.as_str());
-    let rev = app.get(&format!("Patient?_id={taro}&_revinclude=Immunization:patient")).await.json();
-    let included = rev["entry"].as_array().unwrap().iter().filter(|e| e["search"]["mode"] == "include").count();
+    let rev = app
+        .get(&format!(
+            "Patient?_id={taro}&_revinclude=Immunization:patient"
+        ))
+        .await
+        .json();
+    let included = rev["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["search"]["mode"] == "include")
+        .count();
     assert_eq!(included, 3);
 }
 
@@ -99,9 +175,20 @@ async fn unknown_parameters_lenient_warns_strict_refuses() {
     assert_eq!(lenient.status, 200);
     let body = lenient.json();
     assert_eq!(body["total"], 2);
-    let outcome = body["entry"].as_array().unwrap().iter().find(|e| e["search"]["mode"] == "outcome").unwrap();
+    let outcome = body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["search"]["mode"] == "outcome")
+        .unwrap();
     assert!(outcome["resource"].to_string().contains("foo"));
-    let strict = app.send(app.client.get(app.url("Patient?foo=bar")).header("prefer", "handling=strict")).await;
+    let strict = app
+        .send(
+            app.client
+                .get(app.url("Patient?foo=bar"))
+                .header("prefer", "handling=strict"),
+        )
+        .await;
     assert_eq!(strict.status, 400);
     assert!(strict.text.contains("foo"));
     let bad_date = app.get("Patient?birthdate=2020-13").await;
@@ -113,7 +200,12 @@ async fn post_search_equals_get_search() {
     let app = TestApp::spawn().await;
     seed(&app).await;
     let response = app
-        .send(app.client.post(app.url("Patient/_search")).header("content-type", "application/x-www-form-urlencoded").body("gender=male"))
+        .send(
+            app.client
+                .post(app.url("Patient/_search"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("gender=male"),
+        )
         .await;
     assert_eq!(response.status, 200, "{}", response.text);
     assert_eq!(response.json()["total"], 1);

@@ -91,11 +91,20 @@ impl TestApp {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.expect("body read");
-        Response { status, headers, text }
+        Response {
+            status,
+            headers,
+            text,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Response {
-        self.send(self.client.get(self.url(path)).header("accept", "application/fhir+json")).await
+        self.send(
+            self.client
+                .get(self.url(path))
+                .header("accept", "application/fhir+json"),
+        )
+        .await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Response {
