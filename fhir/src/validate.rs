@@ -212,17 +212,17 @@ impl Validator<'_> {
             };
             let element = m.element;
             if element.is_choice {
-                if let Some(other) = present.get(element.name.as_str()) {
-                    if *other != key.trim_start_matches('_') {
-                        self.push(
-                            IssueType::Structure,
-                            join(path, key),
-                            format!(
-                                "{}[x] may appear with one type only, found {} and {}",
-                                element.name, other, key
-                            ),
-                        );
-                    }
+                if let Some(other) = present.get(element.name.as_str())
+                    && *other != key.trim_start_matches('_')
+                {
+                    self.push(
+                        IssueType::Structure,
+                        join(path, key),
+                        format!(
+                            "{}[x] may appear with one type only, found {} and {}",
+                            element.name, other, key
+                        ),
+                    );
                 }
                 present.insert(&element.name, key.trim_start_matches('_'));
             } else {
@@ -432,19 +432,19 @@ impl Validator<'_> {
             );
             return;
         }
-        if let (Some(codes), Some(text)) = (&element.codes, value.as_str()) {
-            if !codes.iter().any(|c| c == text) {
-                let shown = if codes.len() <= 12 {
-                    codes.join(", ")
-                } else {
-                    format!("{}, ... ({} codes)", codes[..12].join(", "), codes.len())
-                };
-                self.push(
-                    IssueType::CodeInvalid,
-                    path.to_owned(),
-                    format!("{path}: {text:?} is not one of {shown}"),
-                );
-            }
+        if let (Some(codes), Some(text)) = (&element.codes, value.as_str())
+            && !codes.iter().any(|c| c == text)
+        {
+            let shown = if codes.len() <= 12 {
+                codes.join(", ")
+            } else {
+                format!("{}, ... ({} codes)", codes[..12].join(", "), codes.len())
+            };
+            self.push(
+                IssueType::CodeInvalid,
+                path.to_owned(),
+                format!("{path}: {text:?} is not one of {shown}"),
+            );
         }
     }
 
@@ -509,10 +509,10 @@ fn primitive_regex(type_code: &str) -> Option<&'static Regex> {
                 "time",
                 "base64Binary",
             ] {
-                if let Some(regex) = defs.type_def(name).and_then(|t| t.regex.as_deref()) {
-                    if let Ok(compiled) = Regex::new(&format!("^(?:{regex})$")) {
-                        map.insert(name.to_owned(), compiled);
-                    }
+                if let Some(regex) = defs.type_def(name).and_then(|t| t.regex.as_deref())
+                    && let Ok(compiled) = Regex::new(&format!("^(?:{regex})$"))
+                {
+                    map.insert(name.to_owned(), compiled);
                 }
             }
             map

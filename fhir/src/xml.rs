@@ -306,13 +306,13 @@ impl XmlWriter<'_> {
             self.out.push('"');
             skip.push("id");
         }
-        if type_code == "Extension" {
-            if let Some(url) = object.get("url").and_then(Value::as_str) {
-                self.out.push_str(" url=\"");
-                escape_into(&mut self.out, url);
-                self.out.push('"');
-                skip.push("url");
-            }
+        if type_code == "Extension"
+            && let Some(url) = object.get("url").and_then(Value::as_str)
+        {
+            self.out.push_str(" url=\"");
+            escape_into(&mut self.out, url);
+            self.out.push('"');
+            skip.push("url");
         }
         self.out.push('>');
         let children = if element.children.is_empty() && element.content_ref.is_none() {
@@ -351,7 +351,7 @@ impl XNode {
 
 fn syntax(reader: &Reader<&[u8]>, message: impl Into<String>) -> XmlError {
     XmlError::Syntax {
-        position: reader.buffer_position() as u64,
+        position: reader.buffer_position(),
         message: message.into(),
     }
 }
@@ -632,10 +632,10 @@ fn node_to_json(
     if let Some(id) = node.attr("id") {
         object.insert("id".into(), Value::String(id.to_owned()));
     }
-    if type_code == "Extension" {
-        if let Some(url) = node.attr("url") {
-            object.insert("url".into(), Value::String(url.to_owned()));
-        }
+    if type_code == "Extension"
+        && let Some(url) = node.attr("url")
+    {
+        object.insert("url".into(), Value::String(url.to_owned()));
     }
     let children = if element.children.is_empty() && element.content_ref.is_none() {
         defs.elements_of_type(type_code)

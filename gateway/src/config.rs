@@ -133,7 +133,7 @@ impl Config {
     fn validate(&self) -> Result<(), String> {
         self.listen_addr()?;
         let base = &self.server.public_base_url;
-        if !base.is_empty() && !(base.starts_with("http://") || base.starts_with("https://")) {
+        if !(base.is_empty() || base.starts_with("http://") || base.starts_with("https://")) {
             return Err(format!(
                 "server.public_base_url must start with http:// or https://, got {base:?}"
             ));

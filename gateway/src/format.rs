@@ -80,10 +80,10 @@ pub fn negotiate(
             wildcard = true;
             continue;
         }
-        if let Some((format, plain)) = media_format(media) {
-            if best.is_none_or(|(bq, _, _)| q > bq) {
-                best = Some((q, format, plain));
-            }
+        if let Some((format, plain)) = media_format(media)
+            && best.is_none_or(|(bq, _, _)| q > bq)
+        {
+            best = Some((q, format, plain));
         }
     }
     match best {

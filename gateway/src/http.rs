@@ -153,10 +153,10 @@ async fn read_body(
             format!("the request body exceeds the limit of {limit} bytes"),
         )
     };
-    if let Some(length) = header_str(req, "content-length").and_then(|v| v.parse::<usize>().ok()) {
-        if length > limit {
-            return Err(too_large());
-        }
+    if let Some(length) = header_str(req, "content-length").and_then(|v| v.parse::<usize>().ok())
+        && length > limit
+    {
+        return Err(too_large());
     }
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {

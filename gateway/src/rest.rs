@@ -703,10 +703,10 @@ pub fn history(
         }
     }
     let page = ctx.state.store.history(&scope, since_ms, offset, count)?;
-    if let HistoryScope::Instance(rt, id) = &scope {
-        if page.total == 0 {
-            return Err(ApiError::not_found(format!("{rt}/{id} does not exist")));
-        }
+    if let HistoryScope::Instance(rt, id) = &scope
+        && page.total == 0
+    {
+        return Err(ApiError::not_found(format!("{rt}/{id} does not exist")));
     }
     let mut bundle = bundle_skeleton("history");
     bundle.insert("total".into(), json!(page.total));
@@ -1055,10 +1055,10 @@ pub(crate) fn rewrite_references(value: &mut Value, map: &HashMap<String, String
         Value::Object(object) => {
             for (key, child) in object.iter_mut() {
                 if key == "reference" {
-                    if let Value::String(reference) = child {
-                        if let Some(target) = map.get(reference.as_str()) {
-                            *reference = target.clone();
-                        }
+                    if let Value::String(reference) = child
+                        && let Some(target) = map.get(reference.as_str())
+                    {
+                        *reference = target.clone();
                     }
                 } else {
                     rewrite_references(child, map);

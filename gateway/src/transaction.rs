@@ -153,14 +153,14 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
     // The same resource may be the target of only one entry (R4 3.1.0.11.2).
     let mut seen = HashSet::new();
     for (i, target) in ids.iter().enumerate() {
-        if let Some(target) = target {
-            if !seen.insert(target.clone()) {
-                return Err(ApiError::bad_request(format!(
-                    "{}/{} is the target of more than one entry",
-                    target.0, target.1
-                ))
-                .at(format!("Bundle.entry[{i}].request.url")));
-            }
+        if let Some(target) = target
+            && !seen.insert(target.clone())
+        {
+            return Err(ApiError::bad_request(format!(
+                "{}/{} is the target of more than one entry",
+                target.0, target.1
+            ))
+            .at(format!("Bundle.entry[{i}].request.url")));
         }
     }
 

@@ -180,10 +180,10 @@ fn push_children<'a>(value: &'a Value, name: &str, out: &mut Vec<Node<'a>>) {
         return;
     }
     for (key, v) in object {
-        if let Some(suffix) = key.strip_prefix(name) {
-            if suffix.starts_with(|c: char| c.is_ascii_uppercase()) {
-                push(v, Some(suffix));
-            }
+        if let Some(suffix) = key.strip_prefix(name)
+            && suffix.starts_with(|c: char| c.is_ascii_uppercase())
+        {
+            push(v, Some(suffix));
         }
     }
 }

@@ -187,27 +187,27 @@ fn values_of(param: &ParamDef, node: Node<'_>, emit: &mut dyn FnMut(IndexValue))
         },
         ParamKind::Date => date_values(v, emit),
         ParamKind::Quantity => {
-            if let Some(number) = v.get("value").and_then(Value::as_number) {
-                if let Ok(n) = number.to_string().parse::<f64>() {
-                    emit(IndexValue::Quantity {
-                        value: number.to_string(),
-                        number: n,
-                        system: str_field(v, "system").map(str::to_owned),
-                        code: str_field(v, "code")
-                            .or_else(|| str_field(v, "unit"))
-                            .map(str::to_owned),
-                    });
-                }
+            if let Some(number) = v.get("value").and_then(Value::as_number)
+                && let Ok(n) = number.to_string().parse::<f64>()
+            {
+                emit(IndexValue::Quantity {
+                    value: number.to_string(),
+                    number: n,
+                    system: str_field(v, "system").map(str::to_owned),
+                    code: str_field(v, "code")
+                        .or_else(|| str_field(v, "unit"))
+                        .map(str::to_owned),
+                });
             }
         }
         ParamKind::Number => {
-            if let Some(number) = v.as_number() {
-                if let Ok(n) = number.to_string().parse::<f64>() {
-                    emit(IndexValue::Number {
-                        value: number.to_string(),
-                        number: n,
-                    });
-                }
+            if let Some(number) = v.as_number()
+                && let Ok(n) = number.to_string().parse::<f64>()
+            {
+                emit(IndexValue::Number {
+                    value: number.to_string(),
+                    number: n,
+                });
             }
         }
         ParamKind::Uri => {
@@ -250,14 +250,14 @@ fn token_values(v: &Value, emit: &mut dyn FnMut(IndexValue)) {
                         });
                     }
                 }
-                if codings.is_empty() {
-                    if let Some(text) = text {
-                        emit(IndexValue::Token {
-                            system: None,
-                            code: String::new(),
-                            text: Some(text.to_owned()),
-                        });
-                    }
+                if codings.is_empty()
+                    && let Some(text) = text
+                {
+                    emit(IndexValue::Token {
+                        system: None,
+                        code: String::new(),
+                        text: Some(text.to_owned()),
+                    });
                 }
             } else if let Some(code) = str_field(v, "code") {
                 // Coding (or Quantity-like objects with a code).
@@ -338,10 +338,11 @@ fn normalize_reference(reference: &str) -> String {
         return without_history.to_owned();
     }
     let mut parts = without_history.rsplit('/');
-    if let (Some(id), Some(rt)) = (parts.next(), parts.next()) {
-        if rt.starts_with(|c: char| c.is_ascii_uppercase()) && !id.is_empty() {
-            return format!("{rt}/{id}");
-        }
+    if let (Some(id), Some(rt)) = (parts.next(), parts.next())
+        && rt.starts_with(|c: char| c.is_ascii_uppercase())
+        && !id.is_empty()
+    {
+        return format!("{rt}/{id}");
     }
     without_history.to_owned()
 }

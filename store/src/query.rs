@@ -47,10 +47,10 @@ pub(crate) fn execute(
             for prefix in prefixes {
                 for entry in db.scan_prefix(keys::index_prefix(rt, &criterion.param, &prefix)) {
                     let (key, _) = entry.map_err(io)?;
-                    if let Some(id) = keys::id_of_index_key(&key) {
-                        if seen.insert(id.to_owned()) {
-                            ids.push(id.to_owned());
-                        }
+                    if let Some(id) = keys::id_of_index_key(&key)
+                        && seen.insert(id.to_owned())
+                    {
+                        ids.push(id.to_owned());
                     }
                 }
             }
@@ -61,10 +61,10 @@ pub(crate) fn execute(
             let mut ids = Vec::new();
             for entry in db.scan_prefix(&prefix) {
                 let (key, raw) = entry.map_err(io)?;
-                if RecordHeader::peek(&raw).is_some_and(|h| !h.deleted) {
-                    if let Ok(id) = std::str::from_utf8(&key[prefix.len()..]) {
-                        ids.push(id.to_owned());
-                    }
+                if RecordHeader::peek(&raw).is_some_and(|h| !h.deleted)
+                    && let Ok(id) = std::str::from_utf8(&key[prefix.len()..])
+                {
+                    ids.push(id.to_owned());
                 }
             }
             ids
@@ -115,10 +115,10 @@ pub(crate) fn execute(
         ..SearchPage::default()
     };
     for (_, id) in matched.iter().skip(request.offset).take(request.count) {
-        if let Some(version) = store.read(rt, id)? {
-            if !version.is_deleted() {
-                page.matches.push(version);
-            }
+        if let Some(version) = store.read(rt, id)?
+            && !version.is_deleted()
+        {
+            page.matches.push(version);
         }
     }
     add_includes(store, request, &mut page)?;
@@ -154,10 +154,10 @@ fn add_includes(
             {
                 continue;
             }
-            if let Some(target) = store.read(target_type, target_id)? {
-                if !target.is_deleted() {
-                    included.push(target);
-                }
+            if let Some(target) = store.read(target_type, target_id)?
+                && !target.is_deleted()
+            {
+                included.push(target);
             }
         }
         let target = format!("{rt}/{}", version.id);
@@ -174,10 +174,10 @@ fn add_includes(
                 {
                     continue;
                 }
-                if let Some(source) = store.read(source_type, source_id)? {
-                    if !source.is_deleted() {
-                        included.push(source);
-                    }
+                if let Some(source) = store.read(source_type, source_id)?
+                    && !source.is_deleted()
+                {
+                    included.push(source);
                 }
             }
         }

@@ -62,10 +62,10 @@ impl Writer {
                 }
             }
             self.commit_group(commits);
-            if self.wal.len() > CHECKPOINT_BYTES {
-                if let Err(error) = self.checkpoint() {
-                    tracing::error!(%error, "checkpoint failed; the write-ahead log keeps the data");
-                }
+            if self.wal.len() > CHECKPOINT_BYTES
+                && let Err(error) = self.checkpoint()
+            {
+                tracing::error!(%error, "checkpoint failed; the write-ahead log keeps the data");
             }
             if let Some(reply) = shutdown {
                 let result = self.checkpoint();
@@ -103,11 +103,11 @@ impl Writer {
             match plan_transaction(&mut tx, writes, now_ms, &mut self.next_seq) {
                 Ok(committed) => {
                     let ops = tx.ops;
-                    if !ops.is_empty() {
-                        if let Err(error) = self.wal.append(&ops) {
-                            let _ = reply.send(Err(StoreError::Io(error.to_string())));
-                            continue;
-                        }
+                    if !ops.is_empty()
+                        && let Err(error) = self.wal.append(&ops)
+                    {
+                        let _ = reply.send(Err(StoreError::Io(error.to_string())));
+                        continue;
                     }
                     for op in ops {
                         match &op.value {
@@ -249,15 +249,16 @@ fn plan_write(
     match write.action {
         WriteAction::Put(mut resource) => {
             let content_hash = content_hash(&mut resource);
-            if let (Some(c), Some(raw)) = (&current, &current_raw) {
-                if !c.deleted && c.content_hash == content_hash {
-                    let unchanged = StoredVersion::decode(rt, id, raw)
-                        .ok_or_else(|| StoreError::Corrupt(format!("{rt}/{id}")))?;
-                    return Ok(Committed {
-                        outcome: WriteOutcome::Unchanged,
-                        version: unchanged,
-                    });
-                }
+            if let (Some(c), Some(raw)) = (&current, &current_raw)
+                && !c.deleted
+                && c.content_hash == content_hash
+            {
+                let unchanged = StoredVersion::decode(rt, id, raw)
+                    .ok_or_else(|| StoreError::Corrupt(format!("{rt}/{id}")))?;
+                return Ok(Committed {
+                    outcome: WriteOutcome::Unchanged,
+                    version: unchanged,
+                });
             }
             set_meta(&mut resource, next_version, now_ms);
             let entries = search::extract(search::Registry::r4(), rt, &resource);
