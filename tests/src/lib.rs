@@ -59,9 +59,22 @@ impl TestApp {
         let running = gateway::start(config, store.clone()).expect("start server");
         let handle = running.server.handle();
         tokio::spawn(running.server);
+        // The workers start asynchronously; a connection that arrives before they run can be
+        // dropped, so wait until the server answers.
+        let client = reqwest::Client::new();
+        let health = format!("http://{}/healthz", running.addr);
+        for attempt in 0.. {
+            match client.get(&health).send().await {
+                Ok(r) if r.status().is_success() => break,
+                _ if attempt < 200 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(25)).await
+                }
+                other => panic!("the test server did not become healthy: {other:?}"),
+            }
+        }
         TestApp {
             base: format!("http://{}/fhir", running.addr),
-            client: reqwest::Client::new(),
+            client,
             data_dir: data_dir.to_owned(),
             handle,
             store,
