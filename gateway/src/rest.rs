@@ -237,6 +237,7 @@ fn conditional_matches(
         query: &query,
         offset: 0,
         count: 2,
+        need_total: false,
     })?;
     Ok(page.matches)
 }
@@ -605,16 +606,19 @@ pub fn search(
         query: &query,
         offset,
         count: if summary_count { 0 } else { count },
+        need_total: summary_count || query.control.total != Some(search::TotalMode::None),
     })?;
     let base_path = format!("{}/{}", ctx.base, resource_type);
     let mut bundle = bundle_skeleton("searchset");
     if query.control.total != Some(search::TotalMode::None) || summary_count {
-        bundle.insert("total".into(), json!(page.total));
+        if let Some(total) = page.total {
+            bundle.insert("total".into(), json!(total));
+        }
     }
     let mut links =
         vec![json!({"relation": "self", "url": page_link(&base_path, params, offset, count)})];
     if !summary_count {
-        if offset + count < page.total {
+        if page.has_more {
             links.push(json!({"relation": "next", "url": page_link(&base_path, params, offset + count, count)}));
         }
         if offset > 0 {

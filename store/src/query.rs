@@ -18,12 +18,17 @@ pub struct SearchRequest<'a> {
     pub offset: usize,
     /// Page size; 0 returns only the total.
     pub count: usize,
+    /// Count every match. Without it (and without `_sort`) the search stops as soon as the
+    /// page is full, which keeps large result sets cheap.
+    pub need_total: bool,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct SearchPage {
-    /// Number of matches in all pages.
-    pub total: usize,
+    /// Number of matches in all pages, when it was counted.
+    pub total: Option<usize>,
+    /// Whether matches exist beyond this page.
+    pub has_more: bool,
     pub matches: Vec<StoredVersion>,
     /// Resources added by `_include` / `_revinclude`.
     pub included: Vec<StoredVersion>,
@@ -40,41 +45,54 @@ pub(crate) fn execute(
     let db = store.db();
     let criteria = &request.query.criteria;
 
-    let candidates: Vec<String> = match criteria.iter().find_map(|c| c.seek().map(|p| (c, p))) {
-        Some((criterion, prefixes)) => {
-            let mut seen = HashSet::new();
-            let mut ids = Vec::new();
-            for prefix in prefixes {
-                for entry in db.scan_prefix(keys::index_prefix(rt, &criterion.param, &prefix)) {
-                    let (key, _) = entry.map_err(io)?;
-                    if let Some(id) = keys::id_of_index_key(&key)
-                        && seen.insert(id.to_owned())
-                    {
-                        ids.push(id.to_owned());
+    // Candidates are produced lazily, so a search that only needs one page stops early.
+    let candidates: Box<dyn Iterator<Item = Result<String, StoreError>> + '_> =
+        match criteria.iter().find_map(|c| c.seek().map(|p| (c, p))) {
+            Some((criterion, prefixes)) => {
+                // A resource can hold several values under the prefixes (family "やまだ" and
+                // full name "やまだたろう" both start with "やまだ"): report each id once.
+                let mut seen = HashSet::new();
+                Box::new(
+                    prefixes
+                        .into_iter()
+                        .flat_map(move |prefix| {
+                            db.scan_prefix(keys::index_prefix(rt, &criterion.param, &prefix))
+                        })
+                        .filter_map(move |entry| match entry {
+                            Err(e) => Some(Err(io(e))),
+                            Ok((key, _)) => {
+                                let id = keys::id_of_index_key(&key)?.to_owned();
+                                seen.insert(id.clone()).then_some(Ok(id))
+                            }
+                        }),
+                )
+            }
+            None => {
+                let prefix = keys::current_prefix(rt);
+                let skip = prefix.len();
+                Box::new(db.scan_prefix(prefix).filter_map(move |entry| {
+                    match entry {
+                        Err(e) => Some(Err(io(e))),
+                        Ok((key, raw)) => RecordHeader::peek(&raw)
+                            .filter(|h| !h.deleted)
+                            .and_then(|_| std::str::from_utf8(&key[skip..]).ok())
+                            .map(|id| Ok(id.to_owned())),
                     }
-                }
+                }))
             }
-            ids
-        }
-        None => {
-            let prefix = keys::current_prefix(rt);
-            let mut ids = Vec::new();
-            for entry in db.scan_prefix(&prefix) {
-                let (key, raw) = entry.map_err(io)?;
-                if RecordHeader::peek(&raw).is_some_and(|h| !h.deleted)
-                    && let Ok(id) = std::str::from_utf8(&key[prefix.len()..])
-                {
-                    ids.push(id.to_owned());
-                }
-            }
-            ids
-        }
-    };
+        };
 
     let sort = &request.query.control.sort;
     let needs_entries = !criteria.is_empty() || !sort.is_empty();
-    let mut matched: Vec<(Vec<Option<Vec<u8>>>, String)> = Vec::with_capacity(candidates.len());
+    // One match beyond the page tells whether a next page exists.
+    let enough =
+        (!request.need_total && sort.is_empty()).then(|| request.offset + request.count + 1);
+    let mut matched: Vec<(Vec<Option<Vec<u8>>>, String)> = Vec::new();
     for id in candidates {
+        let id = id?;
+        if enough.is_some_and(|n| matched.len() >= n) {
+            break;
+        }
         if !needs_entries {
             matched.push((Vec::new(), id));
             continue;
@@ -92,26 +110,29 @@ pub(crate) fn execute(
         }
     }
     // Resources without a value for a sort parameter come last in either direction; the id
-    // breaks ties so that pages are stable.
-    matched.sort_by(|(ka, ia), (kb, ib)| {
-        for (i, s) in sort.iter().enumerate() {
-            let ord = match (&ka[i], &kb[i]) {
-                (Some(a), Some(b)) if s.descending => b.cmp(a),
-                (Some(a), Some(b)) => a.cmp(b),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => std::cmp::Ordering::Equal,
-            };
-            if ord.is_ne() {
-                return ord;
+    // breaks ties so that pages are stable. A search cut short keeps the candidates' index
+    // order instead, which is just as stable from page to page.
+    if enough.is_none() {
+        matched.sort_by(|(ka, ia), (kb, ib)| {
+            for (i, s) in sort.iter().enumerate() {
+                let ord = match (&ka[i], &kb[i]) {
+                    (Some(a), Some(b)) if s.descending => b.cmp(a),
+                    (Some(a), Some(b)) => a.cmp(b),
+                    (Some(_), None) => std::cmp::Ordering::Less,
+                    (None, Some(_)) => std::cmp::Ordering::Greater,
+                    (None, None) => std::cmp::Ordering::Equal,
+                };
+                if ord.is_ne() {
+                    return ord;
+                }
             }
-        }
-        ia.cmp(ib)
-    });
+            ia.cmp(ib)
+        });
+    }
 
-    let total = matched.len();
     let mut page = SearchPage {
-        total,
+        total: enough.is_none().then_some(matched.len()),
+        has_more: matched.len() > request.offset + request.count,
         ..SearchPage::default()
     };
     for (_, id) in matched.iter().skip(request.offset).take(request.count) {
