@@ -17,8 +17,8 @@ use serde_json::Value;
 /// Pass rates the suite must keep. Each is set just below the rate measured when it was last
 /// raised, so that a regression fails the run while the few known-bad official examples (listed
 /// in `known_reason`) do not.
-const JSON_MIN_PASS_RATE: f64 = 0.0;
-const XML_MIN_PASS_RATE: f64 = 0.0;
+const JSON_MIN_PASS_RATE: f64 = 0.985;
+const XML_MIN_PASS_RATE: f64 = 0.995;
 
 /// How many examples the XML round trip takes; it is the slower path and a spread sample finds
 /// the same classes of problem as the full set.
