@@ -113,7 +113,7 @@ pub fn check_type(state: &AppState, resource_type: &str) -> Result<(), ApiError>
     Err(ApiError::new(ErrorKind::UnsupportedType, message))
 }
 
-fn check_id(id: &str) -> Result<(), ApiError> {
+pub(crate) fn check_id(id: &str) -> Result<(), ApiError> {
     let valid = (1..=64).contains(&id.len())
         && id
             .bytes()
@@ -127,7 +127,7 @@ fn check_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
@@ -160,7 +160,7 @@ fn validate_for_write(
     Ok(())
 }
 
-fn set_id(resource: &mut Value, id: &str) {
+pub(crate) fn set_id(resource: &mut Value, id: &str) {
     if let Some(object) = resource.as_object_mut() {
         if object.contains_key("id") {
             object.insert("id".into(), Value::String(id.to_owned()));
@@ -220,7 +220,7 @@ fn write_reply(ctx: &Ctx<'_>, committed: &Committed, status: u16) -> Reply {
 }
 
 /// Run a search for a conditional interaction; returns the live matches (at most 2 are needed).
-fn conditional_matches(
+pub(crate) fn conditional_matches(
     ctx: &Ctx<'_>,
     resource_type: &str,
     criteria: &[(String, String)],
@@ -369,7 +369,7 @@ pub fn vread(
 }
 
 /// `W/"3"` or `"3"` → 3.
-fn parse_if_match(header: &str) -> Result<u64, ApiError> {
+pub(crate) fn parse_if_match(header: &str) -> Result<u64, ApiError> {
     let tag = header.trim();
     let tag = tag.strip_prefix("W/").unwrap_or(tag).trim_matches('"');
     tag.parse().map_err(|_| {
@@ -610,10 +610,10 @@ pub fn search(
     })?;
     let base_path = format!("{}/{}", ctx.base, resource_type);
     let mut bundle = bundle_skeleton("searchset");
-    if query.control.total != Some(search::TotalMode::None) || summary_count {
-        if let Some(total) = page.total {
-            bundle.insert("total".into(), json!(total));
-        }
+    if (query.control.total != Some(search::TotalMode::None) || summary_count)
+        && let Some(total) = page.total
+    {
+        bundle.insert("total".into(), json!(total));
     }
     let mut links =
         vec![json!({"relation": "self", "url": page_link(&base_path, params, offset, count)})];
@@ -863,7 +863,7 @@ fn status_line(status: u16) -> String {
     format!("{status} {reason}").trim_end().to_owned()
 }
 
-fn response_entry(ctx: &Ctx<'_>, reply: &Reply) -> Result<Value, ApiError> {
+pub(crate) fn response_entry(ctx: &Ctx<'_>, reply: &Reply) -> Result<Value, ApiError> {
     let mut response = json!({"status": status_line(reply.status)});
     if let Some(location) = &reply.location {
         let relative = location
@@ -993,10 +993,6 @@ async fn batch(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
     Ok(Reply::json(200, Value::Object(response)))
 }
 
-pub(crate) fn reply_entry(ctx: &Ctx<'_>, reply: &Reply) -> Result<Value, ApiError> {
-    response_entry(ctx, reply)
-}
-
 pub(crate) fn transaction_response(entries: Vec<Value>) -> Reply {
     let mut response = bundle_skeleton("transaction-response");
     response.insert("entry".into(), Value::Array(entries));
@@ -1027,30 +1023,6 @@ pub(crate) fn validate_entry(
         resource,
         &format!("Bundle.entry[{index}].resource."),
     )
-}
-
-pub(crate) fn assign_id(resource: &mut Value, id: &str) {
-    set_id(resource, id);
-}
-
-pub(crate) fn fresh_id() -> String {
-    new_id()
-}
-
-pub(crate) fn matches_for(
-    ctx: &Ctx<'_>,
-    resource_type: &str,
-    criteria: &[(String, String)],
-) -> Result<Vec<StoredVersion>, ApiError> {
-    conditional_matches(ctx, resource_type, criteria)
-}
-
-pub(crate) fn if_match_version(header: &str) -> Result<u64, ApiError> {
-    parse_if_match(header)
-}
-
-pub(crate) fn validate_id(id: &str) -> Result<(), ApiError> {
-    check_id(id)
 }
 
 /// Replace every `reference` whose value is a key of `map` (R4 3.1.0.11.2, urn:uuid resolution).

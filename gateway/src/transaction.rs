@@ -48,7 +48,7 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
                 let mut target = None;
                 if let Some(criteria) = &request.headers.if_none_exist {
                     let criteria = parse_query_string(criteria.trim_start_matches('?'));
-                    let matches = rest::matches_for(ctx, rt, &criteria)
+                    let matches = rest::conditional_matches(ctx, rt, &criteria)
                         .map_err(|e| e.at(at("request.ifNoneExist")))?;
                     match matches.as_slice() {
                         [] => {}
@@ -64,7 +64,7 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
                 }
                 let id = match &target {
                     Some(existing) => existing.id.clone(),
-                    None => rest::fresh_id(),
+                    None => rest::new_id(),
                 };
                 if let Some(full_url) = &request.full_url {
                     reference_map.insert(full_url.clone(), format!("{rt}/{id}"));
@@ -93,12 +93,12 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
             "PUT" | "DELETE" => {
                 let (rt, id) = match segments.as_slice() {
                     [rt, id] if query.is_empty() => {
-                        rest::validate_id(id).map_err(|e| e.at(at("request.url")))?;
+                        rest::check_id(id).map_err(|e| e.at(at("request.url")))?;
                         ((*rt).to_owned(), (*id).to_owned())
                     }
                     [rt] if !query.is_empty() => {
                         let criteria = parse_query_string(query);
-                        let matches = rest::matches_for(ctx, rt, &criteria)
+                        let matches = rest::conditional_matches(ctx, rt, &criteria)
                             .map_err(|e| e.at(at("request.url")))?;
                         let id = match matches.as_slice() {
                             [one] => one.id.clone(),
@@ -107,7 +107,7 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
                                 .as_ref()
                                 .and_then(|r| r.get("id"))
                                 .and_then(Value::as_str)
-                                .map_or_else(rest::fresh_id, str::to_owned),
+                                .map_or_else(rest::new_id, str::to_owned),
                             [] => {
                                 planned[i] = Some(Planned::Existing(Reply {
                                     status: 204,
@@ -177,7 +177,7 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
         let (rt, id) = ids[i].clone().expect("filtered on ids");
         let precondition = match (&request.headers.if_match, request.method.as_str()) {
             (Some(tag), _) => Precondition::VersionIs(
-                rest::if_match_version(tag)
+                rest::parse_if_match(tag)
                     .map_err(|e| e.at(format!("Bundle.entry[{i}].request.ifMatch")))?,
             ),
             (None, "POST") => Precondition::MustNotExist,
@@ -201,7 +201,7 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
                     _ => {}
                 }
             }
-            rest::assign_id(&mut resource, &id);
+            rest::set_id(&mut resource, &id);
             rest::rewrite_references(&mut resource, &reference_map);
             rest::validate_entry(&rt, &resource, i)?;
             WriteAction::Put(resource)
@@ -246,7 +246,7 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
                 }
             }
         };
-        entries.push(rest::reply_entry(ctx, &reply)?);
+        entries.push(rest::response_entry(ctx, &reply)?);
     }
     Ok(rest::transaction_response(entries))
 }
