@@ -9,3 +9,6 @@ pub const R4_STRUCTURE_JSON: &str = include_str!("../r4/structure.json");
 
 /// Every R4 SearchParameter (code, base, type, FHIRPath expression, targets).
 pub const R4_SEARCH_PARAMETERS_JSON: &str = include_str!("../r4/search-parameters.json");
+
+/// Japanese eras (元号): names, letters, municipal era codes and first days.
+pub const JP_ERAS_JSON: &str = include_str!("../jp/eras.json");

@@ -232,17 +232,6 @@ impl Store for SledStore {
             result
         })
     }
-
-    fn count(&self, resource_type: &str) -> Result<usize, StoreError> {
-        let mut n = 0;
-        for entry in self.db.scan_prefix(keys::current_prefix(resource_type)) {
-            let (_, raw) = entry.map_err(|e| StoreError::Io(e.to_string()))?;
-            if crate::record::RecordHeader::peek(&raw).is_some_and(|h| !h.deleted) {
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
 }
 
 /// `fsync` every file under `dir` and the directories themselves: after sled's `flush()` this is

@@ -127,6 +127,4 @@ pub trait Store: Send + Sync + 'static {
     fn commit(&self, writes: Vec<Write>) -> CommitFuture;
     /// Finish queued writes and leave a clean, durable state.
     fn shutdown(&self) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
-    /// Number of live resources of a type (for `_summary=count` without criteria and metrics).
-    fn count(&self, resource_type: &str) -> Result<usize, StoreError>;
 }
