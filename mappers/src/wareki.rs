@@ -103,10 +103,10 @@ fn strip_era(text: &str) -> Option<(usize, &str)> {
         }
         let upper_or_lower = [era.letter.clone(), era.letter.to_lowercase()];
         for letter in &upper_or_lower {
-            if let Some(rest) = text.strip_prefix(letter.as_str()) {
-                if rest.starts_with(|c: char| c.is_ascii_digit()) {
-                    return Some((i, rest));
-                }
+            if let Some(rest) = text.strip_prefix(letter.as_str())
+                && rest.starts_with(|c: char| c.is_ascii_digit())
+            {
+                return Some((i, rest));
             }
         }
     }
