@@ -30,6 +30,8 @@ pub struct ServerConfig {
     pub public_base_url: String,
     pub max_body_bytes: usize,
     pub request_timeout_secs: u64,
+    /// How long an idle keep-alive connection stays open.
+    pub keep_alive_secs: u64,
     #[serde(default)]
     pub workers: usize,
 }

@@ -48,6 +48,7 @@ pub fn start(config: Config, store: Arc<dyn store::Store>) -> std::io::Result<Ru
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
+    let keep_alive = std::time::Duration::from_secs(config.server.keep_alive_secs);
     let state = web::Data::new(AppState::new(config, store));
     let app_state = state.clone();
     let server = HttpServer::new(move || {
@@ -57,6 +58,7 @@ pub fn start(config: Config, store: Arc<dyn store::Store>) -> std::io::Result<Ru
             .configure(http::configure)
     })
     .workers(workers)
+    .keep_alive(keep_alive)
     .listen(listener)?
     .run();
     Ok(Running {

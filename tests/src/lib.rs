@@ -60,11 +60,15 @@ impl TestApp {
         let handle = running.server.handle();
         tokio::spawn(running.server);
         // The workers start asynchronously; a connection that arrives before they run can be
-        // dropped, so wait until the server answers.
-        let client = reqwest::Client::new();
+        // dropped, so wait until the server answers (with a client of its own: a pooled
+        // connection left idle past the server's keep-alive would fail the first real request).
+        let probe = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("client");
         let health = format!("http://{}/healthz", running.addr);
         for attempt in 0.. {
-            match client.get(&health).send().await {
+            match probe.get(&health).send().await {
                 Ok(r) if r.status().is_success() => break,
                 _ if attempt < 200 => {
                     tokio::time::sleep(std::time::Duration::from_millis(25)).await
@@ -72,6 +76,11 @@ impl TestApp {
                 other => panic!("the test server did not become healthy: {other:?}"),
             }
         }
+        // Idle connections are dropped before the server's keep-alive can close them under us.
+        let client = reqwest::Client::builder()
+            .pool_idle_timeout(std::time::Duration::from_secs(2))
+            .build()
+            .expect("client");
         TestApp {
             base: format!("http://{}/fhir", running.addr),
             client,
