@@ -147,13 +147,21 @@ pub fn parse_resource(bytes: &[u8], format: Format) -> Result<Value, ApiError> {
         ));
     }
     let value = match format {
-        Format::Json => serde_json::from_slice::<Value>(bytes).map_err(|e| {
-            ApiError::bad_request(format!(
-                "the body is not valid JSON: {e} (line {}, column {})",
-                e.line(),
-                e.column()
-            ))
-        })?,
+        Format::Json => {
+            let value = serde_json::from_slice::<Value>(bytes).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the body is not valid JSON: {e} (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ))
+            })?;
+            // serde_json keeps the last of two equal keys; FHIR JSON forbids duplicates, and
+            // silently dropping a value would lose data.
+            serde_json::from_slice::<NoDuplicateKeys>(bytes).map_err(|e| {
+                ApiError::bad_request(format!("the body is not valid FHIR JSON: {e}"))
+            })?;
+            value
+        }
         Format::Xml => {
             let text = std::str::from_utf8(bytes).map_err(|e| {
                 ApiError::bad_request(format!("the XML body is not valid UTF-8: {e}"))
@@ -169,6 +177,65 @@ pub fn parse_resource(bytes: &[u8], format: Format) -> Result<Value, ApiError> {
         ));
     }
     Ok(value)
+}
+
+/// Walks a JSON document and fails on the first object with a repeated property name.
+struct NoDuplicateKeys;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NoDuplicateKeys)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!(
+                    "duplicate property {key:?}"
+                )));
+            }
+            map.next_value::<NoDuplicateKeys>()?;
+        }
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
 }
 
 /// Render a body in the negotiated representation.
@@ -262,6 +329,27 @@ mod tests {
             Format::Xml
         );
         assert_eq!(body_format(Some("text/plain")).unwrap_err().status(), 415);
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        let err = parse_resource(
+            br#"{"resourceType": "Patient", "gender": "male", "gender": "female"}"#,
+            Format::Json,
+        )
+        .unwrap_err();
+        assert!(
+            err.issues[0]
+                .diagnostics
+                .contains("duplicate property \"gender\""),
+            "{:?}",
+            err.issues
+        );
+        let nested = br#"{"resourceType": "Patient", "name": [{"family": "a", "family": "b"}]}"#;
+        assert!(parse_resource(nested, Format::Json).is_err());
+        let decimals =
+            br#"{"resourceType": "Observation", "valueQuantity": {"value": 1.50, "unit": "kg"}}"#;
+        assert!(parse_resource(decimals, Format::Json).is_ok());
     }
 
     #[test]
