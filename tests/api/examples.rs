@@ -31,6 +31,11 @@ fn known_reason(file: &str) -> Option<&'static str> {
         "Questionnaire-qs1.json" => {
             "Invalid official example: its items have no `linkId`, which R4 requires (1..1)."
         }
+        "Bundle-dataelements.json" | "Bundle-resources.json" => {
+            "Larger than the configured body limit (`server.max_body_bytes`, 16 MiB by default): \
+             these are the specification's own definition bundles (tens of MB), refused with 413 \
+             before being read, as intended."
+        }
         _ => return None,
     })
 }
