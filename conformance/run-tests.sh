@@ -3,7 +3,8 @@
 #   1. formatting, 2. clippy, 3. the unit and integration tests,
 #   4. the official FHIR R4 examples through the API (report: docs/conformance.md),
 #   5. the real server binary driven by a third-party client (fhirpy), then a clean shutdown on
-#      SIGTERM and a restart that must still hold the data.
+#      SIGTERM and a restart that must still hold the data,
+#   7. a one-second smoke run of the load benchmark (conformance/bench/run.sh --smoke).
 # Works from any directory. Needs cargo, python3 (with venv) and npm; see conformance/README.md.
 set -euo pipefail
 
@@ -87,16 +88,16 @@ stop_server() {
     echo "server stopped cleanly (exit 0)"
 }
 
-section "1/6 formatting (cargo fmt --check)"
+section "1/7 formatting (cargo fmt --check)"
 cargo fmt --all -- --check
 
-section "2/6 lints (cargo clippy -D warnings)"
+section "2/7 lints (cargo clippy -D warnings)"
 cargo clippy --workspace --all-targets -- -D warnings
 
-section "3/6 unit and integration tests (cargo test)"
+section "3/7 unit and integration tests (cargo test)"
 cargo test --workspace
 
-section "4/6 official FHIR R4 examples through the API"
+section "4/7 official FHIR R4 examples through the API"
 examples_dir="$(conformance/fetch-examples.sh)"
 echo "examples: $examples_dir"
 # Absolute, because cargo runs the test binary from the test crate's directory.
@@ -104,7 +105,7 @@ FHIR_R4_EXAMPLES_DIR="$examples_dir" MUSUBI_CONFORMANCE_REPORT="$root/docs/confo
     cargo test -p musubi-tests --test api -- --ignored --nocapture
 echo "report: docs/conformance.md"
 
-section "5/6 the musubi binary with a real client (fhirpy)"
+section "5/7 the musubi binary with a real client (fhirpy)"
 cargo build -p gateway
 venv="conformance/.venv"
 requirements="conformance/clients/requirements.txt"
@@ -129,7 +130,7 @@ patient_id="$(sed -n 's/^PATIENT_ID=//p' "$client_out" | tail -n 1)"
 rm -f "$client_out"
 [[ -n "$patient_id" ]] || fail "the client test printed no PATIENT_ID"
 
-section "6/6 clean shutdown and restart on the same data"
+section "6/7 clean shutdown and restart on the same data"
 stop_server
 start_server
 "$venv/bin/python" - "http://127.0.0.1:$port/fhir/Patient/$patient_id" <<'EOF'
@@ -144,5 +145,12 @@ EOF
 stop_server
 rm -f "$server_log"
 server_log=""
+
+section "7/7 load benchmark smoke (the harness runs; numbers are not asserted)"
+if command -v wrk >/dev/null 2>&1; then
+    conformance/bench/run.sh --smoke
+else
+    echo "skipped: wrk is not installed (apt-get install wrk); .ci/run installs it"
+fi
 
 section "all checks passed"
