@@ -280,7 +280,7 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(state: State) -> HttpResponse {
-    match state.store.read("Patient", "readiness-probe") {
+    match state.store.ready() {
         Ok(_) => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
         Err(error) => {
             tracing::warn!(%error, "readiness check failed");

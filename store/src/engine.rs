@@ -3,8 +3,9 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
@@ -34,6 +35,7 @@ impl Default for StoreOptions {
 
 pub struct SledStore {
     db: sled::Db,
+    poisoned: Arc<AtomicBool>,
     inbox: Mutex<Option<Sender<Message>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -74,12 +76,13 @@ impl SledStore {
             }
             None => 1,
         };
+        let poisoned = Arc::new(AtomicBool::new(false));
         let mut writer = Writer {
             db: db.clone(),
             wal,
             next_seq,
             data_dir: data_dir.to_owned(),
-            poisoned: false,
+            poisoned: poisoned.clone(),
         };
         if replayed > 0 {
             tracing::info!(
@@ -95,6 +98,7 @@ impl SledStore {
             .map_err(|e| StoreError::Io(format!("cannot start writer thread: {e}")))?;
         Ok(SledStore {
             db,
+            poisoned,
             inbox: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(handle)),
         })
@@ -196,6 +200,26 @@ impl Store for SledStore {
         let total = versions.len();
         let versions = versions.into_iter().skip(offset).take(count).collect();
         Ok(HistoryPage { total, versions })
+    }
+
+    fn ready(&self) -> Result<(), StoreError> {
+        if self.poisoned.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable(
+                "a disk write failed; restart to recover from the log".into(),
+            ));
+        }
+        let writer_running = self
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|h| !h.is_finished());
+        if !writer_running {
+            return Err(StoreError::Unavailable(
+                "the store writer is not running".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn search(&self, request: &SearchRequest<'_>) -> Result<SearchPage, StoreError> {

@@ -123,6 +123,8 @@ pub trait Store: Send + Sync + 'static {
         count: usize,
     ) -> Result<HistoryPage, StoreError>;
     fn search(&self, request: &SearchRequest<'_>) -> Result<SearchPage, StoreError>;
+    /// Whether writes can be accepted (the writer runs and no disk write has failed).
+    fn ready(&self) -> Result<(), StoreError>;
     /// Commit all writes atomically and durably, or none of them.
     fn commit(&self, writes: Vec<Write>) -> CommitFuture;
     /// Finish queued writes and leave a clean, durable state.

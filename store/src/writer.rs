@@ -38,7 +38,8 @@ pub(crate) struct Writer {
     pub next_seq: u64,
     pub data_dir: std::path::PathBuf,
     /// Set after a failed fsync: the state of the log is unknown, so no further write is accepted.
-    pub poisoned: bool,
+    /// Shared with the store handle so readiness checks see it.
+    pub poisoned: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 type Overlay = HashMap<Vec<u8>, Option<Vec<u8>>>;
@@ -88,7 +89,7 @@ impl Writer {
         let mut pending = Vec::with_capacity(commits.len());
         let mut sled_batch = sled::Batch::default();
         for (writes, reply) in commits {
-            if self.poisoned {
+            if self.poisoned.load(std::sync::atomic::Ordering::Relaxed) {
                 let _ = reply.send(Err(StoreError::Unavailable(
                     "an earlier disk write failed; restart to recover from the log".into(),
                 )));
@@ -128,7 +129,8 @@ impl Writer {
         }
         if let Err(error) = self.wal.sync() {
             tracing::error!(%error, "fdatasync of the write-ahead log failed; refusing further writes");
-            self.poisoned = true;
+            self.poisoned
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             for (reply, _) in pending {
                 let _ = reply.send(Err(StoreError::Io(error.to_string())));
             }
@@ -137,7 +139,8 @@ impl Writer {
         if let Err(error) = self.db.apply_batch(sled_batch) {
             // The log has the group; a restart replays it. Serving on would read stale state.
             tracing::error!(%error, "applying a committed group to sled failed; refusing further writes");
-            self.poisoned = true;
+            self.poisoned
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         for (reply, committed) in pending {
             let _ = reply.send(Ok(committed));

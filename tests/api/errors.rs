@@ -168,3 +168,12 @@ async fn metadata_lists_types_and_search_parameters() {
         .await;
     assert_eq!(health.status, 200);
 }
+
+#[tokio::test]
+async fn readiness_follows_the_store_writer() {
+    let app = TestApp::spawn().await;
+    let ready = app
+        .send(app.client.get(app.url("").replace("/fhir", "/readyz")))
+        .await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+}
