@@ -170,7 +170,7 @@ async fn metadata_lists_types_and_search_parameters() {
 }
 
 #[tokio::test]
-async fn readiness_follows_the_store_writer() {
+async fn readiness_is_reported_when_the_store_runs() {
     let app = TestApp::spawn().await;
     let ready = app
         .send(app.client.get(app.url("").replace("/fhir", "/readyz")))
