@@ -618,7 +618,7 @@ pub fn search(
     let mut links =
         vec![json!({"relation": "self", "url": page_link(&base_path, params, offset, count)})];
     if !summary_count {
-        if page.has_more {
+        if page.has_more && count > 0 {
             links.push(json!({"relation": "next", "url": page_link(&base_path, params, offset + count, count)}));
         }
         if offset > 0 {
@@ -716,7 +716,7 @@ pub fn history(
     bundle.insert("total".into(), json!(page.total));
     let mut links =
         vec![json!({"relation": "self", "url": page_link(&base_path, params, offset, count)})];
-    if offset + count < page.total {
+    if count > 0 && offset + count < page.total {
         links.push(json!({"relation": "next", "url": page_link(&base_path, params, offset + count, count)}));
     }
     bundle.insert("link".into(), Value::Array(links));
