@@ -97,7 +97,7 @@ impl Registry {
         };
         for param in raw.parameters {
             for base in &param.base {
-                let Some(expression) = &param.expression else {
+                let Some(paths) = compile_for(base, param.expression.as_deref(), param.kind) else {
                     registry
                         .unsupported
                         .entry(base.clone())
@@ -106,25 +106,6 @@ impl Registry {
                     continue;
                 };
                 let common = base == "Resource" || base == "DomainResource";
-                let mut paths = Vec::new();
-                let mut supported =
-                    param.kind != ParamKind::Composite && param.kind != ParamKind::Special;
-                for branch in fhirpath::union_branches(expression) {
-                    match fhirpath::compile(branch) {
-                        Some(path) if path.root == *base => paths.push(path),
-                        Some(_) => {}
-                        None if branch_root(branch) == Some(base.as_str()) => supported = false,
-                        None => {}
-                    }
-                }
-                if !supported || paths.is_empty() {
-                    registry
-                        .unsupported
-                        .entry(base.clone())
-                        .or_default()
-                        .push(param.code.clone());
-                    continue;
-                }
                 let def = ParamDef {
                     code: param.code.clone(),
                     url: param.url.clone(),
@@ -167,6 +148,24 @@ impl Registry {
             .map(Vec::as_slice)
             .unwrap_or(&[])
     }
+}
+
+/// The expression's branches for `base`, compiled; `None` when the parameter cannot be evaluated
+/// for it (no expression, composite/special, or FHIRPath beyond the supported subset).
+fn compile_for(base: &str, expression: Option<&str>, kind: ParamKind) -> Option<Vec<Path>> {
+    if matches!(kind, ParamKind::Composite | ParamKind::Special) {
+        return None;
+    }
+    let mut paths = Vec::new();
+    for branch in fhirpath::union_branches(expression?) {
+        match fhirpath::compile(branch) {
+            Some(path) if path.root == base => paths.push(path),
+            Some(_) => {}
+            None if branch_root(branch) == Some(base) => return None,
+            None => {}
+        }
+    }
+    (!paths.is_empty()).then_some(paths)
 }
 
 fn branch_root(branch: &str) -> Option<&str> {
