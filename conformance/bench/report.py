@@ -7,6 +7,7 @@ import re
 import sys
 
 out, duration, connections, fsync_rate, stored, strace_path = sys.argv[1:7]
+startup_ms, idle_rss, loaded_rss, restarted_rss = (int(v) for v in sys.argv[7:11])
 fsync_rate = float(fsync_rate)
 
 
@@ -21,9 +22,10 @@ def wrk(name):
 
 hello = wrk("hello")
 rows = [
-    ("create Immunization (durable)", wrk("create"), "fdatasync/s", fsync_rate),
-    ("read Immunization by id", wrk("read"), "hello-world", hello[0]),
-    ("search Immunization by patient+date", wrk("search"), "hello-world", hello[0]),
+    ("create Immunization (durable)", wrk("create"), "fdatasync/s", fsync_rate, 1),
+    ("transaction of 50 Immunization creates (durable)", wrk("transaction"), "fdatasync/s (per resource)", fsync_rate, 50),
+    ("read Immunization by id", wrk("read"), "hello-world", hello[0], 1),
+    ("search Immunization by patient+date", wrk("search"), "hello-world", hello[0], 1),
 ]
 syncs = ""
 if os.path.exists(strace_path):
@@ -48,8 +50,17 @@ lines = [
     "|---|---|---|---|---|---|---|---|",
     f"| hello-world (`/healthz`, same stack) | {hello[0]:.0f} | {hello[1]} | {hello[2]} | {hello[3]} | – | – | – |",
 ]
-for name, (rps, p50, p99, errors), limit_name, limit in rows:
-    lines.append(f"| {name} | {rps:.0f} | {p50} | {p99} | {errors} | {limit_name} | {limit:.0f} | {rps / limit:.2f} |")
+for name, (rps, p50, p99, errors), limit_name, limit, resources_per_request in rows:
+    ratio = rps * resources_per_request / limit
+    lines.append(f"| {name} | {rps:.0f} | {p50} | {p99} | {errors} | {limit_name} | {limit:.0f} | {ratio:.2f} |")
+lines.append("")
+transaction_rps = rows[1][1][0]
+lines.append(
+    f"The transaction scenario commits {transaction_rps * 50:.0f} resources/s (50 per Bundle, each Bundle atomic). "
+    f"Startup with the {stored} stored Immunizations: {startup_ms} ms to the first `/healthz` answer. "
+    f"RSS: {idle_rss / 1024:.1f} MiB idle after start, {loaded_rss / 1024:.1f} MiB after the load, "
+    f"{restarted_rss / 1024:.1f} MiB after the restart."
+)
 lines.append("")
 if syncs:
     lines.append(syncs)

@@ -46,6 +46,8 @@ run_wrk() { # name, extra args...
   echo "$name: $(rps < "target/bench/$name.txt") req/s, p99 $(p99 < "target/bench/$name.txt")" >&2
 }
 
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$server/status"; }
+idle_rss=$(rss_kib)
 echo "== limits" >&2
 fsync_rate=$(python3 conformance/bench/fsync_limit.py "$data_dir" 3)
 echo "fdatasync/s on the data disk: $fsync_rate" >&2
@@ -68,10 +70,23 @@ if command -v strace >/dev/null 2>&1; then
   wrk -t"$threads" -c"$connections" -d"$duration" -s conformance/bench/create_immunization.lua "$base/fhir/Immunization" > target/bench/create-traced.txt
   kill -INT "$tracer"; wait "$tracer" 2>/dev/null || true
 fi
+BODY_FILE=conformance/bench/transaction50.json run_wrk transaction -s conformance/bench/create_immunization.lua "$base/fhir"
 WRK_PATH="/fhir/Immunization/$imm_id" run_wrk read -s conformance/bench/get_path.lua "$base"
 WRK_PATH="/fhir/Immunization?patient=Patient/bench-patient&date=ge2024-06-03&_count=10&_total=none" \
   run_wrk search -s conformance/bench/get_path.lua "$base"
 stored=$(curl -sf "$base/fhir/Immunization?_summary=count" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
+loaded_rss=$(rss_kib)
 
-python3 conformance/bench/report.py "$out" "$duration" "$connections" "$fsync_rate" "$stored" "$strace_out"
+# Startup with everything the run stored: SIGTERM, start again, time until /healthz answers.
+kill -TERM "$server"; wait "$server" || true
+started_at=$(date +%s%N)
+MUSUBI__LOG__LEVEL=warn target/release/musubi serve --listen "127.0.0.1:$port" --data-dir "$data_dir" &
+server=$!
+until curl -sf "$base/healthz" >/dev/null; do sleep 0.01; done
+startup_ms=$(( ($(date +%s%N) - started_at) / 1000000 ))
+restarted_rss=$(rss_kib)
+echo "startup with $stored Immunizations: ${startup_ms} ms; RSS idle ${idle_rss} KiB, after load ${loaded_rss} KiB, after restart ${restarted_rss} KiB" >&2
+
+python3 conformance/bench/report.py "$out" "$duration" "$connections" "$fsync_rate" "$stored" "$strace_out" \
+  "$startup_ms" "$idle_rss" "$loaded_rss" "$restarted_rss"
 echo "wrote $out" >&2

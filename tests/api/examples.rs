@@ -17,7 +17,7 @@ use serde_json::Value;
 /// Pass rates the suite must keep. Each is set just below the rate measured when it was last
 /// raised, so that a regression fails the run while the few known-bad official examples (listed
 /// in `known_reason`) do not.
-const JSON_MIN_PASS_RATE: f64 = 0.985;
+const JSON_MIN_PASS_RATE: f64 = 0.989;
 const XML_MIN_PASS_RATE: f64 = 0.995;
 
 /// How many examples the XML round trip takes; it is the slower path and a spread sample finds
@@ -105,6 +105,7 @@ async fn official_examples_round_trip() {
                 elapsed
             ),
             "pass",
+            None,
         ),
     );
 
@@ -188,17 +189,15 @@ async fn xml_round_trip_of_examples() {
                  written back unchanged with `PUT` and `Content-Type: application/fhir+xml`. The JSON \
                  read afterwards must equal the JSON read before, except `meta.versionId` and \
                  `meta.lastUpdated`. Examples the server already refused as JSON are skipped (see the \
-                 JSON section for why); the pass rate counts only the others.\n\nPass rate: {:.1}% of \
-                 {} ({} skipped). The suite requires at least {:.1}% (set just below the rate \
-                 measured) and no 5xx answer. Run time: {:.1?}.",
+                 JSON section for why); the pass rate counts only the others.\n\nThe suite \
+                 requires a pass rate of at least {:.1}% (set just below the rate measured) and no \
+                 5xx answer. Run time: {:.1?}.",
                 examples.len(),
-                rate * 100.0,
-                tried,
-                skipped,
                 XML_MIN_PASS_RATE * 100.0,
                 elapsed
             ),
             "pass",
+            Some("skipped (JSON write rejected)"),
         ),
     );
 
@@ -709,15 +708,33 @@ impl Tally {
         out
     }
 
-    fn markdown_section(&self, title: &str, method: &str, pass: &str) -> String {
+    /// `skipped` names a category left out of the pass rate (examples that never got to the
+    /// check), so the rate shown is the one the test asserts.
+    fn markdown_section(
+        &self,
+        title: &str,
+        method: &str,
+        pass: &str,
+        skipped: Option<&str>,
+    ) -> String {
         let mut out = format!("## {title}\n\nRun on {} (UTC).\n\n{method}\n\n", utc_date());
-        let _ = writeln!(
+        let left_out = skipped.map_or(0, |category| self.count(category));
+        let tried = self.total() - left_out;
+        let rate = if tried == 0 {
+            0.0
+        } else {
+            self.count(pass) as f64 / tried as f64
+        };
+        let _ = write!(
             out,
-            "Overall: **{} of {} pass ({:.1}%)**.\n",
+            "Overall: **{} of {tried} pass ({:.1}%)**",
             self.count(pass),
-            self.total(),
-            self.rate(pass) * 100.0
+            rate * 100.0
         );
+        if let Some(category) = skipped.filter(|_| left_out > 0) {
+            let _ = write!(out, "; {left_out} {category}");
+        }
+        out.push_str(".\n\n");
         out.push_str("| type | examples |");
         for column in self.columns {
             let _ = write!(out, " {column} |");
