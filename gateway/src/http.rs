@@ -333,6 +333,13 @@ async fn create(
     let ctx = ctx(&state, &req);
     let result = async {
         rest::check_type(&state, &path)?;
+        // Some clients send conditional-create criteria as query parameters; R4 defines only
+        // If-None-Exist, and ignoring them would silently create duplicates.
+        if let Some((name, _)) = search_criteria(&req).first() {
+            return Err(ApiError::bad_request(format!(
+                "create takes no search parameters (got {name:?}); send the criteria in the If-None-Exist header for a conditional create"
+            )));
+        }
         let resource = read_resource(&state, &req, payload).await?;
         rest::create(&ctx, &path, resource, header_str(&req, "if-none-exist")).await
     }

@@ -177,3 +177,15 @@ async fn readiness_is_reported_when_the_store_runs() {
         .await;
     assert_eq!(ready.status, 200, "{}", ready.text);
 }
+
+#[tokio::test]
+async fn create_with_query_criteria_is_refused_not_duplicated() {
+    let app = TestApp::spawn().await;
+    let body =
+        json!({"resourceType": "Patient", "identifier": [{"system": "urn:x", "value": "1"}]});
+    let response = app.post("Patient?identifier=urn:x|1", &body).await;
+    assert_outcome(&response, 400, "If-None-Exist").await;
+    assert_eq!(app.get("Patient").await.json()["total"], 0);
+    // Format parameters are not criteria.
+    assert_eq!(app.post("Patient?_format=json", &body).await.status, 201);
+}
