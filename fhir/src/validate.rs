@@ -43,6 +43,12 @@ pub enum IssueType {
     CodeInvalid,
     Invalid,
     TooCostly,
+    /// A profile invariant (R4 constraint) failed.
+    Invariant,
+    /// A business rule (e.g. a routine-vaccination interval) is not met.
+    BusinessRule,
+    /// Advice that is not a problem.
+    Informational,
 }
 
 impl IssueType {
@@ -54,6 +60,9 @@ impl IssueType {
             IssueType::CodeInvalid => "code-invalid",
             IssueType::Invalid => "invalid",
             IssueType::TooCostly => "too-costly",
+            IssueType::Invariant => "invariant",
+            IssueType::BusinessRule => "business-rule",
+            IssueType::Informational => "informational",
         }
     }
 }

@@ -12,3 +12,9 @@ pub const R4_SEARCH_PARAMETERS_JSON: &str = include_str!("../r4/search-parameter
 
 /// Japanese eras (元号): names, letters, municipal era codes and first days.
 pub const JP_ERAS_JSON: &str = include_str!("../jp/eras.json");
+
+// Each folder below is embedded whole as `(file name, contents)` pairs in name order
+// (`build.rs`): `JP_TERMINOLOGY` (CodeSystems, ValueSets, system aliases, product tables),
+// `JP_STRUCTURE` (profile constraints), `JP_VACCINATION` (routine schedule rules and municipal
+// overrides), `JP_QUESTIONNAIRES` (the digital 予診票 Questionnaires).
+include!(concat!(env!("OUT_DIR"), "/jp_data.rs"));

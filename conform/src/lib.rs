@@ -1,0 +1,1 @@
+//! Profile validation (in progress).

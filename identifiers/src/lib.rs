@@ -1,0 +1,1 @@
+//! Japanese identifiers and vaccine barcodes (in progress).

@@ -1,0 +1,1 @@
+//! The digital 予診票 (in progress).

@@ -1,0 +1,1 @@
+//! Japanese terminology and identifiers (in progress).
