@@ -46,6 +46,24 @@ pub fn capability_statement(state: &AppState, base: &str) -> Value {
                 "searchInclude": includes,
                 "searchParam": params,
             });
+            let mut operations = vec![json!({
+                "name": "validate",
+                "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+            })];
+            for (name, definition) in type_operations(rt) {
+                operations.push(json!({"name": name, "definition": definition}));
+            }
+            resource["operation"] = Value::Array(operations);
+            let supported: Vec<&str> = state
+                .domain
+                .profiles
+                .profiles()
+                .filter(|p| p.resource_type() == rt.as_str())
+                .map(|p| p.url())
+                .collect();
+            if !supported.is_empty() {
+                resource["supportedProfile"] = json!(supported);
+            }
             if includes_is_empty(&resource) {
                 resource
                     .as_object_mut()
@@ -70,6 +88,10 @@ pub fn capability_statement(state: &AppState, base: &str) -> Value {
             "interaction": [
                 {"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}
             ],
+            "operation": [{
+                "name": "validate",
+                "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"
+            }],
             "searchParam": [
                 {"name": "_count", "type": "number", "documentation": "page size; default and maximum are configured"},
                 {"name": "_offset", "type": "number", "documentation": "index of the first match on the page (used by next/previous links)"},
@@ -81,6 +103,40 @@ pub fn capability_statement(state: &AppState, base: &str) -> Value {
             ]
         }]
     })
+}
+
+/// The type-specific operations (beyond `$validate`) wired in `http.rs`: (name, definition).
+/// Musubi's own operations are described in docs/operations.md.
+fn type_operations(resource_type: &str) -> &'static [(&'static str, &'static str)] {
+    match resource_type {
+        "CodeSystem" => &[
+            (
+                "lookup",
+                "http://hl7.org/fhir/OperationDefinition/CodeSystem-lookup",
+            ),
+            (
+                "validate-code",
+                "http://hl7.org/fhir/OperationDefinition/CodeSystem-validate-code",
+            ),
+        ],
+        "ValueSet" => &[(
+            "validate-code",
+            "http://hl7.org/fhir/OperationDefinition/ValueSet-validate-code",
+        )],
+        "Patient" => &[(
+            "immunization-schedule",
+            "https://musubi.example.org/fhir/OperationDefinition/Patient-immunization-schedule",
+        )],
+        "QuestionnaireResponse" => &[(
+            "assess",
+            "https://musubi.example.org/fhir/OperationDefinition/QuestionnaireResponse-assess",
+        )],
+        "Immunization" => &[(
+            "from-barcode",
+            "https://musubi.example.org/fhir/OperationDefinition/Immunization-from-barcode",
+        )],
+        _ => &[],
+    }
 }
 
 fn includes_is_empty(resource: &Value) -> bool {

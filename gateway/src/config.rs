@@ -19,7 +19,56 @@ pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub fhir: FhirConfig,
+    #[serde(default)]
+    pub profiles: ProfilesConfig,
+    #[serde(default)]
+    pub vaccination: VaccinationConfig,
     pub log: LogConfig,
+}
+
+/// JP Core / Musubi profile validation and the reference data behind it (docs/profiles.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilesConfig {
+    /// Resource types that must conform to their default profile (JP_Patient for Patient, …)
+    /// even when they claim none. Resources claiming a known profile in `meta.profile` are
+    /// always checked against it.
+    #[serde(default)]
+    pub enforce: Vec<String>,
+    /// A folder of extra data files read at start-up, laid out like `profiles/jp/`:
+    /// `terminology/`, `structure/`, `vaccination/`, `questionnaires/`. Empty: built-in data only.
+    #[serde(default)]
+    pub extra_dir: Option<PathBuf>,
+}
+
+/// The routine-vaccination (定期接種) rules applied to Immunization writes
+/// (docs/vaccination-rules.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaccinationConfig {
+    /// What a rule violation does on Immunization create/update: `warn` stores the resource and
+    /// reports the violations as warnings; `reject` answers 422 and stores nothing.
+    #[serde(default = "default_on_violation")]
+    pub on_violation: OnViolation,
+}
+
+impl Default for VaccinationConfig {
+    fn default() -> Self {
+        VaccinationConfig {
+            on_violation: default_on_violation(),
+        }
+    }
+}
+
+fn default_on_violation() -> OnViolation {
+    OnViolation::Warn
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnViolation {
+    Warn,
+    Reject,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -162,6 +211,22 @@ impl Config {
                     "fhir.resource_types: {rt:?} is not an R4 resource type"
                 ));
             }
+        }
+        for rt in &self.profiles.enforce {
+            if !self.fhir.resource_types.contains(rt) {
+                return Err(format!(
+                    "profiles.enforce: {rt:?} is not one of fhir.resource_types"
+                ));
+            }
+        }
+        if let Some(dir) = &self.profiles.extra_dir
+            && !dir.as_os_str().is_empty()
+            && !dir.is_dir()
+        {
+            return Err(format!(
+                "profiles.extra_dir {} is not a readable folder",
+                dir.display()
+            ));
         }
         if self.fhir.resource_types.is_empty() {
             return Err("fhir.resource_types must list at least one resource type".into());

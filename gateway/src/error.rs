@@ -108,6 +108,15 @@ impl ApiError {
         }
     }
 
+    /// Profile or business-rule issues that refuse an otherwise well-formed resource (422); the
+    /// warnings found alongside are reported too.
+    pub fn unprocessable(issues: &[fhir::validate::Issue]) -> Self {
+        ApiError {
+            kind: ErrorKind::Unprocessable,
+            issues: issues.iter().map(issue_detail).collect(),
+        }
+    }
+
     pub fn status(&self) -> u16 {
         self.kind.status()
     }

@@ -15,6 +15,7 @@ use store::HistoryScope;
 
 use crate::error::{ApiError, ErrorKind};
 use crate::format::{self, Negotiated};
+use crate::operations::{self, OpInput};
 use crate::rest::{self, Ctx, Prefer, Reply};
 use crate::state::AppState;
 
@@ -29,6 +30,38 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("", web::post().to(post_bundle))
                 .route("/", web::post().to(post_bundle))
                 .route("/metadata", web::get().to(metadata))
+                // Operations first: `/{type}/{id}` would otherwise take `$name` for an id.
+                .route("/$validate", web::post().to(validate_system))
+                .route("/CodeSystem/$lookup", web::get().to(lookup))
+                .route("/CodeSystem/$lookup", web::post().to(lookup))
+                .route(
+                    "/CodeSystem/$validate-code",
+                    web::get().to(validate_code_system),
+                )
+                .route(
+                    "/CodeSystem/$validate-code",
+                    web::post().to(validate_code_system),
+                )
+                .route(
+                    "/ValueSet/$validate-code",
+                    web::get().to(validate_code_value_set),
+                )
+                .route(
+                    "/ValueSet/$validate-code",
+                    web::post().to(validate_code_value_set),
+                )
+                .route(
+                    "/Patient/{id}/$immunization-schedule",
+                    web::get().to(immunization_schedule),
+                )
+                .route("/QuestionnaireResponse/$assess", web::post().to(assess))
+                .route(
+                    "/QuestionnaireResponse/{id}/$assess",
+                    web::get().to(assess_stored),
+                )
+                .route("/Immunization/$from-barcode", web::get().to(from_barcode))
+                .route("/Immunization/$from-barcode", web::post().to(from_barcode))
+                .route("/{type}/$validate", web::post().to(validate_type))
                 .route("/_history", web::get().to(history_system))
                 .route("/{type}/_search", web::post().to(search_post))
                 .route("/{type}/_history", web::get().to(history_type))
@@ -310,6 +343,7 @@ async fn metadata(state: State, req: HttpRequest) -> HttpResponse {
             location: None,
             etag: None,
             last_modified_ms: None,
+            issues: Vec::new(),
         }),
     )
 }
@@ -497,4 +531,112 @@ async fn history_instance(
         &req,
         rest::history(&ctx(&state, &req), HistoryScope::Instance(rt, id), &params),
     )
+}
+
+/// The inputs of an operation: query parameters plus, for POST, the body (a Parameters resource,
+/// or the resource itself where `resource_name` says which parameter it stands for).
+async fn op_input(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+    resource_name: Option<&str>,
+) -> Result<OpInput, ApiError> {
+    let mut input = OpInput::from_query(&query_pairs(req));
+    if req.method() == actix_web::http::Method::POST {
+        let body = read_resource(state, req, payload).await?;
+        input.add_body(body, resource_name)?;
+    }
+    Ok(input)
+}
+
+async fn validate_system(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let result = async {
+        let input = op_input(&state, &req, payload, Some("resource")).await?;
+        operations::validate(&ctx(&state, &req), None, &input)
+    }
+    .await;
+    respond(&req, result)
+}
+
+async fn validate_type(
+    state: State,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let result = async {
+        let input = op_input(&state, &req, payload, Some("resource")).await?;
+        operations::validate(&ctx(&state, &req), Some(&path), &input)
+    }
+    .await;
+    respond(&req, result)
+}
+
+async fn lookup(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let result = async {
+        let input = op_input(&state, &req, payload, None).await?;
+        operations::lookup(&ctx(&state, &req), &input)
+    }
+    .await;
+    respond(&req, result)
+}
+
+async fn validate_code_system(
+    state: State,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let result = async {
+        let input = op_input(&state, &req, payload, None).await?;
+        operations::validate_code(&ctx(&state, &req), true, &input)
+    }
+    .await;
+    respond(&req, result)
+}
+
+async fn validate_code_value_set(
+    state: State,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let result = async {
+        let input = op_input(&state, &req, payload, None).await?;
+        operations::validate_code(&ctx(&state, &req), false, &input)
+    }
+    .await;
+    respond(&req, result)
+}
+
+async fn immunization_schedule(
+    state: State,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let input = OpInput::from_query(&query_pairs(&req));
+    respond(
+        &req,
+        operations::immunization_schedule(&ctx(&state, &req), &path, &input),
+    )
+}
+
+async fn assess(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let result = async {
+        let response = read_resource(&state, &req, payload).await?;
+        operations::assess(&ctx(&state, &req), &response)
+    }
+    .await;
+    respond(&req, result)
+}
+
+async fn assess_stored(state: State, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    respond(&req, operations::assess_stored(&ctx(&state, &req), &path))
+}
+
+async fn from_barcode(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let result = async {
+        let input = op_input(&state, &req, payload, None).await?;
+        operations::from_barcode(&ctx(&state, &req), &input)
+    }
+    .await;
+    respond(&req, result)
 }

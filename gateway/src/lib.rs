@@ -3,9 +3,11 @@
 
 pub mod capability;
 pub mod config;
+pub mod domain;
 pub mod error;
 pub mod format;
 pub mod http;
+pub mod operations;
 pub mod rest;
 pub mod state;
 pub mod telemetry;
@@ -37,8 +39,9 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn store::Store>, store::Store
     )?))
 }
 
-/// Bind the listener and build the server; the caller drives `Running::server`.
-pub fn start(config: Config, store: Arc<dyn store::Store>) -> std::io::Result<Running> {
+/// Bind the listener, install the built-in definitional resources and build the server; the
+/// caller drives `Running::server`.
+pub async fn start(config: Config, store: Arc<dyn store::Store>) -> std::io::Result<Running> {
     let listen = config
         .listen_addr()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
@@ -49,7 +52,12 @@ pub fn start(config: Config, store: Arc<dyn store::Store>) -> std::io::Result<Ru
         n => n,
     };
     let keep_alive = std::time::Duration::from_secs(config.server.keep_alive_secs);
-    let state = web::Data::new(AppState::new(config, store));
+    let domain = domain::Domain::load(config.profiles.extra_dir.as_deref())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+    let state = web::Data::new(AppState::new(config, store, domain));
+    install_definitions(&state)
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     let app_state = state.clone();
     let server = HttpServer::new(move || {
         App::new()
@@ -68,10 +76,42 @@ pub fn start(config: Config, store: Arc<dyn store::Store>) -> std::io::Result<Ru
     })
 }
 
+/// Store the built-in CodeSystems, ValueSets, profiles and 予診票 Questionnaires (those of
+/// served types) so clients can read and search them like any resource. The data files own them:
+/// each start writes them again, and an unchanged resource gets no new version.
+async fn install_definitions(state: &AppState) -> Result<(), store::StoreError> {
+    let writes: Vec<store::Write> = state
+        .domain
+        .definitional_resources()
+        .into_iter()
+        .filter(|(resource_type, _, _)| state.serves(resource_type))
+        .map(|(resource_type, id, resource)| store::Write {
+            resource_type,
+            id,
+            precondition: store::Precondition::None,
+            action: store::WriteAction::Put(resource),
+        })
+        .collect();
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let committed = state.store.commit(writes).await?;
+    let changed = committed
+        .iter()
+        .filter(|c| c.outcome != store::WriteOutcome::Unchanged)
+        .count();
+    tracing::info!(
+        resources = committed.len(),
+        changed,
+        "built-in definitional resources installed"
+    );
+    Ok(())
+}
+
 /// Run until SIGINT/SIGTERM, then finish in-flight requests and leave the store clean.
 pub async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let store = open_store(&config)?;
-    let running = start(config, store.clone())?;
+    let running = start(config, store.clone()).await?;
     tracing::info!(addr = %running.addr, "Musubi is listening; FHIR base /fhir");
     running.server.await?;
     tracing::info!("stopping: flushing the store");

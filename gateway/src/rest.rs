@@ -9,8 +9,8 @@ use store::{
     WriteOutcome,
 };
 
-use crate::config::Handling;
-use crate::error::{ApiError, ErrorKind, informational_outcome};
+use crate::config::{Handling, OnViolation};
+use crate::error::{ApiError, ErrorKind, IssueDetail, informational_outcome, operation_outcome};
 use crate::format::bytes_body::Body;
 use crate::state::AppState;
 
@@ -76,6 +76,10 @@ pub struct Reply {
     pub location: Option<String>,
     pub etag: Option<String>,
     pub last_modified_ms: Option<i64>,
+    /// Warnings and notes about a successful interaction (profile warnings, routine-vaccination
+    /// rule findings): the OperationOutcome of `Prefer: return=OperationOutcome` and of
+    /// `Bundle.entry.response.outcome`.
+    pub issues: Vec<IssueDetail>,
 }
 
 impl Reply {
@@ -86,6 +90,7 @@ impl Reply {
             location: None,
             etag: None,
             last_modified_ms: None,
+            issues: Vec::new(),
         }
     }
 
@@ -96,6 +101,7 @@ impl Reply {
             location: None,
             etag: Some(version.etag()),
             last_modified_ms: Some(version.last_updated_ms),
+            issues: Vec::new(),
         }
     }
 }
@@ -131,12 +137,105 @@ pub(crate) fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// Check the body's type and structure; `expression_prefix` locates it inside a Bundle.
-fn validate_for_write(
+/// Locate issues of a resource inside a Bundle: `Immunization.occurrenceDateTime` becomes
+/// `Bundle.entry[1].resource.occurrenceDateTime` (FHIRPath from the Bundle).
+fn with_prefix(
+    issues: Vec<fhir::validate::Issue>,
+    resource_type: &str,
+    prefix: &str,
+) -> Vec<fhir::validate::Issue> {
+    if prefix.is_empty() {
+        return issues;
+    }
+    issues
+        .into_iter()
+        .map(|mut issue| {
+            let relative = issue
+                .expression
+                .strip_prefix(resource_type)
+                .filter(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
+                .unwrap_or(&issue.expression);
+            issue.expression = match relative.strip_prefix('.') {
+                Some(path) => format!("{prefix}{path}"),
+                None if relative.is_empty() => prefix.trim_end_matches('.').to_owned(),
+                None => format!("{}{relative}", prefix.trim_end_matches('.')),
+            };
+            issue
+        })
+        .collect()
+}
+
+/// The issues beyond R4 structure: the profiles the resource claims, `profiles`, and its type's
+/// default profile where the configuration enforces one; for an Immunization the
+/// routine-vaccination rules (errors when the configuration rejects violations); for a
+/// QuestionnaireResponse its answers against its Questionnaire.
+fn domain_issues(
+    ctx: &Ctx<'_>,
+    resource_type: &str,
+    resource: &Value,
+    profiles: &[&str],
+) -> Result<Vec<fhir::validate::Issue>, ApiError> {
+    let state = ctx.state;
+    let domain = &state.domain;
+    let mut claimed: Vec<&str> = profiles.to_vec();
+    let enforced_default = state
+        .config
+        .profiles
+        .enforce
+        .iter()
+        .any(|t| t == resource_type)
+        .then(|| domain.profiles.default_for_type(resource_type))
+        .flatten();
+    if let Some(profile) = enforced_default {
+        claimed.push(profile.url());
+    }
+    let mut issues = domain
+        .profiles
+        .validate(resource, &claimed, &domain.checker());
+    match resource_type {
+        "Immunization" => {
+            let mut findings = domain.vaccination_issues(state.store.as_ref(), resource)?;
+            if state.config.vaccination.on_violation == OnViolation::Reject {
+                for finding in &mut findings {
+                    if finding.code == fhir::validate::IssueType::BusinessRule {
+                        finding.severity = fhir::validate::Severity::Error;
+                    }
+                }
+            }
+            issues.extend(findings);
+        }
+        "QuestionnaireResponse" => {
+            issues.extend(crate::operations::questionnaire_response_issues(
+                ctx, resource,
+            )?);
+        }
+        _ => {}
+    }
+    Ok(issues)
+}
+
+/// Every issue of a resource, structural and beyond, as `$validate` reports them.
+pub(crate) fn resource_issues(
+    ctx: &Ctx<'_>,
     resource_type: &str,
     resource: &Value,
     expression_prefix: &str,
-) -> Result<(), ApiError> {
+    profiles: &[&str],
+) -> Result<Vec<fhir::validate::Issue>, ApiError> {
+    let mut issues = fhir::validate::validate_resource(fhir::Definitions::r4(), resource);
+    issues.extend(domain_issues(ctx, resource_type, resource, profiles)?);
+    Ok(with_prefix(issues, resource_type, expression_prefix))
+}
+
+/// Check a resource about to be written. A wrong type or R4 structure answers 400; profile,
+/// vaccination-rule or 予診票 errors answer 422. The warnings and notes that remain are
+/// returned to ride along with the reply. `expression_prefix` locates the resource in a Bundle.
+pub(crate) fn check_write(
+    ctx: &Ctx<'_>,
+    resource_type: &str,
+    resource: &Value,
+    expression_prefix: &str,
+) -> Result<Vec<IssueDetail>, ApiError> {
     let body_type = resource.get("resourceType").and_then(Value::as_str);
     if body_type != Some(resource_type) {
         return Err(ApiError::bad_request(format!(
@@ -145,19 +244,23 @@ fn validate_for_write(
         ))
         .at(format!("{expression_prefix}resourceType")));
     }
-    let issues = fhir::validate::validate_resource(fhir::Definitions::r4(), resource);
+    let mut issues = with_prefix(
+        fhir::validate::validate_resource(fhir::Definitions::r4(), resource),
+        resource_type,
+        expression_prefix,
+    );
     if issues.iter().any(|i| i.severity.is_error()) {
-        let mut error = ApiError::from_validation(&issues);
-        if !expression_prefix.is_empty() {
-            for issue in &mut error.issues {
-                if let Some(e) = &issue.expression {
-                    issue.expression = Some(format!("{expression_prefix}{e}"));
-                }
-            }
-        }
-        return Err(error);
+        return Err(ApiError::from_validation(&issues));
     }
-    Ok(())
+    issues.extend(with_prefix(
+        domain_issues(ctx, resource_type, resource, &[])?,
+        resource_type,
+        expression_prefix,
+    ));
+    if issues.iter().any(|i| i.severity.is_error()) {
+        return Err(ApiError::unprocessable(&issues));
+    }
+    Ok(issues.iter().map(crate::error::issue_detail).collect())
 }
 
 pub(crate) fn set_id(resource: &mut Value, id: &str) {
@@ -182,7 +285,12 @@ async fn commit_one(ctx: &Ctx<'_>, write: Write) -> Result<Committed, ApiError> 
 }
 
 /// Shape the reply to a write according to `Prefer: return`.
-fn write_reply(ctx: &Ctx<'_>, committed: &Committed, status: u16) -> Reply {
+fn write_reply(
+    ctx: &Ctx<'_>,
+    committed: &Committed,
+    status: u16,
+    issues: Vec<IssueDetail>,
+) -> Reply {
     let version = &committed.version;
     let mut reply = match ctx.prefer.return_ {
         Return::Representation => Reply::version(status, version),
@@ -191,23 +299,26 @@ fn write_reply(ctx: &Ctx<'_>, committed: &Committed, status: u16) -> Reply {
             ..Reply::version(status, version)
         },
         Return::OperationOutcome => Reply {
-            body: Body::Json(informational_outcome(match committed.outcome {
-                WriteOutcome::Created => format!(
-                    "created {}/{} version {}",
-                    version.resource_type, version.id, version.version
-                ),
-                WriteOutcome::Updated => format!(
-                    "updated {}/{} to version {}",
-                    version.resource_type, version.id, version.version
-                ),
-                WriteOutcome::Unchanged => format!(
-                    "{}/{} unchanged at version {}",
-                    version.resource_type, version.id, version.version
-                ),
-                WriteOutcome::Deleted => {
-                    format!("deleted {}/{}", version.resource_type, version.id)
-                }
-            })),
+            body: Body::Json(outcome_with(
+                &issues,
+                match committed.outcome {
+                    WriteOutcome::Created => format!(
+                        "created {}/{} version {}",
+                        version.resource_type, version.id, version.version
+                    ),
+                    WriteOutcome::Updated => format!(
+                        "updated {}/{} to version {}",
+                        version.resource_type, version.id, version.version
+                    ),
+                    WriteOutcome::Unchanged => format!(
+                        "{}/{} unchanged at version {}",
+                        version.resource_type, version.id, version.version
+                    ),
+                    WriteOutcome::Deleted => {
+                        format!("deleted {}/{}", version.resource_type, version.id)
+                    }
+                },
+            )),
             ..Reply::version(status, version)
         },
     };
@@ -216,7 +327,20 @@ fn write_reply(ctx: &Ctx<'_>, committed: &Committed, status: u16) -> Reply {
         ctx.url_of(version),
         version.version
     ));
+    reply.issues = issues;
     reply
+}
+
+/// An informational OperationOutcome saying what happened, followed by the warnings and notes.
+fn outcome_with(issues: &[IssueDetail], message: String) -> Value {
+    let mut all = vec![IssueDetail {
+        severity: "information",
+        code: "informational",
+        diagnostics: message,
+        expression: None,
+    }];
+    all.extend_from_slice(issues);
+    operation_outcome(&all, None)
 }
 
 /// Run a search for a conditional interaction; returns the live matches (at most 2 are needed).
@@ -256,7 +380,7 @@ pub async fn create(
     if_none_exist: Option<&str>,
 ) -> Result<Reply, ApiError> {
     check_type(ctx.state, resource_type)?;
-    validate_for_write(resource_type, &resource, "")?;
+    let issues = check_write(ctx, resource_type, &resource, "")?;
     let criteria = if_none_exist.map(|c| parse_query_string(c.trim_start_matches('?')));
     let _guard = match &criteria {
         Some(c) => Some(ctx.state.lock_criteria(resource_type, c).await),
@@ -298,7 +422,7 @@ pub async fn create(
         },
     )
     .await?;
-    Ok(write_reply(ctx, &committed, 201))
+    Ok(write_reply(ctx, &committed, 201, issues))
 }
 
 /// read (R4 3.1.0.2); `If-None-Match` answers 304 when the client's version is current.
@@ -404,7 +528,7 @@ pub async fn update(
             );
         }
     }
-    validate_for_write(resource_type, &resource, "")?;
+    let issues = check_write(ctx, resource_type, &resource, "")?;
     let precondition = match if_match {
         Some(tag) => Precondition::VersionIs(parse_if_match(tag)?),
         None => Precondition::None,
@@ -436,7 +560,7 @@ pub async fn update(
     } else {
         200
     };
-    Ok(write_reply(ctx, &committed, status))
+    Ok(write_reply(ctx, &committed, status, issues))
 }
 
 /// conditional update (R4 3.1.0.4.3): the criteria pick the resource to update.
@@ -500,6 +624,7 @@ pub async fn delete(ctx: &Ctx<'_>, resource_type: &str, id: &str) -> Result<Repl
         location: None,
         etag: (committed.outcome == WriteOutcome::Deleted).then(|| committed.version.etag()),
         last_modified_ms: None,
+        issues: Vec::new(),
     })
 }
 
@@ -890,6 +1015,9 @@ pub(crate) fn response_entry(ctx: &Ctx<'_>, reply: &Reply) -> Result<Value, ApiE
             entry.insert("resource".into(), body.to_value()?);
         }
     }
+    if response.get("outcome").is_none() && !reply.issues.is_empty() {
+        response["outcome"] = operation_outcome(&reply.issues, None);
+    }
     entry.insert("response".into(), response);
     Ok(Value::Object(entry))
 }
@@ -999,13 +1127,17 @@ pub(crate) fn transaction_response(entries: Vec<Value>) -> Reply {
     Reply::json(200, Value::Object(response))
 }
 
-pub(crate) fn committed_reply(ctx: &Ctx<'_>, committed: &Committed) -> Reply {
+pub(crate) fn committed_reply(
+    ctx: &Ctx<'_>,
+    committed: &Committed,
+    issues: Vec<IssueDetail>,
+) -> Reply {
     let status = match committed.outcome {
         WriteOutcome::Created => 201,
         WriteOutcome::Deleted => 204,
         _ => 200,
     };
-    let mut reply = write_reply(ctx, committed, status);
+    let mut reply = write_reply(ctx, committed, status, issues);
     if committed.outcome == WriteOutcome::Deleted {
         reply.body = Body::Empty;
         reply.location = None;
@@ -1013,12 +1145,14 @@ pub(crate) fn committed_reply(ctx: &Ctx<'_>, committed: &Committed) -> Reply {
     reply
 }
 
-pub(crate) fn validate_entry(
+pub(crate) fn check_entry(
+    ctx: &Ctx<'_>,
     resource_type: &str,
     resource: &Value,
     index: usize,
-) -> Result<(), ApiError> {
-    validate_for_write(
+) -> Result<Vec<IssueDetail>, ApiError> {
+    check_write(
+        ctx,
         resource_type,
         resource,
         &format!("Bundle.entry[{index}].resource."),

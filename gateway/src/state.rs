@@ -5,10 +5,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use crate::config::Config;
+use crate::domain::Domain;
 
 pub struct AppState {
     pub config: Config,
     pub store: Arc<dyn store::Store>,
+    /// Terminology, profiles, vaccination rules, 予診票 forms and barcode tables.
+    pub domain: Domain,
     pub resource_types: HashSet<String>,
     /// When this process started (an R4 instant); the CapabilityStatement's `date`.
     pub started_at: String,
@@ -21,11 +24,12 @@ pub struct ConditionalGuard {
 }
 
 impl AppState {
-    pub fn new(config: Config, store: Arc<dyn store::Store>) -> Self {
+    pub fn new(config: Config, store: Arc<dyn store::Store>, domain: Domain) -> Self {
         let resource_types = config.fhir.resource_types.iter().cloned().collect();
         AppState {
             config,
             store,
+            domain,
             resource_types,
             started_at: store::format_instant(
                 (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64,

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 use store::{Precondition, Write, WriteAction};
 
-use crate::error::{ApiError, ErrorKind};
+use crate::error::{ApiError, ErrorKind, IssueDetail};
 use crate::rest::{self, Ctx, EntryRequest, Reply, parse_query_string};
 use crate::state::ConditionalGuard;
 
@@ -80,6 +80,7 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
                             )),
                             etag: Some(existing.etag()),
                             last_modified_ms: Some(existing.last_updated_ms),
+                            issues: Vec::new(),
                         };
                         if ctx.prefer.return_ == rest::Return::Representation {
                             reply.body =
@@ -115,6 +116,7 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
                                     location: None,
                                     etag: None,
                                     last_modified_ms: None,
+                                    issues: Vec::new(),
                                 }));
                                 continue;
                             }
@@ -172,6 +174,7 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
         _ => 2,
     });
     let mut writes = Vec::with_capacity(order.len());
+    let mut entry_issues: Vec<Vec<IssueDetail>> = vec![Vec::new(); requests.len()];
     for &i in &order {
         let request = &requests[i];
         let (rt, id) = ids[i].clone().expect("filtered on ids");
@@ -203,7 +206,7 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
             }
             rest::set_id(&mut resource, &id);
             rest::rewrite_references(&mut resource, &reference_map);
-            rest::validate_entry(&rt, &resource, i)?;
+            entry_issues[i] = rest::check_entry(ctx, &rt, &resource, i)?;
             WriteAction::Put(resource)
         };
         writes.push(Write {
@@ -230,7 +233,9 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
     let mut entries = Vec::with_capacity(requests.len());
     for (i, request) in requests.iter().enumerate() {
         let reply = match planned[i].take() {
-            Some(Planned::Write(w)) => rest::committed_reply(ctx, &committed[w]),
+            Some(Planned::Write(w)) => {
+                rest::committed_reply(ctx, &committed[w], std::mem::take(&mut entry_issues[i]))
+            }
             Some(Planned::Existing(reply)) => reply,
             Some(Planned::Read) | None => {
                 // Reads inside a transaction see its writes; a failing read fails nothing else.
@@ -242,6 +247,7 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
                         location: None,
                         etag: None,
                         last_modified_ms: None,
+                        issues: Vec::new(),
                     },
                 }
             }

@@ -4,4 +4,5 @@ mod bundles;
 mod crud;
 mod errors;
 mod examples;
+mod japan;
 mod search;

@@ -56,7 +56,9 @@ impl TestApp {
         config.storage.data_dir = data_dir.to_owned();
         adjust(&mut config);
         let store = gateway::open_store(&config).expect("open store");
-        let running = gateway::start(config, store.clone()).expect("start server");
+        let running = gateway::start(config, store.clone())
+            .await
+            .expect("start server");
         let handle = running.server.handle();
         tokio::spawn(running.server);
         // The workers start asynchronously; a connection that arrives before they run can be

@@ -73,6 +73,69 @@ pub fn after_months(dose: Date, months: u32) -> Date {
     }
 }
 
+/// The first day the next dose may be given after "`months`月半以上の間隔" (N and a half
+/// months): `months` months as in [`after_months`], then half of the month in which that
+/// period ends: 14, 15, 15 or 16 days for a month of 28, 29, 30 or 31 days (MHLW 予防接種基本方針部会
+/// 第52回 資料5). 4/1 + 2月半 → 6/1 + 15 days → 6/16.
+pub fn after_months_and_half(dose: Date, months: u32) -> Date {
+    let after = after_months(dose, months);
+    after + Duration::days(i64::from(half_month_days(after.year(), after.month())))
+}
+
+/// Half a month in days for the month `month` of `year`: 28 → 14, 29 → 15, 30 → 15, 31 → 16.
+pub fn half_month_days(year: i32, month: Month) -> u8 {
+    match month.length(year) {
+        28 => 14,
+        29 | 30 => 15,
+        _ => 16,
+    }
+}
+
+/// 「出生X週Y日後」 (the rotavirus windows): the day of birth is 0週0日 and the next day 0週1日,
+/// so the day is the birth date plus 7X + Y days. Born 2024-04-01 → 6週0日後 = 2024-05-13.
+pub fn weeks_after_birth(birth: Date, weeks: u32, days: u32) -> Date {
+    birth + Duration::days(i64::from(weeks) * 7 + i64::from(days))
+}
+
+/// The Japanese fiscal year (年度, 1 April – 31 March) that contains `day`, named by the
+/// calendar year it starts in: 2025-03-31 → 2024, 2025-04-01 → 2025.
+pub fn fiscal_year(day: Date) -> i32 {
+    if day.month() >= Month::April {
+        day.year()
+    } else {
+        day.year() - 1
+    }
+}
+
+/// The first day (初日, 1 April) of fiscal year `year`.
+pub fn fiscal_year_first_day(year: i32) -> Date {
+    Date::from_calendar_date(year, Month::April, 1).unwrap_or(Date::MIN)
+}
+
+/// The last day (末日, 31 March of the next calendar year) of fiscal year `year`.
+pub fn fiscal_year_last_day(year: i32) -> Date {
+    Date::from_calendar_date(year + 1, Month::March, 31).unwrap_or(Date::MAX)
+}
+
+/// The fiscal year 「N歳となる日の属する年度」: the one containing the day age `years` is reached
+/// ([`age_reached`]). Born 2012-04-02 → 12 on 2024-04-01 → fiscal 2024; born 2012-04-01 → 12
+/// on 2024-03-31 → fiscal 2023 (so 1 April births share the school year of the cohort before).
+pub fn fiscal_year_of_age(birth: Date, years: u32) -> i32 {
+    fiscal_year(age_reached(birth, years))
+}
+
+/// The last day of a period of "at most `days` days" after `dose` (e.g. a standard interval
+/// 「56日まで」): the day on which `days` days have elapsed, `dose + days`.
+pub fn within_days(dose: Date, days: u32) -> Date {
+    dose + Duration::days(i64::from(days))
+}
+
+/// The last day of a period of "at most `months` months" after `dose`: the day on which the
+/// months have elapsed, one day before [`after_months`].
+pub fn within_months(dose: Date, months: u32) -> Date {
+    after_months(dose, months) - Duration::days(1)
+}
+
 /// An inclusive range of days, e.g. an eligibility window 「生後2月から生後60月に至るまで」.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
@@ -180,6 +243,63 @@ mod tests {
         assert_eq!(
             after_months(date!(2024 - 12 - 15), 1),
             date!(2025 - 01 - 15)
+        );
+    }
+    #[test]
+    fn half_months_use_the_length_of_the_month_they_end_in() {
+        // MHLW example: 4/1 + 2月半 → 2 months elapse 5/31, June has 30 days → 15 → 6/16.
+        assert_eq!(
+            after_months_and_half(date!(2024 - 04 - 01), 2),
+            date!(2024 - 06 - 16)
+        );
+        // 12/1 + 2月半: 2 months → 2/1; February 2025 has 28 days → 14 → 2/15.
+        assert_eq!(
+            after_months_and_half(date!(2024 - 12 - 01), 2),
+            date!(2025 - 02 - 15)
+        );
+        // 12/1 + 2月半 in a leap year: February 2024 has 29 days → 15 → 2/16.
+        assert_eq!(
+            after_months_and_half(date!(2023 - 12 - 01), 2),
+            date!(2024 - 02 - 16)
+        );
+        // 5/1 + 2月半: 7/1, July has 31 days → 16 → 7/17.
+        assert_eq!(
+            after_months_and_half(date!(2024 - 05 - 01), 2),
+            date!(2024 - 07 - 17)
+        );
+    }
+
+    #[test]
+    fn weeks_after_birth_count_the_birth_day_as_zero() {
+        let birth = date!(2024 - 04 - 01);
+        assert_eq!(weeks_after_birth(birth, 0, 0), birth);
+        assert_eq!(weeks_after_birth(birth, 0, 1), date!(2024 - 04 - 02));
+        // 6週0日後 = 42 days later, the same weekday.
+        assert_eq!(weeks_after_birth(birth, 6, 0), date!(2024 - 05 - 13));
+        // 24週0日後 = 168 days later.
+        assert_eq!(weeks_after_birth(birth, 24, 0), date!(2024 - 09 - 16));
+        assert_eq!(weeks_after_birth(birth, 14, 6), date!(2024 - 07 - 14));
+    }
+
+    #[test]
+    fn fiscal_years_start_on_1_april() {
+        assert_eq!(fiscal_year(date!(2025 - 03 - 31)), 2024);
+        assert_eq!(fiscal_year(date!(2025 - 04 - 01)), 2025);
+        assert_eq!(fiscal_year_first_day(2025), date!(2025 - 04 - 01));
+        assert_eq!(fiscal_year_last_day(2025), date!(2026 - 03 - 31));
+        assert_eq!(fiscal_year_of_age(date!(2012 - 04 - 02), 12), 2024);
+        assert_eq!(fiscal_year_of_age(date!(2012 - 04 - 01), 12), 2023);
+    }
+
+    #[test]
+    fn upper_bounds_of_standard_intervals() {
+        assert_eq!(
+            within_days(date!(2024 - 04 - 01), 56),
+            date!(2024 - 05 - 27)
+        );
+        assert_eq!(
+            within_months(date!(2024 - 04 - 01), 18),
+            date!(2025 - 09 - 30)
         );
     }
 }

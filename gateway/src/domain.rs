@@ -1,0 +1,300 @@
+//! The Japanese domain knowledge the gateway applies: the reference data (terminology, profiles,
+//! routine-vaccination rules, 予診票 forms, vaccine barcodes) loaded once at start-up from the
+//! built-in tables plus `profiles.extra_dir`, and the checks every write goes through.
+//!
+//! The pure crates decide; this module only fetches what they need from the store (the patient,
+//! their other vaccinations) and reads the extra data files, so the I/O stays at the edge.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use fhir::validate::{Issue, IssueType, Severity};
+use serde_json::Value;
+use store::{SearchRequest, Store, StoredVersion};
+
+use crate::error::ApiError;
+
+/// Every loaded table, immutable after start-up.
+pub struct Domain {
+    pub terminology: terminology::Terminology,
+    pub profiles: conform::ProfileSet,
+    pub rules: vaccination::RuleSet,
+    pub forms: prevaccination::Forms,
+    pub products: identifiers::ProductTable,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DomainError {
+    #[error("cannot read the data folder {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("reference data ({part}): {message}")]
+    Data { part: &'static str, message: String },
+}
+
+fn data_error(part: &'static str) -> impl Fn(String) -> DomainError {
+    move |message| DomainError::Data { part, message }
+}
+
+/// The `*.json` files directly inside `dir`, in name order; a missing folder holds none.
+fn read_folder(dir: &Path) -> Result<Vec<(String, String)>, DomainError> {
+    let read_error = |source| DomainError::Read {
+        path: dir.to_owned(),
+        source,
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(read_error(e)),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(read_error)?.path();
+        if path.extension().is_some_and(|x| x == "json") {
+            let text = std::fs::read_to_string(&path).map_err(|source| DomainError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            files.push((name, text));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+impl Domain {
+    /// The built-in tables plus the files of `extra_dir` (laid out like `profiles/jp/`).
+    pub fn load(extra_dir: Option<&Path>) -> Result<Domain, DomainError> {
+        let extra = |folder: &str| match extra_dir {
+            Some(dir) if !dir.as_os_str().is_empty() => read_folder(&dir.join(folder)),
+            _ => Ok(Vec::new()),
+        };
+        let terminology_files = extra("terminology")?;
+        let (gtin_files, code_files): (Vec<_>, Vec<_>) = terminology_files
+            .into_iter()
+            .partition(|(name, _)| name.starts_with("gtin-"));
+        Ok(Domain {
+            terminology: terminology::Terminology::load(&code_files)
+                .map_err(|e| e.to_string())
+                .map_err(data_error("terminology"))?,
+            products: identifiers::ProductTable::load(&gtin_files)
+                .map_err(|e| e.to_string())
+                .map_err(data_error("vaccine barcodes"))?,
+            profiles: conform::ProfileSet::load(&extra("structure")?)
+                .map_err(|e| e.to_string())
+                .map_err(data_error("profiles"))?,
+            rules: vaccination::RuleSet::load(&extra("vaccination")?)
+                .map_err(|e| e.to_string())
+                .map_err(data_error("vaccination rules"))?,
+            forms: prevaccination::Forms::load(&extra("questionnaires")?)
+                .map_err(|e| e.to_string())
+                .map_err(data_error("予診票 questionnaires"))?,
+        })
+    }
+
+    /// The definitional resources behind the tables, as (type, id, resource): CodeSystems,
+    /// ValueSets, the profiles as StructureDefinitions and the 予診票 Questionnaires.
+    pub fn definitional_resources(&self) -> Vec<(String, String, Value)> {
+        let mut resources: Vec<Value> = self.terminology.resources().cloned().collect();
+        resources.extend(
+            self.profiles
+                .profiles()
+                .map(conform::Profile::to_structure_definition),
+        );
+        resources.extend(self.forms.all().iter().cloned());
+        resources
+            .into_iter()
+            .filter_map(|resource| {
+                let resource_type = resource.get("resourceType")?.as_str()?.to_owned();
+                let id = resource.get("id")?.as_str()?.to_owned();
+                Some((resource_type, id, resource))
+            })
+            .collect()
+    }
+
+    /// What the profile validator asks of terminology and identifier formats.
+    pub fn checker(&self) -> Checker<'_> {
+        Checker {
+            terminology: &self.terminology,
+        }
+    }
+
+    /// Profile issues of a resource: every known profile it claims, plus its type's default
+    /// profile when `enforce` is set.
+    pub fn profile_issues(&self, resource: &Value, enforce: bool) -> Vec<Issue> {
+        let resource_type = resource
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let default = enforce
+            .then(|| self.profiles.default_for_type(resource_type))
+            .flatten()
+            .map(|p| p.url().to_owned());
+        let also: Vec<&str> = default.iter().map(String::as_str).collect();
+        self.profiles.validate(resource, &also, &self.checker())
+    }
+
+    /// The vaccine type a coding names (a product code in any system form, or a vaccine type).
+    pub fn vaccine_type_of(&self, system: &str, code: &str) -> Option<String> {
+        self.terminology
+            .vaccine_type_of(system, code)
+            .map(str::to_owned)
+    }
+
+    /// The routine-vaccination findings for an Immunization about to be written, as warnings
+    /// (the caller turns them into errors when the configuration rejects violations). Reasons
+    /// the rules could not be applied come back as information, never as errors.
+    pub fn vaccination_issues(
+        &self,
+        store: &dyn Store,
+        immunization: &Value,
+    ) -> Result<Vec<Issue>, ApiError> {
+        let note = |diagnostics: String| {
+            vec![Issue {
+                severity: Severity::Information,
+                code: IssueType::Informational,
+                expression: "Immunization".into(),
+                diagnostics,
+            }]
+        };
+        let dose = match mappers::immunization::dose_record(immunization, |s, c| {
+            self.vaccine_type_of(s, c)
+        }) {
+            Ok(dose) => dose,
+            Err(mappers::immunization::NotCheckable::NotCompleted(_)) => return Ok(Vec::new()),
+            Err(why) => return Ok(note(why.to_string())),
+        };
+        let Some(patient_id) = mappers::immunization::patient_id(immunization) else {
+            return Ok(note(
+                mappers::immunization::NotCheckable::NoPatient.to_string(),
+            ));
+        };
+        let Some(patient) = live_resource(store, "Patient", patient_id)? else {
+            return Ok(note(format!(
+                "Patient/{patient_id} is not on this server, so the routine rules were not checked"
+            )));
+        };
+        let person = match mappers::immunization::person(&patient, None) {
+            Ok(person) => person,
+            Err(why) => {
+                return Ok(note(format!("{why}; the routine rules were not checked")));
+            }
+        };
+        let history = self.dose_history(store, patient_id)?;
+        let findings = vaccination::check_dose(&self.rules, &person, &history, &dose);
+        Ok(findings.iter().map(finding_issue).collect())
+    }
+
+    /// Every completed, checkable vaccination of a patient on this server.
+    pub fn dose_history(
+        &self,
+        store: &dyn Store,
+        patient_id: &str,
+    ) -> Result<Vec<vaccination::DoseRecord>, ApiError> {
+        let mut doses = Vec::new();
+        for immunization in patient_immunizations(store, patient_id)? {
+            if let Ok(dose) =
+                mappers::immunization::dose_record(&immunization, |s, c| self.vaccine_type_of(s, c))
+            {
+                doses.push(dose);
+            }
+        }
+        Ok(doses)
+    }
+}
+
+/// Where a finding points in the Immunization.
+fn finding_expression(kind: &vaccination::FindingKind) -> &'static str {
+    use vaccination::FindingKind as K;
+    match kind {
+        K::DoseNumber => "Immunization.protocolApplied[0].doseNumberPositiveInt",
+        K::NotRoutine => "Immunization.vaccineCode",
+        _ => "Immunization.occurrenceDateTime",
+    }
+}
+
+pub fn finding_issue(finding: &vaccination::Finding) -> Issue {
+    Issue {
+        severity: Severity::Warning,
+        code: IssueType::BusinessRule,
+        expression: finding_expression(&finding.kind).into(),
+        diagnostics: format!(
+            "{} [rule {}; source: {}]",
+            finding.message, finding.rule_id, finding.source
+        ),
+    }
+}
+
+fn parse_stored(version: &StoredVersion) -> Result<Value, ApiError> {
+    serde_json::from_slice(&version.body)
+        .map_err(|e| ApiError::internal(format!("stored resource unreadable: {e}")))
+}
+
+/// The live (not deleted) current version of a resource, parsed.
+pub fn live_resource(
+    store: &dyn Store,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<Value>, ApiError> {
+    match store.read(resource_type, id)? {
+        Some(version) if !version.is_deleted() => Ok(Some(parse_stored(&version)?)),
+        _ => Ok(None),
+    }
+}
+
+/// Every Immunization whose `patient` is `Patient/{patient_id}`, page by page.
+pub fn patient_immunizations(store: &dyn Store, patient_id: &str) -> Result<Vec<Value>, ApiError> {
+    const PAGE: usize = 500;
+    let criteria = [("patient".to_owned(), format!("Patient/{patient_id}"))];
+    let query = search::parse_query(search::Registry::r4(), "Immunization", &criteria, true)?;
+    let mut resources = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = store.search(&SearchRequest {
+            resource_type: "Immunization",
+            query: &query,
+            offset,
+            count: PAGE,
+            need_total: false,
+        })?;
+        let found = page.matches.len();
+        for version in &page.matches {
+            resources.push(parse_stored(version)?);
+        }
+        if found < PAGE {
+            return Ok(resources);
+        }
+        offset += found;
+    }
+}
+
+/// The profile validator's view of terminology and identifier formats.
+pub struct Checker<'a> {
+    terminology: &'a terminology::Terminology,
+}
+
+impl conform::Terminology for Checker<'_> {
+    fn canonical_system<'a>(&'a self, system: &'a str) -> Cow<'a, str> {
+        Cow::Borrowed(self.terminology.canonical_system(system))
+    }
+
+    fn check_code(&self, value_set: &str, system: Option<&str>, code: &str) -> conform::CodeCheck {
+        use terminology::Membership as M;
+        match self.terminology.in_value_set(value_set, system, code) {
+            M::Member => conform::CodeCheck::Member,
+            M::NotMember => conform::CodeCheck::NotMember,
+            M::UnknownValueSet => conform::CodeCheck::UnknownValueSet,
+            M::UnknownSystem => conform::CodeCheck::UnknownSystem,
+        }
+    }
+
+    fn check_identifier(&self, format: &str, value: &str) -> Result<(), String> {
+        identifiers::check_format(format, value)
+    }
+}
