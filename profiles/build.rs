@@ -10,6 +10,7 @@ const FOLDERS: &[(&str, &str)] = &[
     ("JP_STRUCTURE", "jp/structure"),
     ("JP_VACCINATION", "jp/vaccination"),
     ("JP_QUESTIONNAIRES", "jp/questionnaires"),
+    ("JP_MUNICIPAL", "jp/municipal"),
 ];
 
 fn main() {

@@ -79,7 +79,7 @@ impl Domain {
         let (gtin_files, code_files): (Vec<_>, Vec<_>) = terminology_files
             .into_iter()
             .partition(|(name, _)| name.starts_with("gtin-"));
-        Ok(Domain {
+        let domain = Domain {
             terminology: terminology::Terminology::load(&code_files)
                 .map_err(|e| e.to_string())
                 .map_err(data_error("terminology"))?,
@@ -95,7 +95,41 @@ impl Domain {
             forms: prevaccination::Forms::load(&extra("questionnaires")?)
                 .map_err(|e| e.to_string())
                 .map_err(data_error("予診票 questionnaires"))?,
-        })
+        };
+        domain.check_vaccine_types()?;
+        Ok(domain)
+    }
+
+    /// Every vaccine type the rules, the 予診票 form map and the barcode table name must exist in
+    /// the vaccine-type CodeSystem: the tables are edited separately, and a typo would otherwise
+    /// silently switch a rule or a form off.
+    fn check_vaccine_types(&self) -> Result<(), DomainError> {
+        let system = mappers::immunization::VACCINE_TYPE_SYSTEM;
+        let named = self
+            .rules
+            .vaccines()
+            .iter()
+            .map(|v| ("vaccination rules", v.code().to_owned()))
+            .chain(
+                self.forms
+                    .vaccine_types()
+                    .into_iter()
+                    .map(|code| ("予診票 form map", code.to_owned())),
+            )
+            .chain(
+                self.products
+                    .products()
+                    .map(|p| ("vaccine barcodes", p.vaccine_type.clone())),
+            );
+        for (part, code) in named {
+            if self.terminology.lookup(system, &code).is_err() {
+                return Err(DomainError::Data {
+                    part,
+                    message: format!("vaccine type {code:?} is not in the CodeSystem {system}"),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The definitional resources behind the tables, as (type, id, resource): CodeSystems,

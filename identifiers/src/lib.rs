@@ -26,7 +26,7 @@ pub use medical_institution::{
     check_digit as medical_institution_check_digit,
 };
 pub use municipality::{MunicipalityCode, PrefectureCode, check_digit as municipality_check_digit};
-pub use products::{Product, ProductTable, VACCINE_TYPE_CODES};
+pub use products::{Product, ProductTable};
 pub use ticket::VaccinationTicket;
 
 /// Identifier system of the 6-digit local-government code (全国地方公共団体コード). JP Core

@@ -16,5 +16,6 @@ pub const JP_ERAS_JSON: &str = include_str!("../jp/eras.json");
 // Each folder below is embedded whole as `(file name, contents)` pairs in name order
 // (`build.rs`): `JP_TERMINOLOGY` (CodeSystems, ValueSets, system aliases, product tables),
 // `JP_STRUCTURE` (profile constraints), `JP_VACCINATION` (routine schedule rules and municipal
-// overrides), `JP_QUESTIONNAIRES` (the digital 予診票 Questionnaires).
+// overrides), `JP_QUESTIONNAIRES` (the digital 予診票 Questionnaires), `JP_MUNICIPAL` (municipal record
+// layouts and per-municipality overrides).
 include!(concat!(env!("OUT_DIR"), "/jp_data.rs"));

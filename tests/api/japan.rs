@@ -546,3 +546,50 @@ async fn capability_statement_lists_operations_and_profiles() {
             .any(|p| p == JP_PATIENT)
     );
 }
+
+#[tokio::test]
+async fn extra_data_files_extend_the_tables_without_a_rebuild() {
+    let extra = tempfile::tempdir().unwrap();
+    std::fs::create_dir(extra.path().join("terminology")).unwrap();
+    std::fs::write(
+        extra.path().join("terminology/gtin-clinic.json"),
+        r#"{"description": "a clinic's own fixture table", "products": [
+            {"gtin": "04987123456784", "name": "テスト用ＭＲワクチン", "vaccineType": "mr",
+             "source": "test fixture, not a real product"}]}"#,
+    )
+    .unwrap();
+    let dir = extra.path().to_owned();
+    let app = TestApp::spawn_with(|c| c.profiles.extra_dir = Some(dir)).await;
+    let read = app
+        .get("Immunization/$from-barcode?barcode=(01)04987123456784(17)270331(10)AB123")
+        .await;
+    assert_eq!(read.status, 200, "{}", read.text);
+    assert!(
+        read.text.contains("テスト用ＭＲワクチン") || read.text.contains("\"mr\""),
+        "{}",
+        read.text
+    );
+    assert!(
+        read.text.contains("\"valueBoolean\":true"),
+        "the product is known: {}",
+        read.text
+    );
+}
+
+#[test]
+fn a_table_naming_an_unknown_vaccine_type_stops_the_start() {
+    let extra = tempfile::tempdir().unwrap();
+    std::fs::create_dir(extra.path().join("terminology")).unwrap();
+    std::fs::write(
+        extra.path().join("terminology/gtin-typo.json"),
+        r#"{"description": "a typo", "products": [{"gtin": "04987123456784", "name": "x", "vaccineType": "mmr",
+            "source": "test fixture"}]}"#,
+    )
+    .unwrap();
+    let error = gateway::domain::Domain::load(Some(extra.path()))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(error.contains("\"mmr\""), "{error}");
+    assert!(error.contains("vaccine barcodes"), "{error}");
+}

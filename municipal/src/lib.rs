@@ -1,0 +1,1 @@
+//! Municipal record layouts (in progress).
