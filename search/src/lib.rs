@@ -13,7 +13,7 @@ pub use date::{DateRange, parse_date_range};
 pub use index::{IndexEntry, IndexValue, extract, sort_key};
 pub use normalize::normalize_text;
 pub use query::{
-    Control, Criterion, Include, Modifier, Query, QueryError, SearchValue, SortSpec, Summary,
+    Control, Criterion, Include, Modifier, Query, QueryError, SearchValue, Seek, SortSpec, Summary,
     TotalMode, parse_query,
 };
 pub use registry::{ParamDef, ParamKind, Registry};

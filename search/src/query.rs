@@ -587,10 +587,10 @@ impl Criterion {
         }
     }
 
-    /// Index-key prefixes that together cover every entry that can match, or `None` when the
+    /// Index-value prefixes that together cover every entry that can match, or `None` when the
     /// criterion needs a scan (`:not`, `:missing`, `:contains`, ranges). May over-approximate:
     /// callers verify candidates with [`Criterion::matches`].
-    pub fn seek(&self) -> Option<Vec<Vec<u8>>> {
+    pub fn seek(&self) -> Option<Vec<Seek>> {
         if matches!(
             self.modifier,
             Some(
@@ -607,8 +607,10 @@ impl Criterion {
         for value in &self.values {
             match value {
                 SearchValue::Text(text) => match self.kind {
-                    ParamKind::String => prefixes.push(normalize_text(text).into_bytes()),
-                    ParamKind::Uri => prefixes.push(text.as_bytes().to_vec()),
+                    ParamKind::String => {
+                        prefixes.push(Seek::prefix(normalize_text(text).into_bytes()))
+                    }
+                    ParamKind::Uri => prefixes.push(Seek::prefix(text.as_bytes().to_vec())),
                     _ => return None,
                 },
                 SearchValue::Token {
@@ -617,19 +619,23 @@ impl Criterion {
                 } => {
                     let mut key = code.as_bytes().to_vec();
                     key.push(0x1f);
-                    if let Some(system) = system.as_deref().filter(|s| !s.is_empty()) {
-                        key.extend_from_slice(system.as_bytes());
+                    match system.as_deref().filter(|s| !s.is_empty()) {
+                        // `system|code` names one exact value.
+                        Some(system) => {
+                            key.extend_from_slice(system.as_bytes());
+                            prefixes.push(Seek::exact(key));
+                        }
+                        None => prefixes.push(Seek::prefix(key)),
                     }
-                    prefixes.push(key);
                 }
                 SearchValue::Reference {
                     resource_type: Some(t),
                     id,
-                } => prefixes.push(format!("{t}/{id}").into_bytes()),
+                } => prefixes.push(Seek::exact(format!("{t}/{id}").into_bytes())),
                 SearchValue::Reference {
                     resource_type: None,
                     id,
-                } if id.contains("://") => prefixes.push(id.as_bytes().to_vec()),
+                } if id.contains("://") => prefixes.push(Seek::exact(id.as_bytes().to_vec())),
                 SearchValue::Reference {
                     resource_type: None,
                     id,
@@ -637,13 +643,35 @@ impl Criterion {
                     prefixes.extend(
                         self.targets
                             .iter()
-                            .map(|t| format!("{t}/{id}").into_bytes()),
+                            .map(|t| Seek::exact(format!("{t}/{id}").into_bytes())),
                     );
                 }
                 _ => return None,
             }
         }
         Some(prefixes)
+    }
+}
+
+/// Where a search can start in the index: the entries whose value key starts with `value`, or,
+/// when `exact`, only those whose value key is exactly `value` (a reference `Patient/1` must not
+/// scan the entries of `Patient/10` … `Patient/199`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seek {
+    pub value: Vec<u8>,
+    pub exact: bool,
+}
+
+impl Seek {
+    fn prefix(value: Vec<u8>) -> Seek {
+        Seek {
+            value,
+            exact: false,
+        }
+    }
+
+    fn exact(value: Vec<u8>) -> Seek {
+        Seek { value, exact: true }
     }
 }
 
@@ -817,7 +845,17 @@ mod tests {
     fn seek_prefixes_cover_matches() {
         let query = q("Immunization", "patient=p1,p2").unwrap();
         let prefixes = query.criteria[0].seek().unwrap();
-        assert!(prefixes.contains(&b"Patient/p1".to_vec()));
+        assert!(prefixes.contains(&Seek::exact(b"Patient/p1".to_vec())));
+        let token = q("Immunization", "vaccine-code=http://x|1")
+            .unwrap()
+            .criteria[0]
+            .seek()
+            .unwrap();
+        assert!(token[0].exact, "system|code is one exact value");
+        let any_system = q("Immunization", "vaccine-code=1").unwrap().criteria[0]
+            .seek()
+            .unwrap();
+        assert!(!any_system[0].exact, "a code in any system is a prefix");
         assert!(
             q("Patient", "gender:not=male").unwrap().criteria[0]
                 .seek()

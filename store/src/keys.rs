@@ -50,6 +50,16 @@ pub fn index_prefix(resource_type: &str, param: &str, value_prefix: &[u8]) -> Ve
     key
 }
 
+/// Prefix of the index entries a search starts from: every value starting with `seek.value`, or
+/// exactly that value (the separator before the id ends it).
+pub fn index_seek(resource_type: &str, param: &str, seek: &search::Seek) -> Vec<u8> {
+    let mut key = index_prefix(resource_type, param, &seek.value);
+    if seek.exact {
+        key.push(0);
+    }
+    key
+}
+
 /// The id at the end of an index key.
 pub fn id_of_index_key(key: &[u8]) -> Option<&str> {
     let start = key.iter().rposition(|b| *b == 0)? + 1;
@@ -111,6 +121,21 @@ mod tests {
         let key = index("Immunization", "patient", b"Patient/p1", "imm-1");
         assert_eq!(id_of_index_key(&key), Some("imm-1"));
         assert!(key.starts_with(&index_prefix("Immunization", "patient", b"Patient/p")));
+    }
+
+    #[test]
+    fn exact_seeks_stop_at_the_value() {
+        let query = search::parse_query(
+            search::Registry::r4(),
+            "Immunization",
+            &[("patient".to_owned(), "Patient/p1".to_owned())],
+            true,
+        )
+        .unwrap();
+        let seek = &query.criteria[0].seek().unwrap()[0];
+        let start = index_seek("Immunization", "patient", seek);
+        assert!(index("Immunization", "patient", b"Patient/p1", "imm-1").starts_with(&start));
+        assert!(!index("Immunization", "patient", b"Patient/p10", "imm-2").starts_with(&start));
     }
 
     #[test]

@@ -55,8 +55,8 @@ pub(crate) fn execute(
                 Box::new(
                     prefixes
                         .into_iter()
-                        .flat_map(move |prefix| {
-                            db.scan_prefix(keys::index_prefix(rt, &criterion.param, &prefix))
+                        .flat_map(move |seek| {
+                            db.scan_prefix(keys::index_seek(rt, &criterion.param, &seek))
                         })
                         .filter_map(move |entry| match entry {
                             Err(e) => Some(Err(io(e))),

@@ -465,7 +465,7 @@ pub fn schedule(rules: &RuleSet, person: &Person, history: &[DoseRecord], as_of:
     let vaccines = rules.vaccines_for(person.municipality.as_deref());
     let history = sorted_history(history, None);
     let mut items = Vec::new();
-    for vaccine in &vaccines {
+    for vaccine in vaccines {
         if let Some(group) = group_of(rules, &vaccine.code) {
             let chosen = chosen_alternative(group, &vaccines, &history, as_of);
             if !group.alternatives[chosen]

@@ -704,6 +704,9 @@ pub struct RuleSet {
     path_groups: Vec<PathGroup>,
     cross_rules: Vec<CrossRule>,
     municipalities: BTreeMap<String, MunicipalityOverride>,
+    /// Each overriding municipality's vaccines with its overrides applied, computed once at load
+    /// (every dose check needs them, and they never change afterwards).
+    effective: BTreeMap<String, Vec<Vaccine>>,
 }
 
 /// Which rules file a rule set was built from, for audit and the docs.
@@ -820,6 +823,11 @@ impl RuleSet {
                 file: "(rule set)".to_owned(),
                 message,
             })?;
+        set.effective = set
+            .municipalities
+            .values()
+            .map(|over| (over.municipality.clone(), set.apply_override(over)))
+            .collect();
         Ok(set)
     }
 
@@ -875,10 +883,13 @@ impl RuleSet {
 
     /// The vaccines as they apply to residents of `municipality`: national rules with the
     /// municipality's seasons and extra series, plus its extra vaccines.
-    pub fn vaccines_for(&self, municipality: Option<&str>) -> Vec<Vaccine> {
-        let Some(over) = municipality.and_then(|m| self.municipality(m)) else {
-            return self.vaccines.clone();
-        };
+    pub fn vaccines_for(&self, municipality: Option<&str>) -> &[Vaccine] {
+        municipality
+            .and_then(|m| self.effective.get(m))
+            .map_or(&self.vaccines, Vec::as_slice)
+    }
+
+    fn apply_override(&self, over: &MunicipalityOverride) -> Vec<Vaccine> {
         let mut out = self.vaccines.clone();
         for vaccine in &mut out {
             if let Some(season) = over.seasons.get(&vaccine.code) {
