@@ -23,7 +23,38 @@ pub struct Config {
     pub profiles: ProfilesConfig,
     #[serde(default)]
     pub vaccination: VaccinationConfig,
+    #[serde(default)]
+    pub municipal: MunicipalConfig,
     pub log: LogConfig,
+}
+
+/// The municipal standard-spec adapter (docs/municipal.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MunicipalConfig {
+    /// Rows per transactional chunk of an import: each chunk is stored atomically.
+    #[serde(default = "default_chunk_rows")]
+    pub chunk_rows: usize,
+    /// Largest file `POST /municipal/v1/imports` accepts (it is spooled to disk, not memory).
+    #[serde(default = "default_max_upload_bytes")]
+    pub max_upload_bytes: u64,
+}
+
+impl Default for MunicipalConfig {
+    fn default() -> Self {
+        MunicipalConfig {
+            chunk_rows: default_chunk_rows(),
+            max_upload_bytes: default_max_upload_bytes(),
+        }
+    }
+}
+
+fn default_chunk_rows() -> usize {
+    2000
+}
+
+fn default_max_upload_bytes() -> u64 {
+    2 << 30
 }
 
 /// JP Core / Musubi profile validation and the reference data behind it (docs/profiles.md).
@@ -211,6 +242,12 @@ impl Config {
                     "fhir.resource_types: {rt:?} is not an R4 resource type"
                 ));
             }
+        }
+        if !(1..=100_000).contains(&self.municipal.chunk_rows) {
+            return Err(format!(
+                "municipal.chunk_rows must be between 1 and 100000, got {}",
+                self.municipal.chunk_rows
+            ));
         }
         for rt in &self.profiles.enforce {
             if !self.fhir.resource_types.contains(rt) {

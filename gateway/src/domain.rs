@@ -21,6 +21,7 @@ pub struct Domain {
     pub rules: vaccination::RuleSet,
     pub forms: prevaccination::Forms,
     pub products: identifiers::ProductTable,
+    pub layouts: municipal::Layouts,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +96,9 @@ impl Domain {
             forms: prevaccination::Forms::load(&extra("questionnaires")?)
                 .map_err(|e| e.to_string())
                 .map_err(data_error("予診票 questionnaires"))?,
+            layouts: municipal::Layouts::load(&extra("municipal")?)
+                .map_err(|e| e.to_string())
+                .map_err(data_error("municipal layouts"))?,
         };
         domain.check_vaccine_types()?;
         Ok(domain)

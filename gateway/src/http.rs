@@ -76,6 +76,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/{type}", web::delete().to(conditional_delete))
                 .default_service(web::to(unknown_route)),
         )
+        .service(
+            web::scope("/municipal/v1")
+                .route("/imports", web::post().to(municipal_import))
+                .route("/imports/{id}", web::get().to(municipal_import_status))
+                .route("/exports", web::get().to(municipal_export))
+                .route("/records", web::post().to(municipal_records_post))
+                .route("/records", web::get().to(municipal_records_get))
+                .default_service(web::to(unknown_route)),
+        )
         .default_service(web::to(unknown_route));
 }
 
@@ -639,4 +648,329 @@ async fn from_barcode(state: State, req: HttpRequest, payload: web::Payload) -> 
     }
     .await;
     respond(&req, result)
+}
+
+/// `layout` and `municipality` (both required) and the optional `encoding` of a municipal
+/// request.
+struct MunicipalParams {
+    layout: municipal::Layout,
+    municipality: identifiers::MunicipalityCode,
+    encoding: Option<municipal::Encoding>,
+    since: Option<time::Date>,
+}
+
+fn municipal_params(state: &AppState, req: &HttpRequest) -> Result<MunicipalParams, ApiError> {
+    let pairs = query_pairs(req);
+    let get = |name: &str| query_param(&pairs, name);
+    let municipality =
+        identifiers::MunicipalityCode::parse(get("municipality").ok_or_else(|| {
+            ApiError::bad_request(
+                "the municipality parameter (6-digit local-government code) is required",
+            )
+        })?)
+        .map_err(|e| ApiError::bad_request(format!("municipality: {e}")))?;
+    let layout_name =
+        get("layout").ok_or_else(|| ApiError::bad_request("the layout parameter is required"))?;
+    let layout = crate::municipal::layout(state, layout_name, &municipality)?;
+    let encoding = match get("encoding") {
+        None | Some("auto") => None,
+        Some(text) => Some(
+            text.parse::<municipal::Encoding>()
+                .map_err(ApiError::bad_request)?,
+        ),
+    };
+    let since = match get("since") {
+        None => None,
+        Some(text) => Some(
+            mappers::wareki::parse_date(text)
+                .map_err(|e| ApiError::bad_request(format!("since: {e}")))?,
+        ),
+    };
+    Ok(MunicipalParams {
+        layout,
+        municipality,
+        encoding,
+        since,
+    })
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("application/json; charset=utf-8")
+        .body(value.to_string())
+}
+
+/// Copy the upload (raw body, or the first file part of a multipart form) to `path`, refusing
+/// more than `limit` bytes; the file is never held in memory.
+async fn spool_upload(
+    req: &HttpRequest,
+    payload: web::Payload,
+    path: &std::path::Path,
+    limit: u64,
+) -> Result<u64, ApiError> {
+    use std::io::Write as _;
+    let too_large = || {
+        ApiError::new(
+            ErrorKind::PayloadTooLarge,
+            format!("the upload exceeds municipal.max_upload_bytes ({limit} bytes)"),
+        )
+    };
+    if header_str(req, "content-length")
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > limit)
+    {
+        return Err(too_large());
+    }
+    let io_error = |e: std::io::Error| {
+        tracing::error!(error = %e, "municipal import: spooling the upload failed");
+        ApiError::internal("the upload could not be stored for processing")
+    };
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(io_error)?);
+    let mut written = 0u64;
+    let multipart =
+        header_str(req, "content-type").is_some_and(|c| c.starts_with("multipart/form-data"));
+    if multipart {
+        let mut form = actix_multipart::Multipart::new(req.headers(), payload);
+        let mut found = false;
+        while let Some(field) = form.next().await {
+            let mut field =
+                field.map_err(|e| ApiError::bad_request(format!("multipart body: {e}")))?;
+            if field
+                .content_disposition()
+                .and_then(|d| d.get_filename())
+                .is_none()
+            {
+                continue;
+            }
+            found = true;
+            while let Some(chunk) = field.next().await {
+                let chunk =
+                    chunk.map_err(|e| ApiError::bad_request(format!("multipart body: {e}")))?;
+                written += chunk.len() as u64;
+                if written > limit {
+                    return Err(too_large());
+                }
+                file.write_all(&chunk).map_err(io_error)?;
+            }
+            break;
+        }
+        if !found {
+            return Err(ApiError::bad_request("the multipart form has no file part"));
+        }
+    } else {
+        let mut payload = payload;
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::bad_request(format!("the request body could not be read: {e}"))
+            })?;
+            written += chunk.len() as u64;
+            if written > limit {
+                return Err(too_large());
+            }
+            file.write_all(&chunk).map_err(io_error)?;
+        }
+    }
+    file.flush().map_err(io_error)?;
+    Ok(written)
+}
+
+/// `POST /municipal/v1/imports?layout=…&municipality=…[&encoding=…]`: the file is spooled to
+/// disk and imported by a task; 202 with the status URL.
+async fn municipal_import(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let result = async {
+        let params = municipal_params(&state, &req)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let dir = state.municipal_imports_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            tracing::error!(error = %e, "municipal import: cannot create the imports folder");
+            ApiError::internal("the upload could not be stored for processing")
+        })?;
+        let upload = dir.join(format!("{id}.upload"));
+        if let Err(error) = spool_upload(
+            &req,
+            payload,
+            &upload,
+            state.config.municipal.max_upload_bytes,
+        )
+        .await
+        {
+            let _ = std::fs::remove_file(&upload);
+            return Err(error);
+        }
+        let report = std::sync::Arc::new(std::sync::Mutex::new(
+            crate::municipal::ImportReport::new(params.layout.name(), &params.municipality),
+        ));
+        state
+            .imports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), report.clone());
+        let task_state = state.clone();
+        let task_id = id.clone();
+        std::thread::Builder::new()
+            .name(format!("import-{id}"))
+            .spawn(move || run_import_task(task_state, task_id, params, upload, report))
+            .map_err(|e| ApiError::internal(format!("the import could not be started: {e}")))?;
+        Ok(id)
+    }
+    .await;
+    match result {
+        Ok(id) => {
+            let location = format!("/municipal/v1/imports/{id}");
+            let body = serde_json::json!({"id": id, "state": "running", "status": location});
+            HttpResponse::Accepted()
+                .insert_header((header::LOCATION, location.as_str()))
+                .content_type("application/json; charset=utf-8")
+                .body(body.to_string())
+        }
+        Err(error) => error_response(&error, None),
+    }
+}
+
+fn run_import_task(
+    state: State,
+    id: String,
+    params: MunicipalParams,
+    upload: std::path::PathBuf,
+    shared: std::sync::Arc<std::sync::Mutex<crate::municipal::ImportReport>>,
+) {
+    let encoding = params.encoding.map_or(
+        municipal::EncodingChoice::Auto,
+        municipal::EncodingChoice::Exactly,
+    );
+    let report = match std::fs::File::open(&upload) {
+        Ok(file) => crate::municipal::import(
+            &state,
+            &params.layout,
+            &params.municipality,
+            std::io::BufReader::with_capacity(1 << 20, file),
+            encoding,
+            &mut |report| *shared.lock().unwrap_or_else(|p| p.into_inner()) = report.clone(),
+        ),
+        Err(error) => {
+            let mut report =
+                crate::municipal::ImportReport::new(params.layout.name(), &params.municipality);
+            report.state = crate::municipal::ImportState::Failed;
+            report.failure = Some(format!("the spooled upload could not be read: {error}"));
+            report
+        }
+    };
+    tracing::info!(
+        import_id = %id,
+        state = ?report.state,
+        rows_read = report.rows_read,
+        rows_imported = report.rows_imported,
+        rows_unchanged = report.rows_unchanged,
+        rows_rejected = report.rows_rejected,
+        elapsed_ms = report.elapsed_ms,
+        "municipal import finished"
+    );
+    let _ = std::fs::remove_file(&upload);
+    let path = state.municipal_imports_dir().join(format!("{id}.json"));
+    if let Ok(text) = serde_json::to_vec_pretty(&report)
+        && let Err(error) = std::fs::write(&path, text)
+    {
+        tracing::error!(import_id = %id, %error, "municipal import: the report could not be kept");
+    }
+    *shared.lock().unwrap_or_else(|p| p.into_inner()) = report;
+}
+
+/// `GET /municipal/v1/imports/{id}`: the import's live status, then its report.
+async fn municipal_import_status(state: State, path: web::Path<String>) -> HttpResponse {
+    let id = path.into_inner();
+    if uuid::Uuid::parse_str(&id).is_err() {
+        return error_response(&ApiError::not_found(format!("no import {id:?}")), None);
+    }
+    let live = state
+        .imports
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&id)
+        .cloned();
+    let report = match live {
+        Some(report) => {
+            serde_json::to_value(&*report.lock().unwrap_or_else(|p| p.into_inner())).ok()
+        }
+        None => std::fs::read(state.municipal_imports_dir().join(format!("{id}.json")))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok()),
+    };
+    match report {
+        Some(mut report) => {
+            report["id"] = serde_json::json!(id);
+            json_response(StatusCode::OK, &report)
+        }
+        None => error_response(&ApiError::not_found(format!("no import {id:?}")), None),
+    }
+}
+
+/// `GET /municipal/v1/exports?layout=…&municipality=…[&since=…][&encoding=…]`: the
+/// municipality's file, in its layout.
+async fn municipal_export(state: State, req: HttpRequest) -> HttpResponse {
+    let result = municipal_params(&state, &req).and_then(|params| {
+        let export = crate::municipal::export(
+            &state,
+            &params.layout,
+            &params.municipality,
+            params.since,
+            params.encoding,
+        )?;
+        Ok((params, export))
+    });
+    match result {
+        Ok((params, export)) => {
+            let encoding = params.encoding.unwrap_or(params.layout.encoding());
+            let charset = match encoding {
+                municipal::Encoding::Cp932 => "Shift_JIS",
+                _ => "utf-8",
+            };
+            for reason in &export.skipped {
+                tracing::info!(reason = %reason, "municipal export: record left out");
+            }
+            HttpResponse::Ok()
+                .content_type(format!("text/csv; charset={charset}"))
+                .insert_header((
+                    header::CONTENT_DISPOSITION,
+                    format!(
+                        "attachment; filename=\"{}-{}.csv\"",
+                        params.layout.name(),
+                        params.municipality.as_str()
+                    ),
+                ))
+                .insert_header(("x-musubi-export-rows", export.rows.to_string()))
+                .insert_header(("x-musubi-export-skipped", export.skipped.len().to_string()))
+                .body(export.file)
+        }
+        Err(error) => error_response(&error, None),
+    }
+}
+
+/// `POST /municipal/v1/records?layout=…&municipality=…`: the PMH-style JSON form.
+async fn municipal_records_post(
+    state: State,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let result = async {
+        let params = municipal_params(&state, &req)?;
+        let body = read_body(&state, &req, payload).await?;
+        crate::municipal::import_json(&state, &params.layout, &params.municipality, &body).await
+    }
+    .await;
+    match result {
+        Ok(value) => json_response(StatusCode::OK, &value),
+        Err(error) => error_response(&error, None),
+    }
+}
+
+/// `GET /municipal/v1/records?layout=…&municipality=…[&since=…]`: the residents' records in the
+/// JSON form.
+async fn municipal_records_get(state: State, req: HttpRequest) -> HttpResponse {
+    let result = municipal_params(&state, &req).and_then(|params| {
+        crate::municipal::export_json(&state, &params.layout, &params.municipality, params.since)
+    });
+    match result {
+        Ok(value) => json_response(StatusCode::OK, &value),
+        Err(error) => error_response(&error, None),
+    }
 }

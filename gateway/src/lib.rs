@@ -7,6 +7,7 @@ pub mod domain;
 pub mod error;
 pub mod format;
 pub mod http;
+pub mod municipal;
 pub mod operations;
 pub mod rest;
 pub mod state;

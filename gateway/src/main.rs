@@ -17,6 +17,17 @@ struct Cli {
     command: Command,
 }
 
+/// Where the configuration and the data are, for every command.
+#[derive(clap::Args)]
+struct Common {
+    /// TOML configuration file; without it the demo configuration shipped in the repository.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Directory of the embedded store (overrides storage.data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the FHIR API (defaults: 127.0.0.1:8080, ./data, the built-in demo configuration).
@@ -31,6 +42,80 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Import a municipal file (CSV in UTF-8, UTF-8 with BOM or CP932) into the store. Stop the
+    /// server on the same data directory first, or use POST /municipal/v1/imports.
+    /// Exit status: 0 every row imported or unchanged, 3 some rows rejected (listed), 1 failed.
+    Import {
+        #[command(flatten)]
+        common: Common,
+        /// Layout name, e.g. musubi-vaccination (docs/municipal.md).
+        #[arg(long)]
+        layout: String,
+        /// 6-digit local-government code (全国地方公共団体コード) of the municipality.
+        #[arg(long)]
+        municipality: String,
+        /// auto (default), utf-8, utf-8-bom or cp932.
+        #[arg(long, default_value = "auto")]
+        encoding: String,
+        /// Also write the full report as JSON to this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// The file to import.
+        file: PathBuf,
+    },
+    /// Export the municipality's residents' records in its layout.
+    Export {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        layout: String,
+        #[arg(long)]
+        municipality: String,
+        /// Only records on or after this day (2024-04-01, 20240401 or 令和6年4月1日).
+        #[arg(long)]
+        since: Option<String>,
+        /// utf-8, utf-8-bom or cp932; default: the layout's.
+        #[arg(long)]
+        encoding: Option<String>,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+fn load_config(common: &Common) -> Result<Config, ExitCode> {
+    let mut config = Config::load(common.config.as_deref(), std::env::vars()).map_err(|error| {
+        eprintln!("musubi: {error}");
+        ExitCode::from(2)
+    })?;
+    if let Some(dir) = &common.data_dir {
+        config.storage.data_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+/// The store and the reference data, for commands that work without the HTTP server.
+fn offline_state(config: Config) -> Result<gateway::state::AppState, ExitCode> {
+    let store = gateway::open_store(&config).map_err(|error| {
+        eprintln!(
+            "musubi: cannot open the store in {}: {error} (is a server running on it? stop it, or use the HTTP API)",
+            config.storage.data_dir.display()
+        );
+        ExitCode::FAILURE
+    })?;
+    let domain =
+        gateway::domain::Domain::load(config.profiles.extra_dir.as_deref()).map_err(|error| {
+            eprintln!("musubi: {error}");
+            ExitCode::from(2)
+        })?;
+    Ok(gateway::state::AppState::new(config, store, domain))
+}
+
+fn shut_down(state: &gateway::state::AppState) -> Result<(), ExitCode> {
+    futures_executor::block_on(state.store.shutdown()).map_err(|error| {
+        eprintln!("musubi: the store did not close cleanly: {error}");
+        ExitCode::FAILURE
+    })
 }
 
 fn main() -> ExitCode {
@@ -69,5 +154,186 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Import {
+            common,
+            layout,
+            municipality,
+            encoding,
+            report,
+            file,
+        } => run(|| {
+            import(
+                &common,
+                &layout,
+                &municipality,
+                &encoding,
+                report.as_deref(),
+                &file,
+            )
+        }),
+        Command::Export {
+            common,
+            layout,
+            municipality,
+            since,
+            encoding,
+            output,
+        } => run(|| {
+            export(
+                &common,
+                &layout,
+                &municipality,
+                since.as_deref(),
+                encoding.as_deref(),
+                output.as_deref(),
+            )
+        }),
     }
+}
+
+fn run(command: impl FnOnce() -> Result<ExitCode, ExitCode>) -> ExitCode {
+    command().unwrap_or_else(|code| code)
+}
+
+fn usage(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("musubi: {message}");
+    ExitCode::from(2)
+}
+
+fn import(
+    common: &Common,
+    layout: &str,
+    municipality: &str,
+    encoding: &str,
+    report_path: Option<&std::path::Path>,
+    file: &std::path::Path,
+) -> Result<ExitCode, ExitCode> {
+    let municipality = identifiers::MunicipalityCode::parse(municipality)
+        .map_err(|e| usage(format!("--municipality: {e}")))?;
+    let encoding = match encoding {
+        "auto" => municipal::EncodingChoice::Auto,
+        other => municipal::EncodingChoice::Exactly(
+            other
+                .parse()
+                .map_err(|e| usage(format!("--encoding: {e}")))?,
+        ),
+    };
+    let input = std::fs::File::open(file)
+        .map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
+    let size = input.metadata().map(|m| m.len()).unwrap_or(0);
+    let config = load_config(common)?;
+    let state = offline_state(config)?;
+    let layout = gateway::municipal::layout(&state, layout, &municipality)
+        .map_err(|e| usage(e.to_string()))?;
+    let bar = indicatif::ProgressBar::new(size);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} (eta {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = gateway::municipal::import(
+        &state,
+        &layout,
+        &municipality,
+        std::io::BufReader::with_capacity(1 << 20, input),
+        encoding,
+        &mut |r| {
+            bar.set_position(r.bytes_read);
+            let seconds = (r.elapsed_ms.max(1) as f64) / 1000.0;
+            bar.set_message(format!(
+                "{} rows, {} rejected, {:.0} rows/s",
+                r.rows_read,
+                r.rows_rejected,
+                r.rows_read as f64 / seconds
+            ));
+        },
+    );
+    bar.finish_and_clear();
+    shut_down(&state)?;
+    print_report(&report);
+    if let Some(path) = report_path {
+        let text = serde_json::to_vec_pretty(&report).unwrap_or_default();
+        std::fs::write(path, text)
+            .map_err(|e| usage(format!("cannot write the report {}: {e}", path.display())))?;
+    }
+    Ok(match report.state {
+        gateway::municipal::ImportState::Failed => ExitCode::FAILURE,
+        _ if report.rows_rejected > 0 => ExitCode::from(3),
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+fn print_report(report: &gateway::municipal::ImportReport) {
+    let seconds = (report.elapsed_ms.max(1) as f64) / 1000.0;
+    println!(
+        "{} rows read in {:.1} s ({:.0} rows/s), encoding {}: {} imported, {} unchanged, {} rejected; resources: {} created, {} updated, {} unchanged",
+        report.rows_read,
+        seconds,
+        report.rows_read as f64 / seconds,
+        report.encoding.as_deref().unwrap_or("?"),
+        report.rows_imported,
+        report.rows_unchanged,
+        report.rows_rejected,
+        report.resources_created,
+        report.resources_updated,
+        report.resources_unchanged,
+    );
+    for problem in &report.errors {
+        let mut line = format!("line {}", problem.line);
+        if let Some(column) = &problem.column {
+            line.push_str(&format!(", column {column}"));
+        }
+        if let Some(value) = &problem.value {
+            line.push_str(&format!(" ({value:?})"));
+        }
+        println!("{line}: {}", problem.reason);
+    }
+    if report.errors_not_listed > 0 {
+        println!("… and {} more rejected rows", report.errors_not_listed);
+    }
+    if let Some(failure) = &report.failure {
+        println!("import stopped: {failure}");
+    }
+}
+
+fn export(
+    common: &Common,
+    layout: &str,
+    municipality: &str,
+    since: Option<&str>,
+    encoding: Option<&str>,
+    output: Option<&std::path::Path>,
+) -> Result<ExitCode, ExitCode> {
+    let municipality = identifiers::MunicipalityCode::parse(municipality)
+        .map_err(|e| usage(format!("--municipality: {e}")))?;
+    let since = since
+        .map(|s| mappers::wareki::parse_date(s).map_err(|e| usage(format!("--since: {e}"))))
+        .transpose()?;
+    let encoding = encoding
+        .map(|e| {
+            e.parse::<municipal::Encoding>()
+                .map_err(|e| usage(format!("--encoding: {e}")))
+        })
+        .transpose()?;
+    let config = load_config(common)?;
+    let state = offline_state(config)?;
+    let layout = gateway::municipal::layout(&state, layout, &municipality)
+        .map_err(|e| usage(e.to_string()))?;
+    let export = gateway::municipal::export(&state, &layout, &municipality, since, encoding)
+        .map_err(|e| usage(e.to_string()))?;
+    shut_down(&state)?;
+    match output {
+        Some(path) => std::fs::write(path, &export.file)
+            .map_err(|e| usage(format!("cannot write {}: {e}", path.display())))?,
+        None => {
+            use std::io::Write as _;
+            std::io::stdout()
+                .write_all(&export.file)
+                .map_err(|e| usage(format!("cannot write the export: {e}")))?;
+        }
+    }
+    eprintln!("{} rows exported", export.rows);
+    for reason in &export.skipped {
+        eprintln!("left out: {reason}");
+    }
+    Ok(ExitCode::SUCCESS)
 }

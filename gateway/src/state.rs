@@ -16,6 +16,9 @@ pub struct AppState {
     /// When this process started (an R4 instant); the CapabilityStatement's `date`.
     pub started_at: String,
     conditional_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Municipal imports started over HTTP in this process, by id (finished ones are also on
+    /// disk, see `municipal_imports_dir`).
+    pub imports: Mutex<HashMap<String, Arc<Mutex<crate::municipal::ImportReport>>>>,
 }
 
 /// Held while a conditional write searches and commits; released on drop.
@@ -35,7 +38,13 @@ impl AppState {
                 (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64,
             ),
             conditional_locks: Mutex::new(HashMap::new()),
+            imports: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Where uploads of HTTP imports are spooled and their final reports kept.
+    pub fn municipal_imports_dir(&self) -> std::path::PathBuf {
+        self.config.storage.data_dir.join("imports")
     }
 
     pub fn serves(&self, resource_type: &str) -> bool {

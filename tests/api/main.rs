@@ -5,4 +5,5 @@ mod crud;
 mod errors;
 mod examples;
 mod japan;
+mod municipal;
 mod search;

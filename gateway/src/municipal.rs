@@ -1,0 +1,590 @@
+//! The municipal adapter's I/O side (docs/municipal.md): a municipality's file imported into the
+//! store in transactional chunks, its residents' records exported in its own layout, and the
+//! PMH-style JSON form. Reading, mapping and rendering rows is the `municipal` crate's; this
+//! module validates what it maps, writes it, counts and reports.
+//!
+//! An import is synchronous and runs on the caller's thread (the CLI's, or a thread of its own
+//! for an HTTP import): the store's writer thread commits one chunk while the next is parsed.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::time::Instant;
+
+use identifiers::MunicipalityCode;
+use municipal::{Encoding, EncodingChoice, ExportRecord, Layout, MappedRow, RowError};
+use serde::Serialize;
+use serde_json::{Value, json};
+use store::{
+    CommitFuture, Committed, Precondition, SearchRequest, Write, WriteAction, WriteOutcome,
+};
+
+use crate::error::{ApiError, ErrorKind};
+use crate::state::AppState;
+
+/// Rejected rows listed one by one in a report; beyond this only their number is given (a
+/// broken 1 000 000-row file must not make a report of a million entries).
+const MAX_LISTED_ERRORS: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImportState {
+    Running,
+    Completed,
+    Failed,
+}
+
+/// One rejected row, as the operator needs it to correct the line.
+#[derive(Debug, Clone, Serialize)]
+pub struct RowProblem {
+    pub line: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    pub reason: String,
+}
+
+impl From<RowError> for RowProblem {
+    fn from(e: RowError) -> Self {
+        RowProblem {
+            line: e.line,
+            column: e.column,
+            value: e.value,
+            reason: e.reason,
+        }
+    }
+}
+
+/// What an import did; also its live status while it runs.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportReport {
+    pub state: ImportState,
+    pub layout: String,
+    pub municipality: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    pub bytes_read: u64,
+    pub rows_read: u64,
+    /// Rows stored (created or changed something).
+    pub rows_imported: u64,
+    /// Rows whose resources were all already stored exactly so (a re-import).
+    pub rows_unchanged: u64,
+    pub rows_rejected: u64,
+    pub resources_created: u64,
+    pub resources_updated: u64,
+    pub resources_unchanged: u64,
+    pub errors: Vec<RowProblem>,
+    pub errors_not_listed: u64,
+    /// Why the whole import stopped, when it did; rows before it are stored (chunks are atomic).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    pub elapsed_ms: u64,
+}
+
+impl ImportReport {
+    pub fn new(layout: &str, municipality: &MunicipalityCode) -> ImportReport {
+        ImportReport {
+            state: ImportState::Running,
+            layout: layout.to_owned(),
+            municipality: municipality.as_str().to_owned(),
+            encoding: None,
+            bytes_read: 0,
+            rows_read: 0,
+            rows_imported: 0,
+            rows_unchanged: 0,
+            rows_rejected: 0,
+            resources_created: 0,
+            resources_updated: 0,
+            resources_unchanged: 0,
+            errors: Vec::new(),
+            errors_not_listed: 0,
+            failure: None,
+            elapsed_ms: 0,
+        }
+    }
+
+    fn reject(&mut self, problem: RowProblem) {
+        self.rows_rejected += 1;
+        if self.errors.len() < MAX_LISTED_ERRORS {
+            self.errors.push(problem);
+        } else {
+            self.errors_not_listed += 1;
+        }
+    }
+
+    fn fail(&mut self, reason: String) {
+        self.state = ImportState::Failed;
+        self.failure = Some(reason);
+    }
+}
+
+/// The layout `name` as `municipality` uses it.
+pub fn layout(
+    state: &AppState,
+    name: &str,
+    municipality: &MunicipalityCode,
+) -> Result<Layout, ApiError> {
+    state
+        .domain
+        .layouts
+        .resolve(name, municipality)
+        .map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// Every issue that keeps a mapped resource out of the store: R4 structure and the profiles it
+/// claims or its type must conform to. (The routine-vaccination rules are not applied to
+/// imported history: the municipality's register is the record of what was given.)
+fn resource_problem(state: &AppState, line: u64, resource: &Value) -> Option<RowProblem> {
+    let resource_type = resource
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut issues = fhir::validate::validate_resource(fhir::Definitions::r4(), resource);
+    if !issues.iter().any(|i| i.severity.is_error()) {
+        let enforce = state
+            .config
+            .profiles
+            .enforce
+            .iter()
+            .any(|t| t == resource_type);
+        issues = state.domain.profile_issues(resource, enforce);
+    }
+    let error = issues.into_iter().find(|i| i.severity.is_error())?;
+    Some(RowProblem {
+        line,
+        column: None,
+        value: None,
+        reason: format!(
+            "the {resource_type} this row maps to is not valid: {} (at {})",
+            error.diagnostics, error.expression
+        ),
+    })
+}
+
+/// A chunk of good rows on its way to the store.
+struct Chunk {
+    writes: Vec<Write>,
+    /// Per row: the (type, id) of each of its resources.
+    rows: Vec<Vec<(String, String)>>,
+}
+
+impl Chunk {
+    fn new() -> Chunk {
+        Chunk {
+            writes: Vec::new(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Add a row's resources; a resource already in the chunk (a person's Patient on their
+    /// second row) is written once, with the later row's content.
+    fn add(&mut self, row: MappedRow, index: &mut HashMap<(String, String), usize>) {
+        let mut keys = Vec::with_capacity(row.resources.len());
+        for mapped in row.resources {
+            let key = (mapped.resource_type.to_owned(), mapped.id.clone());
+            let write = Write {
+                resource_type: key.0.clone(),
+                id: mapped.id,
+                precondition: Precondition::None,
+                action: WriteAction::Put(mapped.resource),
+            };
+            match index.get(&key) {
+                Some(&at) => self.writes[at] = write,
+                None => {
+                    index.insert(key.clone(), self.writes.len());
+                    self.writes.push(write);
+                }
+            }
+            keys.push(key);
+        }
+        self.rows.push(keys);
+    }
+}
+
+/// Count what a committed chunk did, per resource and per row.
+fn tally(report: &mut ImportReport, rows: &[Vec<(String, String)>], committed: &[Committed]) {
+    let mut outcomes: HashMap<(&str, &str), WriteOutcome> = HashMap::new();
+    for c in committed {
+        match c.outcome {
+            WriteOutcome::Created => report.resources_created += 1,
+            WriteOutcome::Unchanged => report.resources_unchanged += 1,
+            _ => report.resources_updated += 1,
+        }
+        outcomes.insert(
+            (c.version.resource_type.as_str(), c.version.id.as_str()),
+            c.outcome,
+        );
+    }
+    for row in rows {
+        let unchanged = row.iter().all(|(t, id)| {
+            outcomes.get(&(t.as_str(), id.as_str())) == Some(&WriteOutcome::Unchanged)
+        });
+        if unchanged {
+            report.rows_unchanged += 1;
+        } else {
+            report.rows_imported += 1;
+        }
+    }
+}
+
+/// Import a municipal file: every good row stored, every bad row reported with its line, in
+/// atomic chunks of `municipal.chunk_rows` rows. `progress` sees the report after each chunk.
+pub fn import(
+    state: &AppState,
+    layout: &Layout,
+    municipality: &MunicipalityCode,
+    input: impl Read,
+    encoding: EncodingChoice,
+    progress: &mut dyn FnMut(&ImportReport),
+) -> ImportReport {
+    let started = Instant::now();
+    let mut report = ImportReport::new(layout.name(), municipality);
+    let mut rows = match municipal::Import::new(layout, municipality, input, encoding) {
+        Ok(rows) => rows,
+        Err(e) => {
+            report.fail(e.to_string());
+            return report;
+        }
+    };
+    let chunk_rows = state.config.municipal.chunk_rows;
+    let mut pending: Option<(CommitFuture, Vec<Vec<(String, String)>>)> = None;
+    let mut exhausted = false;
+    while !exhausted {
+        let mut chunk = Chunk::new();
+        let mut index = HashMap::new();
+        while chunk.rows.len() < chunk_rows {
+            let Some(next) = rows.next() else {
+                exhausted = true;
+                break;
+            };
+            report.rows_read += 1;
+            match next {
+                Ok(row) => {
+                    let problem = row
+                        .resources
+                        .iter()
+                        .find_map(|r| resource_problem(state, row.line, &r.resource));
+                    match problem {
+                        Some(problem) => report.reject(problem),
+                        None => chunk.add(row, &mut index),
+                    }
+                }
+                Err(error) => report.reject(error.into()),
+            }
+        }
+        report.bytes_read = rows.bytes_read();
+        report.encoding = Some(rows.encoding().to_string());
+        // The writer commits this chunk while the loop parses the next one; the previous
+        // chunk's answer is collected first so the report stays in file order.
+        let queued =
+            (!chunk.writes.is_empty()).then(|| (state.store.commit(chunk.writes), chunk.rows));
+        if let Some((future, rows)) = pending.take()
+            && !finish_chunk(&mut report, future, &rows)
+        {
+            break;
+        }
+        pending = queued;
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        progress(&report);
+    }
+    if let Some((future, rows)) = pending.take() {
+        finish_chunk(&mut report, future, &rows);
+    }
+    if report.state == ImportState::Running {
+        report.state = ImportState::Completed;
+    }
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    progress(&report);
+    report
+}
+
+/// Wait for a chunk's commit and count it; false when the store refused it (the import stops).
+fn finish_chunk(
+    report: &mut ImportReport,
+    future: CommitFuture,
+    rows: &[Vec<(String, String)>],
+) -> bool {
+    match futures_executor::block_on(future) {
+        Ok(committed) => {
+            tally(report, rows, &committed);
+            true
+        }
+        Err(error) => {
+            tracing::error!(%error, "municipal import: a chunk could not be stored");
+            report.fail(format!(
+                "the store refused a chunk ({error}); every row before it is stored, no row of it is"
+            ));
+            false
+        }
+    }
+}
+
+fn parse_stored(version: &store::StoredVersion) -> Result<Value, ApiError> {
+    serde_json::from_slice(&version.body)
+        .map_err(|e| ApiError::internal(format!("stored resource unreadable: {e}")))
+}
+
+/// Every live resource of a type matching one criterion, page by page.
+fn search_all(
+    state: &AppState,
+    resource_type: &str,
+    param: &str,
+    value: &str,
+) -> Result<Vec<Value>, ApiError> {
+    const PAGE: usize = 1000;
+    let criteria = [(param.to_owned(), value.to_owned())];
+    let query = search::parse_query(search::Registry::r4(), resource_type, &criteria, true)?;
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = state.store.search(&SearchRequest {
+            resource_type,
+            query: &query,
+            offset,
+            count: PAGE,
+            need_total: false,
+        })?;
+        let found = page.matches.len();
+        for version in &page.matches {
+            out.push(parse_stored(version)?);
+        }
+        if found < PAGE {
+            return Ok(out);
+        }
+        offset += found;
+    }
+}
+
+/// The day a record is about (vaccination or check-up), for `since`.
+fn record_day(record: &Value) -> Option<time::Date> {
+    ["occurrenceDateTime", "period"]
+        .iter()
+        .find_map(|field| match record.get(*field) {
+            Some(Value::String(text)) => mappers::immunization::full_date(text),
+            Some(Value::Object(period)) => period
+                .get("start")
+                .and_then(Value::as_str)
+                .and_then(mappers::immunization::full_date),
+            _ => None,
+        })
+}
+
+/// One resident's records with what export needs beside them (a check-up's Observations).
+struct ResidentRecord {
+    patient: Value,
+    record: Value,
+    observations: Vec<Value>,
+}
+
+/// Every record of the municipality's residents (Patients with its resident-number identifier),
+/// wherever it was made, on or after `since`.
+fn resident_records(
+    state: &AppState,
+    layout: &Layout,
+    municipality: &MunicipalityCode,
+    since: Option<time::Date>,
+) -> Result<Vec<ResidentRecord>, ApiError> {
+    let system = municipal::resident_identifier_system(municipality);
+    let residents = search_all(state, "Patient", "identifier", &format!("{system}|"))?;
+    let record_type = layout.record_type();
+    let mut out = Vec::new();
+    for patient in residents {
+        let Some(id) = patient.get("id").and_then(Value::as_str) else {
+            continue;
+        };
+        let reference = format!("Patient/{id}");
+        for record in search_all(state, record_type, "patient", &reference)? {
+            if since.is_some_and(|s| record_day(&record).is_none_or(|d| d < s)) {
+                continue;
+            }
+            let observations = if record_type == "Encounter" {
+                let encounter = format!(
+                    "Encounter/{}",
+                    record.get("id").and_then(Value::as_str).unwrap_or_default()
+                );
+                search_all(state, "Observation", "encounter", &encounter)?
+            } else {
+                Vec::new()
+            };
+            out.push(ResidentRecord {
+                patient: patient.clone(),
+                record,
+                observations,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// An export: the file, how many rows it has and the records left out (with why).
+pub struct Export {
+    pub file: Vec<u8>,
+    pub rows: usize,
+    pub skipped: Vec<String>,
+}
+
+/// The municipality's file from stored resources, in its layout and `encoding` (default: the
+/// layout's), rows in the layout's canonical order.
+pub fn export(
+    state: &AppState,
+    layout: &Layout,
+    municipality: &MunicipalityCode,
+    since: Option<time::Date>,
+    encoding: Option<Encoding>,
+) -> Result<Export, ApiError> {
+    let records = resident_records(state, layout, municipality, since)?;
+    let mut rows = Vec::with_capacity(records.len());
+    let mut skipped = Vec::new();
+    for r in &records {
+        let record = ExportRecord {
+            patient: &r.patient,
+            record: &r.record,
+            observations: &r.observations,
+        };
+        match municipal::export_row(layout, &record) {
+            Ok(row) => rows.push(row),
+            Err(e) => skipped.push(format!(
+                "{}/{}: {}",
+                layout.record_type(),
+                r.record.get("id").and_then(Value::as_str).unwrap_or("?"),
+                e.reason
+            )),
+        }
+    }
+    rows.sort();
+    let count = rows.len();
+    let file = municipal::export_file(
+        layout,
+        encoding.unwrap_or(layout.encoding()),
+        rows.into_iter().map(|(_, row)| row),
+    );
+    Ok(Export {
+        file,
+        rows: count,
+        skipped,
+    })
+}
+
+/// The JSON form of an export (PMH style).
+pub fn export_json(
+    state: &AppState,
+    layout: &Layout,
+    municipality: &MunicipalityCode,
+    since: Option<time::Date>,
+) -> Result<Value, ApiError> {
+    let records = resident_records(state, layout, municipality, since)?;
+    let borrowed: Vec<ExportRecord<'_>> = records
+        .iter()
+        .map(|r| ExportRecord {
+            patient: &r.patient,
+            record: &r.record,
+            observations: &r.observations,
+        })
+        .collect();
+    municipal::json_export(layout, &borrowed)
+        .map_err(|e| ApiError::new(ErrorKind::Unprocessable, e.to_string()))
+}
+
+/// The JSON form of an import (PMH style, `modificationSeg` "1" register/update, "2" delete):
+/// every good record in one transaction, a result per record.
+pub async fn import_json(
+    state: &AppState,
+    layout: &Layout,
+    municipality: &MunicipalityCode,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let records = municipal::json_import(layout, municipality, body)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut results = Vec::with_capacity(records.len());
+    let mut writes = Vec::new();
+    let mut written: Vec<(usize, Vec<usize>)> = Vec::new();
+    for record in records {
+        let index = results.len();
+        match record {
+            Err(error) => results.push(json!({
+                "record": error.line, "result": "rejected", "error": error.to_string(),
+            })),
+            Ok(record) => {
+                let line = record.row.line;
+                if !record.delete
+                    && let Some(problem) = record
+                        .row
+                        .resources
+                        .iter()
+                        .find_map(|r| resource_problem(state, line, &r.resource))
+                {
+                    results.push(json!({
+                        "record": line, "result": "rejected", "error": problem.reason,
+                    }));
+                    continue;
+                }
+                let mut positions = Vec::new();
+                for mapped in record.row.resources {
+                    positions.push(writes.len());
+                    writes.push(Write {
+                        resource_type: mapped.resource_type.to_owned(),
+                        id: mapped.id,
+                        precondition: Precondition::None,
+                        action: if record.delete {
+                            WriteAction::Delete
+                        } else {
+                            WriteAction::Put(mapped.resource)
+                        },
+                    });
+                }
+                written.push((index, positions));
+                results.push(json!({"record": line, "key": record.row.key}));
+            }
+        }
+    }
+    // A Patient named by several records is written once, with the last record's content.
+    let mut last: HashMap<(String, String), usize> = HashMap::new();
+    for (i, w) in writes.iter().enumerate() {
+        last.insert((w.resource_type.clone(), w.id.clone()), i);
+    }
+    let keep: Vec<usize> = {
+        let mut keep: Vec<usize> = last.values().copied().collect();
+        keep.sort_unstable();
+        keep
+    };
+    let position_of: HashMap<usize, usize> =
+        keep.iter().enumerate().map(|(p, &i)| (i, p)).collect();
+    let unique: Vec<Write> = keep.iter().map(|&i| writes[i].clone()).collect();
+    let committed = if unique.is_empty() {
+        Vec::new()
+    } else {
+        state.store.commit(unique).await?
+    };
+    for (index, positions) in written {
+        let outcomes: Vec<WriteOutcome> = positions
+            .iter()
+            .filter_map(|p| {
+                let key = (writes[*p].resource_type.clone(), writes[*p].id.clone());
+                let at = last.get(&key)?;
+                committed.get(*position_of.get(at)?).map(|c| c.outcome)
+            })
+            .collect();
+        let result = if outcomes.iter().all(|o| *o == WriteOutcome::Unchanged) {
+            "unchanged"
+        } else if outcomes.contains(&WriteOutcome::Deleted) {
+            "deleted"
+        } else if outcomes.contains(&WriteOutcome::Created) {
+            "created"
+        } else {
+            "updated"
+        };
+        results[index]["result"] = json!(result);
+    }
+    let count = |r: &str| results.iter().filter(|v| v["result"] == r).count();
+    Ok(json!({
+        "layout": layout.name(),
+        "municipality": municipality.as_str(),
+        "created": count("created"),
+        "updated": count("updated"),
+        "unchanged": count("unchanged"),
+        "deleted": count("deleted"),
+        "rejected": count("rejected"),
+        "results": results,
+    }))
+}
