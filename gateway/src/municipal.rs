@@ -162,11 +162,13 @@ fn resource_problem(state: &AppState, line: u64, resource: &Value) -> Option<Row
     })
 }
 
+/// Per row of a chunk: the (type, id) of each of its resources.
+type RowKeys = Vec<Vec<(String, String)>>;
+
 /// A chunk of good rows on its way to the store.
 struct Chunk {
     writes: Vec<Write>,
-    /// Per row: the (type, id) of each of its resources.
-    rows: Vec<Vec<(String, String)>>,
+    rows: RowKeys,
 }
 
 impl Chunk {
@@ -248,7 +250,7 @@ pub fn import(
         }
     };
     let chunk_rows = state.config.municipal.chunk_rows;
-    let mut pending: Option<(CommitFuture, Vec<Vec<(String, String)>>)> = None;
+    let mut pending: Option<(CommitFuture, RowKeys)> = None;
     let mut exhausted = false;
     while !exhausted {
         let mut chunk = Chunk::new();

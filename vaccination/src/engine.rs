@@ -467,7 +467,7 @@ pub fn schedule(rules: &RuleSet, person: &Person, history: &[DoseRecord], as_of:
     let mut items = Vec::new();
     for vaccine in vaccines {
         if let Some(group) = group_of(rules, &vaccine.code) {
-            let chosen = chosen_alternative(group, &vaccines, &history, as_of);
+            let chosen = chosen_alternative(group, vaccines, &history, as_of);
             if !group.alternatives[chosen]
                 .iter()
                 .any(|c| c == &vaccine.code)
@@ -812,9 +812,7 @@ pub fn check_dose(
     let history = sorted_history(history, candidate.id.as_deref());
     let mut findings = Vec::new();
 
-    findings.extend(cross_vaccine_findings(
-        rules, &vaccines, &history, candidate,
-    ));
+    findings.extend(cross_vaccine_findings(rules, vaccines, &history, candidate));
 
     let Some(vaccine) = vaccines.iter().find(|v| v.code == candidate.vaccine) else {
         findings.push(Finding {
@@ -896,7 +894,7 @@ pub fn check_dose(
             })
             .collect();
         if group.exclusive && !members.is_empty() {
-            let chosen = chosen_alternative(group, &vaccines, &members, day);
+            let chosen = chosen_alternative(group, vaccines, &members, day);
             let alternative = &group.alternatives[chosen];
             if !alternative.iter().any(|c| vaccine.counts(c)) {
                 findings.push(Finding {
