@@ -843,7 +843,10 @@ fn run_import_task(
             &state,
             &params.layout,
             &params.municipality,
-            std::io::BufReader::with_capacity(1 << 20, file),
+            (
+                std::io::BufReader::with_capacity(1 << 20, file),
+                std::fs::metadata(&upload).ok().map(|m| m.len()),
+            ),
             encoding,
             &mut |report| *shared.lock().unwrap_or_else(|p| p.into_inner()) = report.clone(),
         ),

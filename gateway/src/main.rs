@@ -234,7 +234,10 @@ fn import(
         &state,
         &layout,
         &municipality,
-        std::io::BufReader::with_capacity(1 << 20, input),
+        (
+            std::io::BufReader::with_capacity(1 << 20, input),
+            Some(size),
+        ),
         encoding,
         &mut |r| {
             bar.set_position(r.bytes_read);

@@ -65,6 +65,9 @@ pub struct ImportReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encoding: Option<String>,
     pub bytes_read: u64,
+    /// The file's size when known, so a client can show how far the import is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_total: Option<u64>,
     pub rows_read: u64,
     /// Rows stored (created or changed something).
     pub rows_imported: u64,
@@ -90,6 +93,7 @@ impl ImportReport {
             municipality: municipality.as_str().to_owned(),
             encoding: None,
             bytes_read: 0,
+            bytes_total: None,
             rows_read: 0,
             rows_imported: 0,
             rows_unchanged: 0,
@@ -236,12 +240,13 @@ pub fn import(
     state: &AppState,
     layout: &Layout,
     municipality: &MunicipalityCode,
-    input: impl Read,
+    (input, bytes_total): (impl Read, Option<u64>),
     encoding: EncodingChoice,
     progress: &mut dyn FnMut(&ImportReport),
 ) -> ImportReport {
     let started = Instant::now();
     let mut report = ImportReport::new(layout.name(), municipality);
+    report.bytes_total = bytes_total;
     let mut rows = match municipal::Import::new(layout, municipality, input, encoding) {
         Ok(rows) => rows,
         Err(e) => {

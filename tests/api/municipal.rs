@@ -47,6 +47,8 @@ async fn import_is_a_task_and_a_reimport_changes_nothing() {
     let report = finished(&app, &upload(&app, GOLDEN_CP932).await).await;
     assert_eq!(report["state"], "completed", "{report}");
     assert_eq!(report["encoding"], "cp932");
+    assert_eq!(report["bytesTotal"], GOLDEN_CP932.len());
+    assert_eq!(report["bytesRead"], GOLDEN_CP932.len());
     assert_eq!(report["rowsRead"], 4);
     assert_eq!(report["rowsImported"], 4);
     assert_eq!(report["rowsRejected"], 0);
