@@ -10,9 +10,11 @@ cd "$(dirname "$0")/../.."
 
 duration=10s
 out=docs/performance.md
+import_rows=${IMPORT_ROWS:-1000000}
 if [ "${1:-}" = "--smoke" ]; then
   duration=1s
   out=target/bench/performance.md
+  import_rows=${IMPORT_ROWS:-20000}
 fi
 connections=32
 threads=2
@@ -78,6 +80,26 @@ WRK_PATH="/fhir/Immunization?patient=Patient/bench-patient-0&date=ge2024-06-03&_
   run_wrk search -s conformance/bench/get_path.lua "$base"
 stored=$(curl -sf "$base/fhir/Immunization?_summary=count" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
 loaded_rss=$(rss_kib)
+
+# Municipal CSV import: a generated musubi-vaccination file into a store of its own (the command
+# takes the store's lock), mapped, validated and durably written in chunks; rows/s and peak RSS.
+echo "== municipal import of $import_rows rows" >&2
+python3 conformance/bench/gen_municipal_csv.py "$import_rows" target/bench/import.csv
+import_dir=$(mktemp -d target/bench/import.XXXXXX)
+python3 - "$import_dir" <<'PY' > target/bench/import.txt
+import json, resource, subprocess, sys, os
+data = sys.argv[1]
+subprocess.run(
+    ["target/release/musubi", "import", "--data-dir", data, "--layout", "musubi-vaccination",
+     "--municipality", "131016", "--report", "target/bench/import-report.json", "target/bench/import.csv"],
+    check=True, stdout=subprocess.DEVNULL, env={**os.environ, "MUSUBI__LOG__LEVEL": "warn"})
+report = json.load(open("target/bench/import-report.json"))
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+disk = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(data) for f in fs) // (1 << 20)
+print(report["rowsRead"], report["rowsImported"], report["elapsedMs"], peak, disk, report["resourcesCreated"])
+PY
+rm -rf "$import_dir"
+echo "import: $(cat target/bench/import.txt) (rows, imported, ms, peak RSS MiB, disk MiB, resources)" >&2
 
 # Startup with everything the run stored: SIGTERM, start again, time until /healthz answers.
 kill -TERM "$server"; wait "$server" || true
