@@ -269,7 +269,7 @@ pub fn finding_issue(finding: &vaccination::Finding) -> Issue {
     }
 }
 
-fn parse_stored(version: &StoredVersion) -> Result<Value, ApiError> {
+pub(crate) fn parse_stored(version: &StoredVersion) -> Result<Value, ApiError> {
     serde_json::from_slice(&version.body)
         .map_err(|e| ApiError::internal(format!("stored resource unreadable: {e}")))
 }
@@ -286,16 +286,21 @@ pub fn live_resource(
     }
 }
 
-/// Every Immunization whose `patient` is `Patient/{patient_id}`, page by page.
-pub fn patient_immunizations(store: &dyn Store, patient_id: &str) -> Result<Vec<Value>, ApiError> {
-    const PAGE: usize = 500;
-    let criteria = [("patient".to_owned(), format!("Patient/{patient_id}"))];
-    let query = search::parse_query(search::Registry::r4(), "Immunization", &criteria, true)?;
+/// Every live resource of a type matching one search criterion, page by page.
+pub fn search_all(
+    store: &dyn Store,
+    resource_type: &str,
+    param: &str,
+    value: &str,
+) -> Result<Vec<Value>, ApiError> {
+    const PAGE: usize = 1000;
+    let criteria = [(param.to_owned(), value.to_owned())];
+    let query = search::parse_query(search::Registry::r4(), resource_type, &criteria, true)?;
     let mut resources = Vec::new();
     let mut offset = 0;
     loop {
         let page = store.search(&SearchRequest {
-            resource_type: "Immunization",
+            resource_type,
             query: &query,
             offset,
             count: PAGE,
@@ -310,6 +315,16 @@ pub fn patient_immunizations(store: &dyn Store, patient_id: &str) -> Result<Vec<
         }
         offset += found;
     }
+}
+
+/// Every Immunization whose `patient` is `Patient/{patient_id}`.
+pub fn patient_immunizations(store: &dyn Store, patient_id: &str) -> Result<Vec<Value>, ApiError> {
+    search_all(
+        store,
+        "Immunization",
+        "patient",
+        &format!("Patient/{patient_id}"),
+    )
 }
 
 /// The profile validator's view of terminology and identifier formats.

@@ -32,15 +32,11 @@ struct Common {
 enum Command {
     /// Serve the FHIR API (defaults: 127.0.0.1:8080, ./data, the built-in demo configuration).
     Serve {
-        /// TOML configuration file; without it the demo configuration shipped in the repository.
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
         /// Address to listen on, e.g. 127.0.0.1:8080 (overrides server.listen).
         #[arg(long)]
         listen: Option<String>,
-        /// Directory of the embedded store (overrides storage.data_dir).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
     },
     /// Import a municipal file (CSV in UTF-8, UTF-8 with BOM or CP932) into the store. Stop the
     /// server on the same data directory first, or use POST /municipal/v1/imports.
@@ -121,17 +117,10 @@ fn shut_down(state: &gateway::state::AppState) -> Result<(), ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve {
-            config,
-            listen,
-            data_dir,
-        } => {
-            let mut config = match Config::load(config.as_deref(), std::env::vars()) {
+        Command::Serve { common, listen } => {
+            let mut config = match load_config(&common) {
                 Ok(config) => config,
-                Err(error) => {
-                    eprintln!("musubi: {error}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             if let Some(listen) = listen {
                 config.server.listen = listen;
@@ -139,9 +128,6 @@ fn main() -> ExitCode {
                     eprintln!("musubi: --listen: {error}");
                     return ExitCode::from(2);
                 }
-            }
-            if let Some(dir) = data_dir {
-                config.storage.data_dir = dir;
             }
             gateway::telemetry::init(&config.log);
             let runtime = actix_web::rt::System::new();

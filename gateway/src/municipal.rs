@@ -14,10 +14,9 @@ use identifiers::MunicipalityCode;
 use municipal::{Encoding, EncodingChoice, ExportRecord, Layout, MappedRow, RowError};
 use serde::Serialize;
 use serde_json::{Value, json};
-use store::{
-    CommitFuture, Committed, Precondition, SearchRequest, Write, WriteAction, WriteOutcome,
-};
+use store::{CommitFuture, Committed, Precondition, Write, WriteAction, WriteOutcome};
 
+use crate::domain::search_all;
 use crate::error::{ApiError, ErrorKind};
 use crate::state::AppState;
 
@@ -327,42 +326,6 @@ fn finish_chunk(
     }
 }
 
-fn parse_stored(version: &store::StoredVersion) -> Result<Value, ApiError> {
-    serde_json::from_slice(&version.body)
-        .map_err(|e| ApiError::internal(format!("stored resource unreadable: {e}")))
-}
-
-/// Every live resource of a type matching one criterion, page by page.
-fn search_all(
-    state: &AppState,
-    resource_type: &str,
-    param: &str,
-    value: &str,
-) -> Result<Vec<Value>, ApiError> {
-    const PAGE: usize = 1000;
-    let criteria = [(param.to_owned(), value.to_owned())];
-    let query = search::parse_query(search::Registry::r4(), resource_type, &criteria, true)?;
-    let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = state.store.search(&SearchRequest {
-            resource_type,
-            query: &query,
-            offset,
-            count: PAGE,
-            need_total: false,
-        })?;
-        let found = page.matches.len();
-        for version in &page.matches {
-            out.push(parse_stored(version)?);
-        }
-        if found < PAGE {
-            return Ok(out);
-        }
-        offset += found;
-    }
-}
-
 /// The day a record is about (vaccination or check-up), for `since`.
 fn record_day(record: &Value) -> Option<time::Date> {
     ["occurrenceDateTime", "period"]
@@ -393,7 +356,12 @@ fn resident_records(
     since: Option<time::Date>,
 ) -> Result<Vec<ResidentRecord>, ApiError> {
     let system = municipal::resident_identifier_system(municipality);
-    let residents = search_all(state, "Patient", "identifier", &format!("{system}|"))?;
+    let residents = search_all(
+        state.store.as_ref(),
+        "Patient",
+        "identifier",
+        &format!("{system}|"),
+    )?;
     let record_type = layout.record_type();
     let mut out = Vec::new();
     for patient in residents {
@@ -401,7 +369,7 @@ fn resident_records(
             continue;
         };
         let reference = format!("Patient/{id}");
-        for record in search_all(state, record_type, "patient", &reference)? {
+        for record in search_all(state.store.as_ref(), record_type, "patient", &reference)? {
             if since.is_some_and(|s| record_day(&record).is_none_or(|d| d < s)) {
                 continue;
             }
@@ -410,7 +378,7 @@ fn resident_records(
                     "Encounter/{}",
                     record.get("id").and_then(Value::as_str).unwrap_or_default()
                 );
-                search_all(state, "Observation", "encounter", &encounter)?
+                search_all(state.store.as_ref(), "Observation", "encounter", &encounter)?
             } else {
                 Vec::new()
             };

@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::domain::live_resource;
+use crate::domain::{live_resource, parse_stored};
 use crate::error::{ApiError, ErrorKind, IssueDetail, issue_detail, operation_outcome};
 use crate::format::bytes_body::Body;
 use crate::rest::{Ctx, Reply, check_type};
@@ -389,13 +389,7 @@ pub fn stored_questionnaire(ctx: &Ctx<'_>, canonical: &str) -> Result<Option<Val
         count: 1,
         need_total: false,
     })?;
-    page.matches
-        .first()
-        .map(|v| {
-            serde_json::from_slice(&v.body)
-                .map_err(|e| ApiError::internal(format!("stored resource unreadable: {e}")))
-        })
-        .transpose()
+    page.matches.first().map(parse_stored).transpose()
 }
 
 /// Validation issues of a QuestionnaireResponse against its Questionnaire, when that is known
