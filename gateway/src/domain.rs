@@ -6,6 +6,7 @@
 //! their other vaccinations) and reads the extra data files, so the I/O stays at the edge.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use fhir::validate::{Issue, IssueType, Severity};
@@ -191,6 +192,7 @@ impl Domain {
     pub fn vaccination_issues(
         &self,
         store: &dyn Store,
+        pending: &Pending<'_>,
         immunization: &Value,
     ) -> Result<Vec<Issue>, ApiError> {
         let note = |diagnostics: String| {
@@ -213,7 +215,11 @@ impl Domain {
                 mappers::immunization::NotCheckable::NoPatient.to_string(),
             ));
         };
-        let Some(patient) = live_resource(store, "Patient", patient_id)? else {
+        let patient = match pending.get("Patient", patient_id) {
+            Some(written) => written.cloned(),
+            None => live_resource(store, "Patient", patient_id)?,
+        };
+        let Some(patient) = patient else {
             return Ok(note(format!(
                 "Patient/{patient_id} is not on this server, so the routine rules were not checked"
             )));
@@ -224,26 +230,74 @@ impl Domain {
                 return Ok(note(format!("{why}; the routine rules were not checked")));
             }
         };
-        let history = self.dose_history(store, patient_id)?;
+        let history = self.dose_history(store, pending, patient_id)?;
         let findings = vaccination::check_dose(&self.rules, &person, &history, &dose);
         Ok(findings.iter().map(finding_issue).collect())
     }
 
-    /// Every completed, checkable vaccination of a patient on this server.
+    /// Every completed, checkable vaccination of a patient on this server, as it will be once
+    /// `pending` is written.
     pub fn dose_history(
         &self,
         store: &dyn Store,
+        pending: &Pending<'_>,
         patient_id: &str,
     ) -> Result<Vec<vaccination::DoseRecord>, ApiError> {
-        let mut doses = Vec::new();
-        for immunization in patient_immunizations(store, patient_id)? {
-            if let Ok(dose) =
-                mappers::immunization::dose_record(&immunization, |s, c| self.vaccine_type_of(s, c))
-            {
-                doses.push(dose);
-            }
-        }
-        Ok(doses)
+        let stored = patient_immunizations(store, patient_id)?;
+        let still_stored = stored.iter().filter(|immunization| {
+            let id = immunization.get("id").and_then(Value::as_str).unwrap_or("");
+            pending.get("Immunization", id).is_none()
+        });
+        let reference = format!("Patient/{patient_id}");
+        let written = pending.resources_of("Immunization").filter(|immunization| {
+            immunization
+                .pointer("/patient/reference")
+                .and_then(Value::as_str)
+                == Some(reference.as_str())
+        });
+        Ok(still_stored
+            .chain(written)
+            .filter_map(|immunization| {
+                mappers::immunization::dose_record(immunization, |s, c| self.vaccine_type_of(s, c))
+                    .ok()
+            })
+            .collect())
+    }
+}
+
+/// What a transaction is about to write or delete, so that the checks of each entry see the
+/// others as if they were stored (a clinic often sends the Patient with its Immunization).
+#[derive(Default)]
+pub struct Pending<'a> {
+    /// (type, id) → the new content, or `None` for a delete.
+    resources: HashMap<(&'a str, &'a str), Option<&'a Value>>,
+}
+
+impl<'a> Pending<'a> {
+    pub fn from_writes(writes: &'a [store::Write]) -> Pending<'a> {
+        let resources = writes
+            .iter()
+            .map(|w| {
+                let content = match &w.action {
+                    store::WriteAction::Put(resource) => Some(resource),
+                    store::WriteAction::Delete => None,
+                };
+                ((w.resource_type.as_str(), w.id.as_str()), content)
+            })
+            .collect();
+        Pending { resources }
+    }
+
+    /// `Some(content)` when the transaction writes the resource (`Some(None)`: deletes it).
+    fn get(&self, resource_type: &str, id: &str) -> Option<Option<&'a Value>> {
+        self.resources.get(&(resource_type, id)).copied()
+    }
+
+    fn resources_of(&self, resource_type: &'a str) -> impl Iterator<Item = &'a Value> + '_ {
+        self.resources
+            .iter()
+            .filter(move |((t, _), _)| *t == resource_type)
+            .filter_map(|(_, content)| *content)
     }
 }
 

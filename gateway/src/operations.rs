@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::domain::{live_resource, parse_stored};
+use crate::domain::{Pending, live_resource, parse_stored};
 use crate::error::{ApiError, ErrorKind, IssueDetail, issue_detail, operation_outcome};
 use crate::format::bytes_body::Body;
 use crate::rest::{Ctx, Reply, check_type};
@@ -313,7 +313,7 @@ pub fn immunization_schedule(
         mappers::immunization::person(&patient, input.text("municipality")).map_err(|e| {
             ApiError::new(ErrorKind::Unprocessable, e.to_string()).at("Patient.birthDate")
         })?;
-    let history = domain.dose_history(store, patient_id)?;
+    let history = domain.dose_history(store, &Pending::default(), patient_id)?;
     let schedule = vaccination::schedule(&domain.rules, &person, &history, as_of);
     let target_diseases = |vaccine: &str| {
         domain

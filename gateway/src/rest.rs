@@ -10,6 +10,7 @@ use store::{
 };
 
 use crate::config::{Handling, OnViolation};
+use crate::domain::Pending;
 use crate::error::{ApiError, ErrorKind, IssueDetail, informational_outcome, operation_outcome};
 use crate::format::bytes_body::Body;
 use crate::state::AppState;
@@ -174,6 +175,7 @@ fn domain_issues(
     resource_type: &str,
     resource: &Value,
     profiles: &[&str],
+    pending: &Pending<'_>,
 ) -> Result<Vec<fhir::validate::Issue>, ApiError> {
     let state = ctx.state;
     let domain = &state.domain;
@@ -194,7 +196,8 @@ fn domain_issues(
         .validate(resource, &claimed, &domain.checker());
     match resource_type {
         "Immunization" => {
-            let mut findings = domain.vaccination_issues(state.store.as_ref(), resource)?;
+            let mut findings =
+                domain.vaccination_issues(state.store.as_ref(), pending, resource)?;
             if state.config.vaccination.on_violation == OnViolation::Reject {
                 for finding in &mut findings {
                     if finding.code == fhir::validate::IssueType::BusinessRule {
@@ -223,7 +226,13 @@ pub(crate) fn resource_issues(
     profiles: &[&str],
 ) -> Result<Vec<fhir::validate::Issue>, ApiError> {
     let mut issues = fhir::validate::validate_resource(fhir::Definitions::r4(), resource);
-    issues.extend(domain_issues(ctx, resource_type, resource, profiles)?);
+    issues.extend(domain_issues(
+        ctx,
+        resource_type,
+        resource,
+        profiles,
+        &Pending::default(),
+    )?);
     Ok(with_prefix(issues, resource_type, expression_prefix))
 }
 
@@ -235,6 +244,7 @@ pub(crate) fn check_write(
     resource_type: &str,
     resource: &Value,
     expression_prefix: &str,
+    pending: &Pending<'_>,
 ) -> Result<Vec<IssueDetail>, ApiError> {
     let body_type = resource.get("resourceType").and_then(Value::as_str);
     if body_type != Some(resource_type) {
@@ -253,7 +263,7 @@ pub(crate) fn check_write(
         return Err(ApiError::from_validation(&issues));
     }
     issues.extend(with_prefix(
-        domain_issues(ctx, resource_type, resource, &[])?,
+        domain_issues(ctx, resource_type, resource, &[], pending)?,
         resource_type,
         expression_prefix,
     ));
@@ -380,7 +390,7 @@ pub async fn create(
     if_none_exist: Option<&str>,
 ) -> Result<Reply, ApiError> {
     check_type(ctx.state, resource_type)?;
-    let issues = check_write(ctx, resource_type, &resource, "")?;
+    let issues = check_write(ctx, resource_type, &resource, "", &Pending::default())?;
     let criteria = if_none_exist.map(|c| parse_query_string(c.trim_start_matches('?')));
     let _guard = match &criteria {
         Some(c) => Some(ctx.state.lock_criteria(resource_type, c).await),
@@ -528,7 +538,7 @@ pub async fn update(
             );
         }
     }
-    let issues = check_write(ctx, resource_type, &resource, "")?;
+    let issues = check_write(ctx, resource_type, &resource, "", &Pending::default())?;
     let precondition = match if_match {
         Some(tag) => Precondition::VersionIs(parse_if_match(tag)?),
         None => Precondition::None,
@@ -1150,12 +1160,14 @@ pub(crate) fn check_entry(
     resource_type: &str,
     resource: &Value,
     index: usize,
+    pending: &Pending<'_>,
 ) -> Result<Vec<IssueDetail>, ApiError> {
     check_write(
         ctx,
         resource_type,
         resource,
         &format!("Bundle.entry[{index}].resource."),
+        pending,
     )
 }
 

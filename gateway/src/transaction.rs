@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 use store::{Precondition, Write, WriteAction};
 
+use crate::domain::Pending;
 use crate::error::{ApiError, ErrorKind, IssueDetail};
 use crate::rest::{self, Ctx, EntryRequest, Reply, parse_query_string};
 use crate::state::ConditionalGuard;
@@ -206,7 +207,6 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
             }
             rest::set_id(&mut resource, &id);
             rest::rewrite_references(&mut resource, &reference_map);
-            entry_issues[i] = rest::check_entry(ctx, &rt, &resource, i)?;
             WriteAction::Put(resource)
         };
         writes.push(Write {
@@ -216,6 +216,17 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
             action,
         });
         planned[i] = Some(Planned::Write(writes.len() - 1));
+    }
+    // Checked once every entry has its final id and references, so each entry's checks see the
+    // others (a Patient created beside its Immunization, earlier doses in the same Bundle).
+    let pending = Pending::from_writes(&writes);
+    for (i, plan) in planned.iter().enumerate() {
+        if let Some(Planned::Write(w)) = plan
+            && let WriteAction::Put(resource) = &writes[*w].action
+        {
+            entry_issues[i] =
+                rest::check_entry(ctx, &writes[*w].resource_type, resource, i, &pending)?;
+        }
     }
 
     let committed = if writes.is_empty() {

@@ -593,3 +593,51 @@ fn a_table_naming_an_unknown_vaccine_type_stops_the_start() {
     assert!(error.contains("\"mmr\""), "{error}");
     assert!(error.contains("vaccine barcodes"), "{error}");
 }
+
+#[tokio::test]
+async fn rules_see_the_patient_and_doses_of_the_same_transaction() {
+    let app = TestApp::spawn().await;
+    // A clinic sends a new child and two 5種混合 doses 14 days apart in one transaction.
+    let mut patient = child("2024-01-10");
+    patient.as_object_mut().unwrap().remove("meta");
+    let mut first = dose("x", "dpt-ipv-hib", "2024-04-01", 1);
+    let mut second = dose("x", "dpt-ipv-hib", "2024-04-15", 2);
+    for immunization in [&mut first, &mut second] {
+        immunization["patient"] =
+            json!({"reference": "urn:uuid:7d9f0c2e-0b1a-4c5e-9a3b-1f2e3d4c5b6a"});
+    }
+    let bundle = json!({
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:7d9f0c2e-0b1a-4c5e-9a3b-1f2e3d4c5b6a", "resource": patient,
+             "request": {"method": "POST", "url": "Patient"}},
+            {"resource": first, "request": {"method": "POST", "url": "Immunization"}},
+            {"resource": second, "request": {"method": "POST", "url": "Immunization"}}
+        ]
+    });
+    let response = app.post("", &bundle).await;
+    assert_eq!(response.status, 200, "{}", response.text);
+    let entries = response.json()["entry"].as_array().unwrap().clone();
+    let outcome = &entries[2]["response"]["outcome"];
+    let findings = issues_with_code(outcome, "business-rule");
+    assert!(
+        !findings.is_empty(),
+        "the second dose is checked against the first: {}",
+        response.text
+    );
+    assert_eq!(
+        findings[0]["expression"][0], "Bundle.entry[2].resource.occurrenceDateTime",
+        "{outcome}"
+    );
+    assert!(
+        findings[0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("2024-04-22")
+    );
+    assert!(
+        issues_with_code(&entries[1]["response"]["outcome"], "business-rule").is_empty(),
+        "the first dose is fine: {}",
+        response.text
+    );
+}
