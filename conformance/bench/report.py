@@ -74,6 +74,40 @@ if syncs:
     lines.append(syncs)
     lines.append("")
 
+# Peer written by conformance/bench/peer/run-peer.sh in the same run (skipped with NO_PEER=1 or
+# without node): the same four scenarios against Medplum's FHIR router and in-memory repository.
+peer_names = ["create", "transaction", "read", "search"]
+if all(os.path.exists(f"target/bench/peer-{name}.txt") for name in peer_names):
+    info = {}
+    if os.path.exists("target/bench/peer-info.txt"):
+        info = dict(line.split(" ", 1) for line in open("target/bench/peer-info.txt").read().splitlines() if " " in line)
+    lines += [
+        f"**Musubi / peer.** Peer: Medplum {info.get('medplum', '?')} `@medplum/fhir-router` with its `MemoryRepository`, "
+        f"Node {info.get('node', '?')}, one process, same wrk parameters, scripts and order "
+        f"({info.get('stored', '?')} Immunizations held before its search run, RSS then "
+        f"{int(info.get('rss_kib', 0)) / 1024:.0f} MiB; conformance/bench/peer/README.md).",
+        "",
+        "| scenario | Musubi req/s | peer req/s | peer non-2xx | peer timeouts | Musubi / peer |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (name, (rps, _p50, _p99, _errors), *_rest), peer_name in zip(rows, peer_names):
+        peer_rps, _pp50, _pp99, peer_errors = wrk(f"peer-{peer_name}")
+        timeouts = re.search(r"timeout (\d+)", open(f"target/bench/peer-{peer_name}.txt").read())
+        ratio = f"{rps / peer_rps:.2f}" if peer_rps > 0 else "– (peer finished no request)"
+        lines.append(
+            f"| {name} | {rps:.0f} | {peer_rps:.0f} | {peer_errors} | {int(timeouts.group(1)) if timeouts else 0} | {ratio} |"
+        )
+    validated = "validates each write with Medplum's validator" if info.get("validate") == "1" else "does no validation on write"
+    lines += [
+        "",
+        "The peer keeps its data in memory (nothing is written to disk, everything is lost on exit) and "
+        f"{validated}, while Musubi validates, runs the routine-vaccination rules and acknowledges a write "
+        f"only once it is durable (fdatasync). Both share the machine's {os.cpu_count()} cores: Musubi with one HTTP worker "
+        "thread per core, the peer as one Node process (one JavaScript thread). "
+        "The peer's search is a linear scan that evaluates FHIRPath on every stored Immunization.",
+        "",
+    ]
+
 marker_start = "<!-- bench:start -->"
 marker_end = "<!-- bench:end -->"
 block = marker_start + "\n" + "\n".join(lines) + marker_end

@@ -111,6 +111,13 @@ startup_ms=$(( ($(date +%s%N) - started_at) / 1000000 ))
 restarted_rss=$(rss_kib)
 echo "startup with $stored Immunizations: ${startup_ms} ms; RSS idle ${idle_rss} KiB, after load ${loaded_rss} KiB, after restart ${restarted_rss} KiB" >&2
 
+# ---- Peer: Medplum's FHIR router, in memory, same scenarios (conformance/bench/peer/README.md).
+# Skipped with NO_PEER=1 or without node; old peer results are removed so they never leak into
+# this run's report.
+rm -f target/bench/peer-*.txt
+if command -v node >/dev/null && [ -z "${NO_PEER:-}" ]; then conformance/bench/peer/run-peer.sh "$duration" target/bench || echo "peer run failed" >&2; fi
+# ---- end peer
+
 python3 conformance/bench/report.py "$out" "$duration" "$connections" "$fsync_rate" "$stored" "$strace_out" \
   "$startup_ms" "$idle_rss" "$loaded_rss" "$restarted_rss"
 echo "wrote $out" >&2

@@ -1,6 +1,6 @@
 //! The key layout of the store, in one place.
 //!
-//! Everything lives in one sled tree so that one `apply_batch` makes a group of writes atomic.
+//! Everything lives in one fjall keyspace so that one batch makes a group of writes atomic.
 //! Keys start with a one-letter table tag and use `\0` as a separator: resource types, ids
 //! (`[A-Za-z0-9.-]`), search-parameter codes and index values never contain it.
 

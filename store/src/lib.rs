@@ -1,22 +1,21 @@
 //! Musubi's storage: resources, their full version history and their search-index entries,
 //! behind the [`Store`] trait.
 //!
-//! The embedded default is [`SledStore`]: sled holds the data, and a write-ahead log with group
-//! commit makes every acknowledged write durable (one `fdatasync` per group of concurrent
-//! writers). A transaction's resource versions, history and index entries become visible and
-//! durable together or not at all.
+//! The embedded default is [`FjallStore`]: fjall (an LSM-tree) holds the data, and its journal,
+//! synced once per group of concurrent writers (group commit, one `fdatasync`), makes every
+//! acknowledged write durable. A transaction's resource versions, history, index entries and
+//! change-log entry become visible and durable together or not at all (docs/adr/0003).
 
 mod engine;
 mod keys;
 mod query;
 mod record;
-mod wal;
 mod writer;
 
 use std::future::Future;
 use std::pin::Pin;
 
-pub use engine::{SledStore, StoreOptions};
+pub use engine::{FjallStore, SledStore, StoreOptions};
 pub use query::{SearchPage, SearchRequest};
 pub use record::{Method, StoredVersion};
 pub use writer::format_instant;

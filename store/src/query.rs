@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use crate::engine::SledStore;
+use crate::engine::{FjallStore, io};
 use crate::keys;
 use crate::record::{RecordHeader, StoredVersion};
 use crate::{Store, StoreError};
@@ -38,11 +38,11 @@ pub struct SearchPage {
 const MAX_INCLUDED: usize = 1000;
 
 pub(crate) fn execute(
-    store: &SledStore,
+    store: &FjallStore,
     request: &SearchRequest<'_>,
 ) -> Result<SearchPage, StoreError> {
     let rt = request.resource_type;
-    let db = store.db();
+    let data = store.data();
     let criteria = &request.query.criteria;
 
     // Candidates are produced lazily, so a search that only needs one page stops early.
@@ -56,11 +56,11 @@ pub(crate) fn execute(
                     prefixes
                         .into_iter()
                         .flat_map(move |seek| {
-                            db.scan_prefix(keys::index_seek(rt, &criterion.param, &seek))
+                            data.prefix(keys::index_seek(rt, &criterion.param, &seek))
                         })
-                        .filter_map(move |entry| match entry {
+                        .filter_map(move |entry| match entry.key() {
                             Err(e) => Some(Err(io(e))),
-                            Ok((key, _)) => {
+                            Ok(key) => {
                                 let id = keys::id_of_index_key(&key)?.to_owned();
                                 seen.insert(id.clone()).then_some(Ok(id))
                             }
@@ -70,8 +70,8 @@ pub(crate) fn execute(
             None => {
                 let prefix = keys::current_prefix(rt);
                 let skip = prefix.len();
-                Box::new(db.scan_prefix(prefix).filter_map(move |entry| {
-                    match entry {
+                Box::new(data.prefix(prefix).filter_map(move |entry| {
+                    match entry.into_inner() {
                         Err(e) => Some(Err(io(e))),
                         Ok((key, raw)) => RecordHeader::peek(&raw)
                             .filter(|h| !h.deleted)
@@ -97,7 +97,7 @@ pub(crate) fn execute(
             matched.push((Vec::new(), id));
             continue;
         }
-        let entries = load_entries(db, rt, &id)?;
+        let entries = load_entries(data, rt, &id)?;
         if criteria.iter().all(|c| c.matches(&entries)) {
             let sort_keys = sort
                 .iter()
@@ -147,7 +147,7 @@ pub(crate) fn execute(
 }
 
 fn add_includes(
-    store: &SledStore,
+    store: &FjallStore,
     request: &SearchRequest<'_>,
     page: &mut SearchPage,
 ) -> Result<(), StoreError> {
@@ -162,10 +162,10 @@ fn add_includes(
         .iter()
         .map(|v| (v.resource_type.clone(), v.id.clone()))
         .collect();
-    let db = store.db();
+    let data = store.data();
     let mut included = Vec::new();
     for version in &page.matches {
-        let entries = load_entries(db, rt, &version.id)?;
+        let entries = load_entries(data, rt, &version.id)?;
         for reference in query.include_references(rt, &entries) {
             let Some((target_type, target_id)) = reference.split_once('/') else {
                 continue;
@@ -185,8 +185,8 @@ fn add_includes(
         for (source_type, param) in &revincludes {
             let mut value = target.as_bytes().to_vec();
             value.push(0);
-            for entry in db.scan_prefix(keys::index_prefix(source_type, param, &value)) {
-                let (key, _) = entry.map_err(io)?;
+            for entry in data.prefix(keys::index_prefix(source_type, param, &value)) {
+                let key = entry.key().map_err(io)?;
                 let Some(source_id) = keys::id_of_index_key(&key) else {
                     continue;
                 };
@@ -207,14 +207,14 @@ fn add_includes(
     Ok(())
 }
 
-fn load_entries(db: &sled::Db, rt: &str, id: &str) -> Result<Vec<search::IndexEntry>, StoreError> {
-    match db.get(keys::entries(rt, id)).map_err(io)? {
+fn load_entries(
+    data: &fjall::Keyspace,
+    rt: &str,
+    id: &str,
+) -> Result<Vec<search::IndexEntry>, StoreError> {
+    match data.get(keys::entries(rt, id)).map_err(io)? {
         Some(blob) => postcard::from_bytes(&blob)
             .map_err(|e| StoreError::Corrupt(format!("index entries of {rt}/{id}: {e}"))),
         None => Ok(Vec::new()),
     }
-}
-
-fn io(error: sled::Error) -> StoreError {
-    StoreError::Io(error.to_string())
 }

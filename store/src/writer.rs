@@ -1,26 +1,31 @@
 //! The single writer: drains queued transactions, checks their preconditions, assigns versions,
-//! and commits whole groups with one `fdatasync` (group commit).
+//! and commits whole groups as one atomic fjall batch with one `fdatasync` (group commit).
 //!
 //! One thread owns every write, so preconditions (`If-Match`, create-if-absent) are checked and
 //! applied without races, and concurrent clients share fsyncs instead of queueing for one each.
 
-use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 
 use bytes::Bytes;
+use fjall::{Database, Keyspace, PersistMode, Slice};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
+use xxhash_rust::xxh3::{Xxh3, Xxh3Builder};
+
+use crate::engine::io;
 use crate::keys;
 use crate::record::{Method, RecordHeader, StoredVersion};
-use crate::wal::{KvOp, Wal};
 use crate::{Committed, Precondition, StoreError, Write, WriteAction, WriteOutcome};
 
 /// How many queued transactions one group may take; bounds the latency of the first of them.
 const MAX_GROUP: usize = 1024;
-/// Checkpoint once the log holds this much, so restart replay stays short.
-const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
+/// A group stops taking transactions once it holds this many resource writes, which bounds the
+/// memory of one batch when bulk imports queue several large chunks at once.
+const MAX_GROUP_WRITES: usize = 4096;
 
 pub(crate) enum Message {
     Commit {
@@ -32,25 +37,50 @@ pub(crate) enum Message {
     },
 }
 
-pub(crate) struct Writer {
-    pub db: sled::Db,
-    pub wal: Wal,
-    pub next_seq: u64,
-    pub data_dir: std::path::PathBuf,
-    /// Set after a failed fsync: the state of the log is unknown, so no further write is accepted.
-    /// Shared with the store handle so readiness checks see it.
-    pub poisoned: std::sync::Arc<std::sync::atomic::AtomicBool>,
+impl Message {
+    fn write_count(&self) -> usize {
+        match self {
+            Message::Commit { writes, .. } => writes.len(),
+            Message::Shutdown { .. } => 0,
+        }
+    }
 }
 
-type Overlay = HashMap<Vec<u8>, Option<Vec<u8>>>;
+pub(crate) struct Writer {
+    pub db: Database,
+    pub data: Keyspace,
+    pub next_seq: u64,
+    /// Set after a failed fsync: the state of the journal is unknown, so no further write is
+    /// accepted. Shared with the store handle so readiness checks see it.
+    pub poisoned: Arc<AtomicBool>,
+    pub overlay_hasher: Xxh3Builder,
+}
+
+/// Values written earlier in the same group (or transaction) but not yet in fjall, by key.
+/// Only the keys the writer reads back are kept: current records and index-entry blobs.
+/// `Slice` clones share one buffer, so a value lives once in memory for overlay and batch.
+/// Hashed with xxh3 under a per-process random seed: SipHash showed up in profiles of bulk
+/// imports, and the seed keeps client-chosen ids from forcing collisions.
+type Overlay = std::collections::HashMap<Vec<u8>, Option<Slice>, Xxh3Builder>;
+
+/// A hasher for the overlays with a fresh random seed (one per writer).
+pub(crate) fn overlay_hasher() -> Xxh3Builder {
+    use std::hash::BuildHasher;
+    let seed = std::collections::hash_map::RandomState::new().hash_one(0u8);
+    Xxh3Builder::new().with_seed(seed)
+}
 
 impl Writer {
     pub(crate) fn run(mut self, inbox: Receiver<Message>) {
         while let Ok(first) = inbox.recv() {
+            let mut writes = first.write_count();
             let mut batch = vec![first];
-            while batch.len() < MAX_GROUP {
+            while batch.len() < MAX_GROUP && writes < MAX_GROUP_WRITES {
                 match inbox.try_recv() {
-                    Ok(message) => batch.push(message),
+                    Ok(message) => {
+                        writes += message.write_count();
+                        batch.push(message);
+                    }
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                 }
             }
@@ -63,11 +93,6 @@ impl Writer {
                 }
             }
             self.commit_group(commits);
-            if self.wal.len() > CHECKPOINT_BYTES
-                && let Err(error) = self.checkpoint()
-            {
-                tracing::error!(%error, "checkpoint failed; the write-ahead log keeps the data");
-            }
             if let Some(reply) = shutdown {
                 let result = self.checkpoint();
                 let _ = reply.send(result);
@@ -76,7 +101,7 @@ impl Writer {
         }
         // Every handle was dropped without an explicit shutdown: still leave a clean state.
         if let Err(error) = self.checkpoint() {
-            tracing::error!(%error, "final checkpoint failed; the write-ahead log keeps the data");
+            tracing::error!(%error, "final checkpoint failed; the journal keeps the data");
         }
     }
 
@@ -85,38 +110,36 @@ impl Writer {
             return;
         }
         let now_ms = now_millis();
-        let mut group: Overlay = HashMap::new();
+        let mut group = Overlay::with_hasher(self.overlay_hasher);
         let mut pending = Vec::with_capacity(commits.len());
-        let mut sled_batch = sled::Batch::default();
+        // One batch for the whole group: fjall writes it to its journal as one atomic unit, so
+        // each transaction in it is atomic too, and `SyncData` makes it one `fdatasync`.
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
         for (writes, reply) in commits {
-            if self.poisoned.load(std::sync::atomic::Ordering::Relaxed) {
+            if self.poisoned.load(Ordering::Relaxed) {
                 let _ = reply.send(Err(StoreError::Unavailable(
-                    "an earlier disk write failed; restart to recover from the log".into(),
+                    "an earlier disk write failed; restart to recover from the journal".into(),
                 )));
                 continue;
             }
             let mut tx = Transaction {
-                db: &self.db,
+                data: &self.data,
                 group: &group,
-                local: HashMap::new(),
+                local: Overlay::with_hasher(self.overlay_hasher),
                 ops: Vec::new(),
             };
-            match plan_transaction(&mut tx, writes, now_ms, &mut self.next_seq) {
+            let mut next_seq = self.next_seq;
+            match plan_transaction(&mut tx, writes, now_ms, &mut next_seq) {
                 Ok(committed) => {
-                    let ops = tx.ops;
-                    if !ops.is_empty()
-                        && let Err(error) = self.wal.append(&ops)
-                    {
-                        let _ = reply.send(Err(StoreError::Io(error.to_string())));
-                        continue;
-                    }
-                    for op in ops {
-                        match &op.value {
-                            Some(v) => sled_batch.insert(op.key.clone(), v.clone()),
-                            None => sled_batch.remove(op.key.clone()),
+                    self.next_seq = next_seq;
+                    let Transaction { local, ops, .. } = tx;
+                    for (key, value) in ops {
+                        match value {
+                            Some(v) => batch.insert(&self.data, key, v),
+                            None => batch.remove(&self.data, key),
                         }
-                        group.insert(op.key, op.value);
                     }
+                    group.extend(local);
                     pending.push((reply, committed));
                 }
                 Err(error) => {
@@ -127,75 +150,75 @@ impl Writer {
         if pending.is_empty() {
             return;
         }
-        if let Err(error) = self.wal.sync() {
-            tracing::error!(%error, "fdatasync of the write-ahead log failed; refusing further writes");
-            self.poisoned
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+        // Readers see the group only after the journal holds it durably: fjall applies the
+        // batch to its memtables after the sync.
+        if let Err(error) = batch.commit() {
+            tracing::error!(%error, "writing the commit group failed; refusing further writes");
+            self.poisoned.store(true, Ordering::Relaxed);
             for (reply, _) in pending {
                 let _ = reply.send(Err(StoreError::Io(error.to_string())));
             }
             return;
-        }
-        if let Err(error) = self.db.apply_batch(sled_batch) {
-            // The log has the group; a restart replays it. Serving on would read stale state.
-            tracing::error!(%error, "applying a committed group to sled failed; refusing further writes");
-            self.poisoned
-                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         for (reply, committed) in pending {
             let _ = reply.send(Ok(committed));
         }
     }
 
-    /// Make sled's state durable on its own (flush, then a real fsync of every file) and empty
-    /// the log.
+    /// Leave a clean state. Everything committed is already durable in the journal; flushing
+    /// the memtables into sorted files as well means the next start replays (and holds in
+    /// memory) nothing, which keeps start-up time and idle memory small. `SyncAll` makes the
+    /// journal's metadata durable before the process exits.
     pub(crate) fn checkpoint(&mut self) -> Result<(), StoreError> {
-        self.db.flush().map_err(|e| StoreError::Io(e.to_string()))?;
-        crate::engine::fsync_tree(&self.data_dir.join("sled"))
-            .map_err(|e| StoreError::Io(e.to_string()))?;
-        self.wal
-            .truncate()
-            .map_err(|e| StoreError::Io(e.to_string()))?;
-        tracing::debug!(wal = %self.wal.path().display(), "checkpoint complete");
+        // fjall 3.1 offers the flush only as `#[doc(hidden)]` API; Cargo.toml keeps fjall
+        // within 3.1 for that reason.
+        self.data.rotate_memtable_and_wait().map_err(io)?;
+        self.db.persist(PersistMode::SyncAll).map_err(io)?;
+        tracing::debug!("checkpoint complete");
         Ok(())
     }
 }
 
 type CommitReply = oneshot::Sender<Result<Vec<Committed>, StoreError>>;
 
-/// Reads see, in order: this transaction's own writes, the group's earlier transactions, sled.
+/// Reads see, in order: this transaction's own writes, the group's earlier transactions, fjall.
 struct Transaction<'a> {
-    db: &'a sled::Db,
+    data: &'a Keyspace,
     group: &'a Overlay,
+    /// This transaction's writes of keys it may read back (see [`Overlay`]).
     local: Overlay,
-    ops: Vec<KvOp>,
+    ops: Vec<(Vec<u8>, Option<Slice>)>,
 }
 
 impl Transaction<'_> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    fn get(&self, key: &[u8]) -> Result<Option<Slice>, StoreError> {
         if let Some(v) = self.local.get(key) {
             return Ok(v.clone());
         }
         if let Some(v) = self.group.get(key) {
             return Ok(v.clone());
         }
-        self.db
-            .get(key)
-            .map(|v| v.map(|v| v.to_vec()))
-            .map_err(|e| StoreError::Io(e.to_string()))
+        self.data.get(key).map_err(io)
     }
 
-    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+    /// Write a key that later writes of the group may read back (current record, entries).
+    fn put_readable(&mut self, key: Vec<u8>, value: Slice) {
         self.local.insert(key.clone(), Some(value.clone()));
-        self.ops.push(KvOp {
-            key,
-            value: Some(value),
-        });
+        self.ops.push((key, Some(value)));
+    }
+
+    /// Write a key the writer never reads (history, index entries, change log).
+    fn put(&mut self, key: Vec<u8>, value: Slice) {
+        self.ops.push((key, Some(value)));
+    }
+
+    fn remove_readable(&mut self, key: Vec<u8>) {
+        self.local.insert(key.clone(), None);
+        self.ops.push((key, None));
     }
 
     fn remove(&mut self, key: Vec<u8>) {
-        self.local.insert(key.clone(), None);
-        self.ops.push(KvOp { key, value: None });
+        self.ops.push((key, None));
     }
 }
 
@@ -281,20 +304,25 @@ fn plan_write(
                 content_hash,
                 body: Bytes::from(body),
             };
-            remove_index_entries(tx, rt, id)?;
+            if live_version.is_some() {
+                remove_index_entries(tx, rt, id)?;
+            }
             for entry in &entries {
                 tx.put(
                     keys::index(rt, &entry.param, &entry.value.key_bytes(), id),
-                    Vec::new(),
+                    Slice::empty(),
                 );
             }
             let entries_blob = postcard::to_allocvec(&entries)
                 .map_err(|e| StoreError::Invalid(format!("index entries of {rt}/{id}: {e}")))?;
-            tx.put(keys::entries(rt, id), entries_blob);
-            let record = version.encode();
+            tx.put_readable(keys::entries(rt, id), Slice::from(entries_blob));
+            let record = Slice::from(version.encode());
             tx.put(keys::history(rt, id, next_version), record.clone());
-            tx.put(current_key, record);
-            tx.put(keys::log(*next_seq), keys::log_value(rt, id, next_version));
+            tx.put_readable(current_key, record);
+            tx.put(
+                keys::log(*next_seq),
+                Slice::from(keys::log_value(rt, id, next_version)),
+            );
             *next_seq += 1;
             let outcome = match method {
                 Method::Create => WriteOutcome::Created,
@@ -329,11 +357,14 @@ fn plan_write(
                 body: Bytes::new(),
             };
             remove_index_entries(tx, rt, id)?;
-            tx.remove(keys::entries(rt, id));
-            let record = version.encode();
+            tx.remove_readable(keys::entries(rt, id));
+            let record = Slice::from(version.encode());
             tx.put(keys::history(rt, id, next_version), record.clone());
-            tx.put(current_key, record);
-            tx.put(keys::log(*next_seq), keys::log_value(rt, id, next_version));
+            tx.put_readable(current_key, record);
+            tx.put(
+                keys::log(*next_seq),
+                Slice::from(keys::log_value(rt, id, next_version)),
+            );
             *next_seq += 1;
             Ok(Committed {
                 outcome: WriteOutcome::Deleted,
@@ -371,8 +402,13 @@ fn content_hash(resource: &mut Value) -> u128 {
             object.shift_remove("meta");
         }
     }
-    let canonical = serde_json::to_vec(resource).unwrap_or_default();
-    xxhash_rust::xxh3::xxh3_128(&canonical)
+    // Streamed into the hasher: the same value as hashing the serialised bytes at once (the
+    // stored hashes of earlier versions stay comparable), without building those bytes.
+    let mut hasher = Xxh3::new();
+    if serde_json::to_writer(&mut hasher, resource).is_err() {
+        hasher.reset();
+    }
+    hasher.digest128()
 }
 
 /// Put `meta.versionId` and `meta.lastUpdated` first in `meta`, and `meta` right after `id`
@@ -431,6 +467,20 @@ mod tests {
         assert_eq!(r["meta"]["versionId"], "2");
         assert_eq!(r["meta"]["lastUpdated"], "1970-01-01T00:00:00.000Z");
         assert!(r["meta"]["profile"].is_array());
+    }
+
+    #[test]
+    fn streamed_content_hash_equals_the_hash_of_the_serialised_bytes() {
+        // Stored versions carry hashes computed from `to_vec`; they must stay comparable.
+        for resource in [
+            serde_json::json!({"resourceType": "Patient", "id": "p1"}),
+            serde_json::json!({"resourceType": "Patient", "id": "p1", "name": [{"text": "山田\u{3000}太郎"}], "meta": {"profile": ["x"]}}),
+            serde_json::json!({"resourceType": "Observation", "id": "o", "valueQuantity": {"value": 12.50}, "note": [{"text": "x".repeat(5000)}]}),
+        ] {
+            let mut streamed = resource.clone();
+            let expected = xxhash_rust::xxh3::xxh3_128(&serde_json::to_vec(&resource).unwrap());
+            assert_eq!(content_hash(&mut streamed), expected);
+        }
     }
 
     #[test]

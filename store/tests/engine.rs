@@ -1,0 +1,354 @@
+//! The embedded store through its public API: atomic commits, preconditions inside one commit
+//! group, index maintenance, history, and what survives reopening the data directory.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use store::{
+    FjallStore, HistoryScope, Precondition, SearchRequest, Store, StoreError, StoreOptions, Write,
+    WriteAction, WriteOutcome,
+};
+
+fn open(dir: &Path) -> FjallStore {
+    FjallStore::open(dir, &StoreOptions::default()).unwrap()
+}
+
+fn put(rt: &str, id: &str, precondition: Precondition, resource: Value) -> Write {
+    Write {
+        resource_type: rt.into(),
+        id: id.into(),
+        precondition,
+        action: WriteAction::Put(resource),
+    }
+}
+
+fn patient(id: &str, family: &str) -> Value {
+    json!({"resourceType": "Patient", "id": id, "name": [{"family": family}]})
+}
+
+fn immunization(id: &str, patient: &str) -> Value {
+    json!({
+        "resourceType": "Immunization", "id": id, "status": "completed",
+        "vaccineCode": {"text": "x"}, "patient": {"reference": patient},
+        "occurrenceDateTime": "2024-06-03"
+    })
+}
+
+fn search_ids(store: &FjallStore, rt: &str, params: &[(&str, &str)]) -> Vec<String> {
+    let params: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let query = search::parse_query(search::Registry::r4(), rt, &params, true).unwrap();
+    let page = store
+        .search(&SearchRequest {
+            resource_type: rt,
+            query: &query,
+            offset: 0,
+            count: 100,
+            need_total: true,
+        })
+        .unwrap();
+    let mut ids: Vec<String> = page.matches.into_iter().map(|v| v.id).collect();
+    ids.sort();
+    ids
+}
+
+fn body(store: &FjallStore, rt: &str, id: &str) -> Value {
+    let version = store.read(rt, id).unwrap().unwrap();
+    serde_json::from_slice(&version.body).unwrap()
+}
+
+#[tokio::test]
+async fn commits_are_read_back_with_meta_and_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let created = store
+        .commit(vec![put(
+            "Patient",
+            "p1",
+            Precondition::MustNotExist,
+            patient("p1", "Yamada"),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(created[0].outcome, WriteOutcome::Created);
+    assert_eq!(created[0].version.version, 1);
+    let stored = body(&store, "Patient", "p1");
+    assert_eq!(stored["meta"]["versionId"], "1");
+    assert_eq!(stored["name"][0]["family"], "Yamada");
+
+    // The same content again changes nothing; new content makes version 2.
+    let same = store
+        .commit(vec![put(
+            "Patient",
+            "p1",
+            Precondition::None,
+            patient("p1", "Yamada"),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(same[0].outcome, WriteOutcome::Unchanged);
+    assert_eq!(same[0].version.version, 1);
+    let updated = store
+        .commit(vec![put(
+            "Patient",
+            "p1",
+            Precondition::VersionIs(1),
+            patient("p1", "Suzuki"),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(updated[0].outcome, WriteOutcome::Updated);
+    assert_eq!(store.read("Patient", "p1").unwrap().unwrap().version, 2);
+    let v1 = store.vread("Patient", "p1", 1).unwrap().unwrap();
+    let v1: Value = serde_json::from_slice(&v1.body).unwrap();
+    assert_eq!(v1["name"][0]["family"], "Yamada");
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_precondition_rolls_back_its_whole_transaction_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    store
+        .commit(vec![put(
+            "Patient",
+            "taken",
+            Precondition::None,
+            patient("taken", "A"),
+        )])
+        .await
+        .unwrap();
+    // Queued back to back (each `commit` enqueues before it is awaited), so the writer usually
+    // takes them as one group; the outcome must be the same either way.
+    let failing = store.commit(vec![
+        put(
+            "Patient",
+            "new-1",
+            Precondition::None,
+            patient("new-1", "B"),
+        ),
+        put(
+            "Patient",
+            "taken",
+            Precondition::MustNotExist,
+            patient("taken", "C"),
+        ),
+    ]);
+    let passing = store.commit(vec![put(
+        "Patient",
+        "new-2",
+        Precondition::None,
+        patient("new-2", "D"),
+    )]);
+    let conflicting = store.commit(vec![put(
+        "Patient",
+        "taken",
+        Precondition::VersionIs(7),
+        patient("taken", "E"),
+    )]);
+    let (failing, passing, conflicting) = tokio::join!(failing, passing, conflicting);
+    assert!(matches!(
+        failing,
+        Err(StoreError::AlreadyExists { version: 1, .. })
+    ));
+    assert!(matches!(
+        conflicting,
+        Err(StoreError::VersionConflict {
+            expected: 7,
+            current: Some(1),
+            ..
+        })
+    ));
+    assert_eq!(passing.unwrap()[0].outcome, WriteOutcome::Created);
+    assert!(store.read("Patient", "new-1").unwrap().is_none());
+    assert_eq!(body(&store, "Patient", "taken")["name"][0]["family"], "A");
+    let history = store.history(&HistoryScope::System, None, 0, 10).unwrap();
+    let ids: Vec<&str> = history.versions.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids, ["new-2", "taken"]);
+}
+
+#[tokio::test]
+async fn writes_in_one_group_see_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // The second is enqueued before the first is acknowledged: whether the writer takes both
+    // as one group or not, the second must see the first.
+    let first = store.commit(vec![put(
+        "Patient",
+        "p1",
+        Precondition::MustNotExist,
+        patient("p1", "A"),
+    )]);
+    let second = store.commit(vec![put(
+        "Patient",
+        "p1",
+        Precondition::VersionIs(1),
+        patient("p1", "B"),
+    )]);
+    let (first, second) = tokio::join!(first, second);
+    assert_eq!(first.unwrap()[0].version.version, 1);
+    assert_eq!(second.unwrap()[0].version.version, 2);
+    // The update replaced the index entries written earlier in the same group.
+    assert_eq!(search_ids(&store, "Patient", &[("family", "B")]), ["p1"]);
+    assert!(search_ids(&store, "Patient", &[("family", "A")]).is_empty());
+}
+
+#[tokio::test]
+async fn index_entries_follow_updates_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .commit(vec![
+            put(
+                "Immunization",
+                "i1",
+                Precondition::None,
+                immunization("i1", "Patient/p1"),
+            ),
+            put(
+                "Immunization",
+                "i2",
+                Precondition::None,
+                immunization("i2", "Patient/p10"),
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        search_ids(&store, "Immunization", &[("patient", "Patient/p1")]),
+        ["i1"]
+    );
+    store
+        .commit(vec![put(
+            "Immunization",
+            "i1",
+            Precondition::None,
+            immunization("i1", "Patient/p2"),
+        )])
+        .await
+        .unwrap();
+    assert!(search_ids(&store, "Immunization", &[("patient", "Patient/p1")]).is_empty());
+    assert_eq!(
+        search_ids(&store, "Immunization", &[("patient", "Patient/p2")]),
+        ["i1"]
+    );
+    let deleted = store
+        .commit(vec![Write {
+            resource_type: "Immunization".into(),
+            id: "i1".into(),
+            precondition: Precondition::None,
+            action: WriteAction::Delete,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(deleted[0].outcome, WriteOutcome::Deleted);
+    assert!(search_ids(&store, "Immunization", &[("patient", "Patient/p2")]).is_empty());
+    assert_eq!(search_ids(&store, "Immunization", &[]), ["i2"]);
+    assert!(
+        store
+            .read("Immunization", "i1")
+            .unwrap()
+            .unwrap()
+            .is_deleted()
+    );
+    // Recreating after a delete (version 3) is a create of version 4.
+    let again = store
+        .commit(vec![put(
+            "Immunization",
+            "i1",
+            Precondition::MustNotExist,
+            immunization("i1", "Patient/p3"),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(again[0].outcome, WriteOutcome::Created);
+    assert_eq!(again[0].version.version, 4);
+    let history = store
+        .history(
+            &HistoryScope::Instance("Immunization".into(), "i1".into()),
+            None,
+            0,
+            10,
+        )
+        .unwrap();
+    let versions: Vec<u64> = history.versions.iter().map(|v| v.version).collect();
+    assert_eq!(versions, [4, 3, 2, 1]);
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_reopen_with_and_without_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        store
+            .commit(vec![put(
+                "Patient",
+                "clean",
+                Precondition::None,
+                patient("clean", "A"),
+            )])
+            .await
+            .unwrap();
+        store.shutdown().await.unwrap();
+        assert!(store.ready().is_err());
+        assert!(matches!(
+            store
+                .commit(vec![put(
+                    "Patient",
+                    "late",
+                    Precondition::None,
+                    patient("late", "B")
+                )])
+                .await,
+            Err(StoreError::Unavailable(_))
+        ));
+        // Reads still work after shutdown.
+        assert!(store.read("Patient", "clean").unwrap().is_some());
+    }
+    {
+        let store = open(dir.path());
+        assert!(store.ready().is_ok());
+        assert_eq!(body(&store, "Patient", "clean")["name"][0]["family"], "A");
+        store
+            .commit(vec![put(
+                "Patient",
+                "dropped",
+                Precondition::None,
+                patient("dropped", "C"),
+            )])
+            .await
+            .unwrap();
+        // Dropped without shutdown: the acknowledged write is already in the synced journal.
+    }
+    let store = open(dir.path());
+    assert_eq!(body(&store, "Patient", "dropped")["name"][0]["family"], "C");
+    assert!(store.read("Patient", "late").unwrap().is_none());
+    // The change log continues after the last sequence number instead of overwriting it.
+    store
+        .commit(vec![put(
+            "Patient",
+            "third",
+            Precondition::None,
+            patient("third", "D"),
+        )])
+        .await
+        .unwrap();
+    let history = store
+        .history(&HistoryScope::Type("Patient".into()), None, 0, 10)
+        .unwrap();
+    let ids: Vec<&str> = history.versions.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids, ["third", "dropped", "clean"]);
+}
+
+#[test]
+fn a_sled_data_directory_is_refused_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("sled")).unwrap();
+    let error = FjallStore::open(dir.path(), &StoreOptions::default())
+        .err()
+        .unwrap();
+    assert!(error.to_string().contains("sled"), "{error}");
+}
