@@ -4,6 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc instead of glibc malloc: the store writer and the import allocate and free many
+/// small JSON values, and glibc kept freed memory (peak RSS) and spent a third of the writer's
+/// time in malloc/free (docs/adr/0003-storage-engine.md, docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use gateway::config::Config;
 
 #[derive(Parser)]
