@@ -37,9 +37,9 @@ if os.path.exists(strace_path):
     syncs = (
         f"In a second, traced create run (`strace -f -c`, which slows every syscall) the server made {counts.get('fdatasync', 0)} fdatasync and "
         f"{counts.get('fsync', 0)} fsync calls for about {creates:.0f} acknowledged creates: "
-        f"{creates / max(durable_syncs, 1):.1f} creates per durable sync (group commit). "
-        f"The {counts.get('sync_file_range', 0)} sync_file_range calls are sled's background flusher; "
-        "durability does not depend on them (docs/adr/0001-storage.md)."
+        f"{creates / max(durable_syncs, 1):.1f} creates per durable sync (group commit: one journal "
+        "fdatasync per group of concurrent commits; the fsyncs are new journal and table files, "
+        "docs/adr/0003-storage-engine.md)."
     )
 
 lines = [
