@@ -164,19 +164,25 @@ impl Domain {
         }
     }
 
-    /// Profile issues of a resource: every known profile it claims, plus its type's default
-    /// profile when `enforce` is set.
-    pub fn profile_issues(&self, resource: &Value, enforce: bool) -> Vec<Issue> {
+    /// Profile issues of a resource: every known profile it claims, `also`, and its type's
+    /// default profile when the type is one of `enforce` (`profiles.enforce`).
+    pub fn profile_issues(
+        &self,
+        resource: &Value,
+        also: &[&str],
+        enforce: &[String],
+    ) -> Vec<Issue> {
         let resource_type = resource
             .get("resourceType")
             .and_then(Value::as_str)
             .unwrap_or("");
-        let default = enforce
-            .then(|| self.profiles.default_for_type(resource_type))
-            .flatten()
-            .map(|p| p.url().to_owned());
-        let also: Vec<&str> = default.iter().map(String::as_str).collect();
-        self.profiles.validate(resource, &also, &self.checker())
+        let mut profiles = also.to_vec();
+        if enforce.iter().any(|t| t == resource_type)
+            && let Some(default) = self.profiles.default_for_type(resource_type)
+        {
+            profiles.push(default.url());
+        }
+        self.profiles.validate(resource, &profiles, &self.checker())
     }
 
     /// The vaccine type a coding names (a product code in any system form, or a vaccine type).

@@ -145,13 +145,9 @@ fn resource_problem(state: &AppState, line: u64, resource: &Value) -> Option<Row
         .unwrap_or_default();
     let mut issues = fhir::validate::validate_resource(fhir::Definitions::r4(), resource);
     if !issues.iter().any(|i| i.severity.is_error()) {
-        let enforce = state
-            .config
-            .profiles
-            .enforce
-            .iter()
-            .any(|t| t == resource_type);
-        issues = state.domain.profile_issues(resource, enforce);
+        issues = state
+            .domain
+            .profile_issues(resource, &[], &state.config.profiles.enforce);
     }
     let error = issues.into_iter().find(|i| i.severity.is_error())?;
     Some(RowProblem {

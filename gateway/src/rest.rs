@@ -179,21 +179,7 @@ fn domain_issues(
 ) -> Result<Vec<fhir::validate::Issue>, ApiError> {
     let state = ctx.state;
     let domain = &state.domain;
-    let mut claimed: Vec<&str> = profiles.to_vec();
-    let enforced_default = state
-        .config
-        .profiles
-        .enforce
-        .iter()
-        .any(|t| t == resource_type)
-        .then(|| domain.profiles.default_for_type(resource_type))
-        .flatten();
-    if let Some(profile) = enforced_default {
-        claimed.push(profile.url());
-    }
-    let mut issues = domain
-        .profiles
-        .validate(resource, &claimed, &domain.checker());
+    let mut issues = domain.profile_issues(resource, profiles, &state.config.profiles.enforce);
     match resource_type {
         "Immunization" => {
             let mut findings =
