@@ -11,6 +11,11 @@ const FOLDERS: &[(&str, &str)] = &[
     ("JP_VACCINATION", "jp/vaccination"),
     ("JP_QUESTIONNAIRES", "jp/questionnaires"),
     ("JP_MUNICIPAL", "jp/municipal"),
+    ("JP_CONSENT", "jp/consent"),
+    ("JP_ROUTING", "jp/routing"),
+    ("JP_BILLING", "jp/billing"),
+    ("JP_PHR", "jp/phr"),
+    ("JP_PORTAL", "jp/portal"),
 ];
 
 fn main() {

@@ -25,7 +25,185 @@ pub struct Config {
     pub vaccination: VaccinationConfig,
     #[serde(default)]
     pub municipal: MunicipalConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// The registered OAuth clients (docs/access.md).
+    #[serde(default)]
+    pub clients: Vec<auth::Client>,
+    #[serde(default)]
+    pub rate_limits: RateLimitConfig,
+    #[serde(default)]
+    pub tls: TlsConfig,
     pub log: LogConfig,
+}
+
+/// The built-in authorization server (docs/access.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Lifetime of access tokens; keep it short, they cannot be revoked across processes.
+    #[serde(default = "default_access_token_secs")]
+    pub access_token_lifetime_secs: i64,
+    /// Lifetime of each refresh token (it slides: every use returns a successor).
+    #[serde(default = "default_refresh_token_secs")]
+    pub refresh_token_lifetime_secs: i64,
+    /// Clock skew tolerated on token times.
+    #[serde(default = "default_leeway_secs")]
+    pub leeway_secs: i64,
+    /// The ES256 signing key (PKCS#8 PEM). Empty: `<data_dir>/auth/signing-key.pem`, created
+    /// on first start. To rotate, move the old file into `previous_key_files` and start with a
+    /// new (or absent) one; tokens it signed keep verifying until they expire.
+    #[serde(default)]
+    pub signing_key_file: Option<PathBuf>,
+    /// Retired keys that only verify (SPKI public-key PEM or PKCS#8).
+    #[serde(default)]
+    pub previous_key_files: Vec<PathBuf>,
+    /// Verified tokens remembered until they expire (each miss costs an ES256 verification).
+    #[serde(default = "default_verify_cache_entries")]
+    pub verify_cache_entries: usize,
+    /// People who sign in on the built-in page (parents, for PHR apps). Each is linked to their
+    /// children by RelatedPerson resources carrying the identifier
+    /// `https://musubi.example.org/fhir/IdSystem/account|<username>`.
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    /// Which interaction each FHIR operation counts as (SMART has no operation scopes).
+    #[serde(default = "default_operations")]
+    pub operations: auth::OperationPermissions,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            access_token_lifetime_secs: default_access_token_secs(),
+            refresh_token_lifetime_secs: default_refresh_token_secs(),
+            leeway_secs: default_leeway_secs(),
+            signing_key_file: None,
+            previous_key_files: Vec::new(),
+            verify_cache_entries: default_verify_cache_entries(),
+            users: Vec::new(),
+            operations: default_operations(),
+        }
+    }
+}
+
+/// The auth crate's read-only operations plus Musubi's own: the schedule, the 予診票
+/// assessment and the barcode reader only read.
+fn default_operations() -> auth::OperationPermissions {
+    let mut operations = auth::OperationPermissions::default();
+    for name in ["$immunization-schedule", "$assess", "$from-barcode"] {
+        operations
+            .0
+            .insert(name.to_owned(), auth::Interaction::Read);
+    }
+    operations
+}
+
+fn default_access_token_secs() -> i64 {
+    300
+}
+
+fn default_refresh_token_secs() -> i64 {
+    30 * 24 * 3600
+}
+
+fn default_leeway_secs() -> i64 {
+    30
+}
+
+fn default_verify_cache_entries() -> usize {
+    100_000
+}
+
+/// A person who signs in on the built-in authorization page.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub username: String,
+    /// Argon2id PHC string (`musubi hash-secret`).
+    pub password_hash: String,
+    /// Shown on the consent page.
+    #[serde(default)]
+    pub display_name: String,
+}
+
+impl std::fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserConfig")
+            .field("username", &self.username)
+            .field("password_hash", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Request rates (token buckets): per authenticated client and per remote address.
+/// `0` per second switches a limit off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    #[serde(default = "default_client_rate")]
+    pub per_client_per_second: u32,
+    #[serde(default = "default_client_burst")]
+    pub per_client_burst: u32,
+    #[serde(default = "default_ip_rate")]
+    pub per_ip_per_second: u32,
+    #[serde(default = "default_ip_burst")]
+    pub per_ip_burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            per_client_per_second: default_client_rate(),
+            per_client_burst: default_client_burst(),
+            per_ip_per_second: default_ip_rate(),
+            per_ip_burst: default_ip_burst(),
+        }
+    }
+}
+
+fn default_client_rate() -> u32 {
+    500
+}
+
+fn default_client_burst() -> u32 {
+    1000
+}
+
+fn default_ip_rate() -> u32 {
+    1000
+}
+
+fn default_ip_burst() -> u32 {
+    2000
+}
+
+/// HTTPS and mutual TLS (docs/access.md). Off by default: the demo listens on loopback.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Server certificate chain (PEM).
+    #[serde(default)]
+    pub cert_file: PathBuf,
+    /// Server private key (PKCS#8 PEM).
+    #[serde(default)]
+    pub key_file: PathBuf,
+    /// CA certificates (PEM) that client certificates must chain to.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// `none`, `optional` (clients may present one) or `required` (the handshake fails without).
+    #[serde(default)]
+    pub client_certificates: ClientCertificates,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCertificates {
+    #[default]
+    None,
+    Optional,
+    Required,
 }
 
 /// The municipal standard-spec adapter (docs/municipal.md).
@@ -265,11 +443,81 @@ impl Config {
                 dir.display()
             ));
         }
+        self.validate_access()?;
         if self.fhir.resource_types.is_empty() {
             return Err("fhir.resource_types must list at least one resource type".into());
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| format!("log.level {:?} is not a valid filter: {e}", self.log.level))?;
+        Ok(())
+    }
+
+    fn validate_access(&self) -> Result<(), String> {
+        let auth = &self.auth;
+        if !(30..=86_400).contains(&auth.access_token_lifetime_secs) {
+            return Err(format!(
+                "auth.access_token_lifetime_secs must be between 30 and 86400, got {}",
+                auth.access_token_lifetime_secs
+            ));
+        }
+        if auth.refresh_token_lifetime_secs < auth.access_token_lifetime_secs {
+            return Err(
+                "auth.refresh_token_lifetime_secs must be at least the access-token lifetime"
+                    .into(),
+            );
+        }
+        if !(0..=300).contains(&auth.leeway_secs) {
+            return Err(format!(
+                "auth.leeway_secs must be between 0 and 300, got {}",
+                auth.leeway_secs
+            ));
+        }
+        if auth.verify_cache_entries == 0 {
+            return Err("auth.verify_cache_entries must be at least 1".into());
+        }
+        let mut usernames = std::collections::HashSet::new();
+        for user in &auth.users {
+            if user.username.is_empty() || !usernames.insert(user.username.as_str()) {
+                return Err(format!(
+                    "auth.users: username {:?} is empty or repeated",
+                    user.username
+                ));
+            }
+            if !user.password_hash.starts_with("$argon2id$") {
+                return Err(format!(
+                    "auth.users: the password_hash of {:?} is not an Argon2id PHC string (make one with `musubi hash-secret`)",
+                    user.username
+                ));
+            }
+        }
+        auth::Registry::new(self.clients.clone()).map_err(|e| e.to_string())?;
+        for (name, limit, burst) in [
+            (
+                "per_client",
+                self.rate_limits.per_client_per_second,
+                self.rate_limits.per_client_burst,
+            ),
+            (
+                "per_ip",
+                self.rate_limits.per_ip_per_second,
+                self.rate_limits.per_ip_burst,
+            ),
+        ] {
+            if limit > 0 && burst == 0 {
+                return Err(format!("rate_limits.{name}_burst must be at least 1"));
+            }
+        }
+        let tls = &self.tls;
+        if tls.enabled {
+            if tls.cert_file.as_os_str().is_empty() || tls.key_file.as_os_str().is_empty() {
+                return Err("tls.enabled needs tls.cert_file and tls.key_file".into());
+            }
+            if tls.client_certificates != ClientCertificates::None && tls.client_ca_file.is_none() {
+                return Err("tls.client_certificates needs tls.client_ca_file".into());
+            }
+        } else if tls.client_certificates != ClientCertificates::None {
+            return Err("tls.client_certificates needs tls.enabled = true".into());
+        }
         Ok(())
     }
 

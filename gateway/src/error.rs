@@ -22,6 +22,12 @@ pub enum ErrorKind {
     UnsupportedMediaType,
     NotAcceptable,
     MethodNotAllowed,
+    /// No valid access token (or client certificate) was presented.
+    Unauthorized,
+    /// The token is valid but its scopes or the patient compartment do not allow the request.
+    Forbidden,
+    /// The client or address exceeded its rate limit.
+    TooManyRequests,
     Unavailable,
     Internal,
 }
@@ -42,6 +48,9 @@ impl ErrorKind {
             ErrorKind::UnsupportedMediaType => (415, "not-supported", "MUSUBI-0415"),
             ErrorKind::NotAcceptable => (406, "not-supported", "MUSUBI-0406"),
             ErrorKind::MethodNotAllowed => (405, "not-supported", "MUSUBI-0407"),
+            ErrorKind::Unauthorized => (401, "login", "MUSUBI-0411"),
+            ErrorKind::Forbidden => (403, "forbidden", "MUSUBI-0403"),
+            ErrorKind::TooManyRequests => (429, "throttled", "MUSUBI-0429"),
             ErrorKind::Unavailable => (503, "transient", "MUSUBI-0503"),
             ErrorKind::Internal => (500, "exception", "MUSUBI-0500"),
         }
@@ -65,6 +74,10 @@ pub struct IssueDetail {
 pub struct ApiError {
     pub kind: ErrorKind,
     pub issues: Vec<IssueDetail>,
+    /// The `WWW-Authenticate` challenge of a 401/403 (RFC 6750 §3).
+    pub challenge: Option<String>,
+    /// Seconds for `Retry-After` on a 429 or 503.
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -78,6 +91,8 @@ impl ApiError {
                 diagnostics: diagnostics.into(),
                 expression: None,
             }],
+            challenge: None,
+            retry_after_secs: None,
         }
     }
 
@@ -105,6 +120,8 @@ impl ApiError {
         ApiError {
             kind: ErrorKind::Invalid,
             issues: issues.iter().map(issue_detail).collect(),
+            challenge: None,
+            retry_after_secs: None,
         }
     }
 
@@ -114,6 +131,8 @@ impl ApiError {
         ApiError {
             kind: ErrorKind::Unprocessable,
             issues: issues.iter().map(issue_detail).collect(),
+            challenge: None,
+            retry_after_secs: None,
         }
     }
 

@@ -13,6 +13,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use store::HistoryScope;
 
+use crate::access::Access;
 use crate::error::{ApiError, ErrorKind};
 use crate::format::{self, Negotiated};
 use crate::operations::{self, OpInput};
@@ -25,8 +26,13 @@ type State = web::Data<AppState>;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
+        // Before the /fhir scope, which would otherwise take /fhir/.well-known/….
+        .configure(crate::access::oauth::configure)
         .service(
             web::scope("/fhir")
+                .wrap(actix_web::middleware::from_fn(
+                    crate::access::guard::require_token,
+                ))
                 .route("", web::post().to(post_bundle))
                 .route("/", web::post().to(post_bundle))
                 .route("/metadata", web::get().to(metadata))
@@ -78,6 +84,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(
             web::scope("/municipal/v1")
+                .wrap(actix_web::middleware::from_fn(
+                    crate::access::guard::require_token,
+                ))
                 .route("/imports", web::post().to(municipal_import))
                 .route("/imports/{id}", web::get().to(municipal_import_status))
                 .route("/exports", web::get().to(municipal_export))
@@ -104,10 +113,23 @@ pub async fn observe(
     let method = req.method().to_string();
     // The route pattern, never the path: paths and queries can hold names and identifiers.
     let route = req.match_pattern().unwrap_or_else(|| "(unmatched)".into());
-    let timeout = req
-        .app_data::<State>()
+    let state = req.app_data::<State>().cloned();
+    let timeout = state
+        .as_ref()
         .map(|s| Duration::from_secs(s.config.server.request_timeout_secs))
         .unwrap_or(Duration::from_secs(60));
+    if let (Some(state), Some(peer)) = (&state, req.peer_addr())
+        && let Err(error) = state.access.limits.check_ip(peer.ip())
+    {
+        tracing::warn!(request_id = %request_id, method = %method, route = %route, "address over its rate limit");
+        let mut response = req.into_response(error_response(&error, None));
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response
+                .headers_mut()
+                .insert(header::HeaderName::from_static("x-request-id"), value);
+        }
+        return Ok(response.map_into_boxed_body());
+    }
     let mut response = match tokio::time::timeout(timeout, next.call(req)).await {
         Ok(result) => result?.map_into_boxed_body(),
         Err(_) => {
@@ -129,9 +151,15 @@ pub async fn observe(
     );
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    use actix_web::HttpMessage as _;
+    let client_id = response
+        .request()
+        .extensions()
+        .get::<std::sync::Arc<crate::access::Caller>>()
+        .map_or_else(|| "anonymous".to_owned(), |c| c.client_id.clone());
     tracing::info!(
         request_id = %request_id,
-        client_id = "anonymous",
+        client_id = %client_id,
         method = %method,
         route = %route,
         status,
@@ -179,7 +207,17 @@ fn ctx<'a>(state: &'a AppState, req: &HttpRequest) -> Ctx<'a> {
         state,
         base: base_url(state, req),
         prefer: Prefer::parse(header_str(req, "prefer")),
+        access: caller_access(req),
     }
+}
+
+/// The authenticated caller the guard left on the request (nobody when the route is public).
+pub(crate) fn caller_access(req: &HttpRequest) -> Access {
+    use actix_web::HttpMessage as _;
+    req.extensions()
+        .get::<std::sync::Arc<crate::access::Caller>>()
+        .cloned()
+        .map_or(Access::Nobody, Access::Caller)
 }
 
 /// Read the body up to the configured limit; larger bodies are refused before they are buffered.
@@ -294,9 +332,14 @@ pub fn error_response(error: &ApiError, negotiated: Option<Negotiated>) -> HttpR
             "application/fhir+json; charset=utf-8",
         ),
     };
-    HttpResponse::build(status)
-        .content_type(content_type)
-        .body(bytes)
+    let mut response = HttpResponse::build(status);
+    if let Some(challenge) = &error.challenge {
+        response.insert_header((header::WWW_AUTHENTICATE, challenge.as_str()));
+    }
+    if let Some(secs) = error.retry_after_secs {
+        response.insert_header((header::RETRY_AFTER, secs.to_string()));
+    }
+    response.content_type(content_type).body(bytes)
 }
 
 /// Errors that escape a handler (only the timeout does) still become OperationOutcomes.
@@ -659,7 +702,23 @@ struct MunicipalParams {
     since: Option<time::Date>,
 }
 
+/// The parameters of a municipal request, after checking the caller may move that register.
 fn municipal_params(state: &AppState, req: &HttpRequest) -> Result<MunicipalParams, ApiError> {
+    let params = parse_municipal_params(state, req)?;
+    let write = req.method() == actix_web::http::Method::POST;
+    caller_access(req).permit_municipal(
+        state,
+        params.municipality.as_str(),
+        params.layout.record_type(),
+        write,
+    )?;
+    Ok(params)
+}
+
+fn parse_municipal_params(
+    state: &AppState,
+    req: &HttpRequest,
+) -> Result<MunicipalParams, ApiError> {
     let pairs = query_pairs(req);
     let get = |name: &str| query_param(&pairs, name);
     let municipality =

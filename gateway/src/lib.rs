@@ -1,6 +1,7 @@
 //! The Musubi gateway: configuration, the HTTP edge and the FHIR REST interactions, wired to a
 //! [`store::Store`]. `main.rs` is only the command line around [`serve`].
 
+pub mod access;
 pub mod capability;
 pub mod config;
 pub mod domain;
@@ -53,9 +54,17 @@ pub async fn start(config: Config, store: Arc<dyn store::Store>) -> std::io::Res
         n => n,
     };
     let keep_alive = std::time::Duration::from_secs(config.server.keep_alive_secs);
+    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
     let domain = domain::Domain::load(config.profiles.extra_dir.as_deref())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
-    let state = web::Data::new(AppState::new(config, store, domain));
+    let tls = if config.tls.enabled {
+        Some(access::tls::server_config(&config.tls).map_err(invalid)?)
+    } else {
+        None
+    };
+    let public_base = public_base(&config, addr);
+    let access = access::AccessState::load(&config, &public_base).map_err(invalid)?;
+    let state = web::Data::new(AppState::new(config, store, domain, access));
     install_definitions(&state)
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -68,13 +77,48 @@ pub async fn start(config: Config, store: Arc<dyn store::Store>) -> std::io::Res
     })
     .workers(workers)
     .keep_alive(keep_alive)
-    .listen(listener)?
+    .on_connect(access::tls::on_connect);
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+        None => server.listen(listener)?,
+    }
     .run();
+    spawn_housekeeping(state.clone());
     Ok(Running {
         addr,
         server,
         state,
     })
+}
+
+/// The URL clients reach this server at: configured, or derived from the bound address.
+fn public_base(config: &Config, addr: SocketAddr) -> String {
+    let configured = config.server.public_base_url.trim_end_matches('/');
+    if !configured.is_empty() {
+        return configured.to_owned();
+    }
+    let scheme = if config.tls.enabled { "https" } else { "http" };
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() => "localhost".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!("{scheme}://{host}:{}", addr.port())
+}
+
+/// Forget expired tokens, grants and idle rate-limit buckets once a minute. Holds the state
+/// weakly, so a stopped server's store closes.
+fn spawn_housekeeping(state: web::Data<AppState>) {
+    let state = Arc::downgrade(&state.into_inner());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let Some(state) = state.upgrade() else { break };
+            state.access.purge();
+            state.access.limits.purge();
+        }
+    });
 }
 
 /// Store the built-in CodeSystems, ValueSets, profiles and 予診票 Questionnaires (those of

@@ -83,6 +83,9 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Hash a client secret or a user's password for the configuration (Argon2id PHC string).
+    /// Reads the secret from standard input so it stays out of the shell history.
+    HashSecret,
 }
 
 fn load_config(common: &Common) -> Result<Config, ExitCode> {
@@ -110,7 +113,16 @@ fn offline_state(config: Config) -> Result<gateway::state::AppState, ExitCode> {
             eprintln!("musubi: {error}");
             ExitCode::from(2)
         })?;
-    Ok(gateway::state::AppState::new(config, store, domain))
+    let public_base = if config.server.public_base_url.is_empty() {
+        "http://localhost".to_owned()
+    } else {
+        config.server.public_base_url.clone()
+    };
+    let access = gateway::access::AccessState::load(&config, &public_base).map_err(|error| {
+        eprintln!("musubi: {error}");
+        ExitCode::from(2)
+    })?;
+    Ok(gateway::state::AppState::new(config, store, domain, access))
 }
 
 fn shut_down(state: &gateway::state::AppState) -> Result<(), ExitCode> {
@@ -180,7 +192,22 @@ fn main() -> ExitCode {
                 output.as_deref(),
             )
         }),
+        Command::HashSecret => run(hash_secret),
     }
+}
+
+fn hash_secret() -> Result<ExitCode, ExitCode> {
+    let mut secret = String::new();
+    std::io::stdin()
+        .read_line(&mut secret)
+        .map_err(|e| usage(format!("cannot read the secret: {e}")))?;
+    let secret = secret.trim_end_matches(['\r', '\n']);
+    if secret.len() < 12 {
+        return Err(usage("secrets must be at least 12 characters long"));
+    }
+    let hash = auth::hash_secret(secret).map_err(|e| usage(e.to_string()))?;
+    println!("{hash}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run(command: impl FnOnce() -> Result<ExitCode, ExitCode>) -> ExitCode {

@@ -212,6 +212,11 @@ pub fn validate(ctx: &Ctx<'_>, url_type: Option<&str>, input: &OpInput) -> Resul
         }
         profiles.push(profile);
     }
+    // The checks read stored records (earlier doses of the same patient), so the resource must
+    // be one the caller could write.
+    ctx.access
+        .permit_operation(ctx.state, "$validate", body_type)?
+        .require_write(resource)?;
     let issues = crate::rest::resource_issues(ctx, body_type, resource, "", &profiles)?;
     let details: Vec<IssueDetail> = if issues.is_empty() {
         vec![IssueDetail {
@@ -232,6 +237,8 @@ fn terminology_error(error: terminology::TerminologyError) -> ApiError {
 
 /// `CodeSystem/$lookup` (R4 codesystem-operation-lookup).
 pub fn lookup(ctx: &Ctx<'_>, input: &OpInput) -> Result<Reply, ApiError> {
+    ctx.access
+        .permit_operation(ctx.state, "$lookup", "CodeSystem")?;
     let (system, code, _) = input.code_triple();
     let system = required(system.as_deref(), "system", "$lookup")?;
     let code = required(code.as_deref(), "code", "$lookup")?;
@@ -251,6 +258,15 @@ pub fn validate_code(
     on_code_system: bool,
     input: &OpInput,
 ) -> Result<Reply, ApiError> {
+    ctx.access.permit_operation(
+        ctx.state,
+        "$validate-code",
+        if on_code_system {
+            "CodeSystem"
+        } else {
+            "ValueSet"
+        },
+    )?;
     let (system, code, display) = input.code_triple();
     let code = required(code.as_deref(), "code", "$validate-code")?;
     let url = input.text("url");
@@ -292,6 +308,15 @@ pub fn immunization_schedule(
     input: &OpInput,
 ) -> Result<Reply, ApiError> {
     check_type(ctx.state, "Patient")?;
+    // The schedule shows the patient and their doses: both must be readable.
+    let grant = ctx
+        .access
+        .permit_operation(ctx.state, "$immunization-schedule", "Patient")?;
+    ctx.access
+        .permit(ctx.state, auth::Interaction::Read, "Immunization")?;
+    if let Some(patient) = live_resource(ctx.state.store.as_ref(), "Patient", patient_id)? {
+        grant.require(&patient, || format!("Patient/{patient_id} does not exist"))?;
+    }
     let domain = &ctx.state.domain;
     let store = ctx.state.store.as_ref();
     let as_of = match input.text("date") {
@@ -419,6 +444,9 @@ pub fn assess(ctx: &Ctx<'_>, response: &Value) -> Result<Reply, ApiError> {
             ApiError::bad_request("$assess takes a QuestionnaireResponse").at("resourceType"),
         );
     }
+    ctx.access
+        .permit_operation(ctx.state, "$assess", "QuestionnaireResponse")?
+        .require_write(response)?;
     let questionnaire = questionnaire_for(ctx, response)?;
     let issues = prevaccination::validate_response(&questionnaire, response);
     let assessment = prevaccination::assess(&questionnaire, response);
@@ -437,16 +465,20 @@ pub fn assess(ctx: &Ctx<'_>, response: &Value) -> Result<Reply, ApiError> {
 /// `QuestionnaireResponse/{id}/$assess` on a stored response.
 pub fn assess_stored(ctx: &Ctx<'_>, id: &str) -> Result<Reply, ApiError> {
     check_type(ctx.state, "QuestionnaireResponse")?;
+    let absent = || format!("QuestionnaireResponse/{id} is not on this server");
     let response = live_resource(ctx.state.store.as_ref(), "QuestionnaireResponse", id)?
-        .ok_or_else(|| {
-            ApiError::not_found(format!("QuestionnaireResponse/{id} is not on this server"))
-        })?;
+        .ok_or_else(|| ApiError::not_found(absent()))?;
+    ctx.access
+        .permit_operation(ctx.state, "$assess", "QuestionnaireResponse")?
+        .require(&response, absent)?;
     assess(ctx, &response)
 }
 
 /// `Immunization/$from-barcode`: a GS1 element string from a vaccine package (GTIN, expiry,
 /// lot) read into the Immunization fields it fills.
 pub fn from_barcode(ctx: &Ctx<'_>, input: &OpInput) -> Result<Reply, ApiError> {
+    ctx.access
+        .permit_operation(ctx.state, "$from-barcode", "Immunization")?;
     let barcode = required(input.text("barcode"), "barcode", "$from-barcode")?;
     let data = identifiers::gs1::parse(barcode)
         .map_err(|e| ApiError::new(ErrorKind::Unprocessable, format!("barcode: {e}")))?;

@@ -9,6 +9,8 @@ use store::{
     WriteOutcome,
 };
 
+use auth::Interaction;
+
 use crate::config::{Handling, OnViolation};
 use crate::domain::Pending;
 use crate::error::{ApiError, ErrorKind, IssueDetail, informational_outcome, operation_outcome};
@@ -54,6 +56,8 @@ pub struct Ctx<'a> {
     /// `http://host/fhir`, no trailing slash.
     pub base: String,
     pub prefer: Prefer,
+    /// Who the interaction runs for: every data access asks it first.
+    pub access: crate::access::Access,
 }
 
 impl Ctx<'_> {
@@ -351,7 +355,15 @@ pub(crate) fn conditional_matches(
         ));
     }
     // Conditional criteria must be understood exactly: an ignored parameter would match too much.
-    let query = search::parse_query(search::Registry::r4(), resource_type, criteria, true)?;
+    let mut query = search::parse_query(search::Registry::r4(), resource_type, criteria, true)?;
+    // Matches never come from outside the caller's compartment (they would reveal, or let it
+    // overwrite, another family's records).
+    let confine = ctx.access.compartment_params(ctx.state, resource_type)?;
+    if !confine.is_empty() {
+        query.criteria.extend(
+            search::parse_query(search::Registry::r4(), resource_type, &confine, true)?.criteria,
+        );
+    }
     let page = ctx.state.store.search(&SearchRequest {
         resource_type,
         query: &query,
@@ -376,6 +388,9 @@ pub async fn create(
     if_none_exist: Option<&str>,
 ) -> Result<Reply, ApiError> {
     check_type(ctx.state, resource_type)?;
+    ctx.access
+        .permit(ctx.state, Interaction::Create, resource_type)?
+        .require_write(&resource)?;
     let issues = check_write(ctx, resource_type, &resource, "", &Pending::default())?;
     let criteria = if_none_exist.map(|c| parse_query_string(c.trim_start_matches('?')));
     let _guard = match &criteria {
@@ -430,11 +445,16 @@ pub fn read(
 ) -> Result<Reply, ApiError> {
     check_type(ctx.state, resource_type)?;
     check_id(id)?;
+    let grant = ctx
+        .access
+        .permit(ctx.state, Interaction::Read, resource_type)?;
+    let absent = || format!("{resource_type}/{id} does not exist");
     let version = ctx
         .state
         .store
         .read(resource_type, id)?
-        .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} does not exist")))?;
+        .ok_or_else(|| ApiError::not_found(absent()))?;
+    require_visible(&grant, &version, absent)?;
     if version.is_deleted() {
         let mut error = ApiError::new(
             ErrorKind::Gone,
@@ -472,13 +492,16 @@ pub fn vread(
             "{resource_type}/{id} has no version {version_id:?}"
         ))
     })?;
+    let grant = ctx
+        .access
+        .permit(ctx.state, Interaction::Read, resource_type)?;
+    let absent = || format!("{resource_type}/{id} has no version {number}");
     let version = ctx
         .state
         .store
         .vread(resource_type, id, number)?
-        .ok_or_else(|| {
-            ApiError::not_found(format!("{resource_type}/{id} has no version {number}"))
-        })?;
+        .ok_or_else(|| ApiError::not_found(absent()))?;
+    require_visible(&grant, &version, absent)?;
     if version.is_deleted() {
         return Err(ApiError::new(
             ErrorKind::Gone,
@@ -524,6 +547,17 @@ pub async fn update(
             );
         }
     }
+    let grant = ctx
+        .access
+        .permit(ctx.state, Interaction::Update, resource_type)?;
+    grant.require_write(&resource)?;
+    if !grant.is_unrestricted()
+        && let Some(existing) = ctx.state.store.read(resource_type, id)?
+    {
+        require_visible(&grant, &existing, || {
+            format!("{resource_type}/{id} does not exist")
+        })?;
+    }
     let issues = check_write(ctx, resource_type, &resource, "", &Pending::default())?;
     let precondition = match if_match {
         Some(tag) => Precondition::VersionIs(parse_if_match(tag)?),
@@ -568,6 +602,8 @@ pub async fn conditional_update(
     if_match: Option<&str>,
 ) -> Result<Reply, ApiError> {
     check_type(ctx.state, resource_type)?;
+    ctx.access
+        .permit(ctx.state, Interaction::Update, resource_type)?;
     let _guard = ctx.state.lock_criteria(resource_type, criteria).await;
     let matches = conditional_matches(ctx, resource_type, criteria)?;
     let body_id = resource
@@ -600,6 +636,16 @@ pub async fn conditional_update(
 pub async fn delete(ctx: &Ctx<'_>, resource_type: &str, id: &str) -> Result<Reply, ApiError> {
     check_type(ctx.state, resource_type)?;
     check_id(id)?;
+    let grant = ctx
+        .access
+        .permit(ctx.state, Interaction::Delete, resource_type)?;
+    if !grant.is_unrestricted()
+        && let Some(existing) = ctx.state.store.read(resource_type, id)?
+    {
+        require_visible(&grant, &existing, || {
+            format!("{resource_type}/{id} does not exist")
+        })?;
+    }
     let committed = commit_one(
         ctx,
         Write {
@@ -631,6 +677,8 @@ pub async fn conditional_delete(
     criteria: &[(String, String)],
 ) -> Result<Reply, ApiError> {
     check_type(ctx.state, resource_type)?;
+    ctx.access
+        .permit(ctx.state, Interaction::Delete, resource_type)?;
     let _guard = ctx.state.lock_criteria(resource_type, criteria).await;
     let matches = conditional_matches(ctx, resource_type, criteria)?;
     match matches.as_slice() {
@@ -719,7 +767,19 @@ pub fn search(
     params: &[(String, String)],
 ) -> Result<Reply, ApiError> {
     check_type(ctx.state, resource_type)?;
-    let query = search::parse_query(search::Registry::r4(), resource_type, params, ctx.strict())?;
+    let grant = ctx
+        .access
+        .permit(ctx.state, Interaction::Search, resource_type)?;
+    let mut query =
+        search::parse_query(search::Registry::r4(), resource_type, params, ctx.strict())?;
+    // The grant's own parameters join the criteria (never the paging links): totals count only
+    // what the caller may see.
+    let confine = grant.search_params()?;
+    if !confine.is_empty() {
+        query.criteria.extend(
+            search::parse_query(search::Registry::r4(), resource_type, &confine, true)?.criteria,
+        );
+    }
     let (offset, count) = paging(ctx, params)?;
     let summary_count = query.control.summary == Some(search::Summary::Count);
     let page = ctx.state.store.search(&SearchRequest {
@@ -754,7 +814,15 @@ pub fn search(
         entries.push(json!({"fullUrl": ctx.url_of(version), "resource": resource, "search": {"mode": "match"}}));
     }
     for version in &page.included {
-        entries.push(json!({"fullUrl": ctx.url_of(version), "resource": resource_value(version)?, "search": {"mode": "include"}}));
+        let resource = resource_value(version)?;
+        // Included resources are not counted in the total; each is shown only if the caller
+        // could read it on its own.
+        if ctx
+            .access
+            .may_see(ctx.state, &version.resource_type, &resource)
+        {
+            entries.push(json!({"fullUrl": ctx.url_of(version), "resource": resource, "search": {"mode": "include"}}));
+        }
     }
     if !query.warnings.is_empty() {
         let issues: Vec<Value> = query
@@ -801,17 +869,23 @@ pub fn history(
     scope: HistoryScope,
     params: &[(String, String)],
 ) -> Result<Reply, ApiError> {
+    let mut instance_grant = None;
     let base_path = match &scope {
         HistoryScope::Instance(rt, id) => {
             check_type(ctx.state, rt)?;
             check_id(id)?;
+            instance_grant = Some(ctx.access.permit(ctx.state, Interaction::Read, rt)?);
             format!("{}/{rt}/{id}/_history", ctx.base)
         }
         HistoryScope::Type(rt) => {
             check_type(ctx.state, rt)?;
+            ctx.access.permit_history(ctx.state, Some(rt))?;
             format!("{}/{rt}/_history", ctx.base)
         }
-        HistoryScope::System => format!("{}/_history", ctx.base),
+        HistoryScope::System => {
+            ctx.access.permit_history(ctx.state, None)?;
+            format!("{}/_history", ctx.base)
+        }
     };
     let (offset, count) = paging(ctx, params)?;
     let mut since_ms = None;
@@ -827,7 +901,12 @@ pub fn history(
             _ => {}
         }
     }
-    let page = ctx.state.store.history(&scope, since_ms, offset, count)?;
+    let page = match &instance_grant {
+        Some(grant) if !grant.is_unrestricted() => {
+            restricted_history(ctx, grant, &scope, since_ms, offset, count)?
+        }
+        _ => ctx.state.store.history(&scope, since_ms, offset, count)?,
+    };
     if let HistoryScope::Instance(rt, id) = &scope
         && page.total == 0
     {
@@ -872,6 +951,47 @@ pub fn history(
         bundle.insert("entry".into(), Value::Array(entries));
     }
     Ok(Reply::json(200, Value::Object(bundle)))
+}
+
+/// Instance history for a restricted caller: only versions inside the grant, counted and paged
+/// after filtering so the total says nothing about hidden versions. One resource's history is
+/// short, so it is read whole.
+fn restricted_history(
+    ctx: &Ctx<'_>,
+    grant: &crate::access::Grant,
+    scope: &HistoryScope,
+    since_ms: Option<i64>,
+    offset: usize,
+    count: usize,
+) -> Result<store::HistoryPage, ApiError> {
+    const MAX_VERSIONS: usize = 10_000;
+    let all = ctx.state.store.history(scope, since_ms, 0, MAX_VERSIONS)?;
+    let mut visible = Vec::new();
+    for version in all.versions {
+        if !version.is_deleted() && grant.allows(&resource_value(&version)?) {
+            visible.push(version);
+        }
+    }
+    let total = visible.len();
+    let versions = visible.into_iter().skip(offset).take(count).collect();
+    Ok(store::HistoryPage { versions, total })
+}
+
+/// A stored version outside the grant is answered as if it did not exist. Unrestricted callers
+/// skip the parse.
+pub(crate) fn require_visible(
+    grant: &crate::access::Grant,
+    version: &StoredVersion,
+    absent: impl FnOnce() -> String,
+) -> Result<(), ApiError> {
+    if grant.is_unrestricted() {
+        return Ok(());
+    }
+    if version.is_deleted() {
+        // A deletion has no body to place in a compartment; a restricted caller learns nothing.
+        return Err(ApiError::not_found(absent()));
+    }
+    grant.require(&resource_value(version)?, absent)
 }
 
 /// An R4 instant/dateTime with zone, e.g. `_since=2024-01-01T00:00:00Z`, to epoch milliseconds.

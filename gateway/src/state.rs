@@ -12,6 +12,8 @@ pub struct AppState {
     pub store: Arc<dyn store::Store>,
     /// Terminology, profiles, vaccination rules, 予診票 forms and barcode tables.
     pub domain: Domain,
+    /// Clients, signing keys, grants, rate limits.
+    pub access: crate::access::AccessState,
     pub resource_types: HashSet<String>,
     /// When this process started (an R4 instant); the CapabilityStatement's `date`.
     pub started_at: String,
@@ -27,12 +29,18 @@ pub struct ConditionalGuard {
 }
 
 impl AppState {
-    pub fn new(config: Config, store: Arc<dyn store::Store>, domain: Domain) -> Self {
+    pub fn new(
+        config: Config,
+        store: Arc<dyn store::Store>,
+        domain: Domain,
+        access: crate::access::AccessState,
+    ) -> Self {
         let resource_types = config.fhir.resource_types.iter().cloned().collect();
         AppState {
             config,
             store,
             domain,
+            access,
             resource_types,
             started_at: store::format_instant(
                 (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64,

@@ -46,6 +46,9 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
                     .at(at("request.url")));
                 };
                 rest::check_type(ctx.state, rt).map_err(|e| e.at(at("request.url")))?;
+                ctx.access
+                    .permit(ctx.state, auth::Interaction::Create, rt)
+                    .map_err(|e| e.at(at("request.url")))?;
                 let mut target = None;
                 if let Some(criteria) = &request.headers.if_none_exist {
                     let criteria = parse_query_string(criteria.trim_start_matches('?'));
@@ -209,6 +212,7 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
             rest::rewrite_references(&mut resource, &reference_map);
             WriteAction::Put(resource)
         };
+        authorize_write(ctx, i, request.method.as_str(), &rt, &id, &action)?;
         writes.push(Write {
             resource_type: rt,
             id,
@@ -270,6 +274,44 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
 
 /// Lock the criteria of every conditional entry, in a fixed order (no deadlock between two
 /// transactions naming the same criteria).
+/// Each entry is decided on its own, as if it were sent alone (SMART has no batch scopes): the
+/// scope for its interaction, and for restricted callers the new content and the record it
+/// replaces or deletes must both lie inside what the token may touch.
+fn authorize_write(
+    ctx: &Ctx<'_>,
+    i: usize,
+    method: &str,
+    resource_type: &str,
+    id: &str,
+    action: &WriteAction,
+) -> Result<(), ApiError> {
+    let at = |e: ApiError| e.at(format!("Bundle.entry[{i}].request.url"));
+    let interaction = match method {
+        "POST" => auth::Interaction::Create,
+        "DELETE" => auth::Interaction::Delete,
+        _ => auth::Interaction::Update,
+    };
+    let grant = ctx
+        .access
+        .permit(ctx.state, interaction, resource_type)
+        .map_err(at)?;
+    if grant.is_unrestricted() {
+        return Ok(());
+    }
+    if let WriteAction::Put(resource) = action {
+        grant.require_write(resource).map_err(at)?;
+    }
+    if method != "POST"
+        && let Some(existing) = ctx.state.store.read(resource_type, id)?
+    {
+        rest::require_visible(&grant, &existing, || {
+            format!("{resource_type}/{id} does not exist")
+        })
+        .map_err(at)?;
+    }
+    Ok(())
+}
+
 async fn lock_conditions(ctx: &Ctx<'_>, requests: &[EntryRequest]) -> Vec<ConditionalGuard> {
     let mut keys: Vec<(String, Vec<(String, String)>)> = Vec::new();
     for request in requests {

@@ -49,6 +49,46 @@ fn free_port() -> u16 {
 
 /// A minimal HTTP/1.1 client, so this test needs nothing but the binary.
 fn request(addr: &str, method: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
+    request_with(addr, method, path, body, "application/fhir+json", "")
+}
+
+/// A bearer token of the demo configuration's clinic client (its public demo secret).
+fn demo_token(addr: &str) -> String {
+    // base64("demo-clinic:demo-clinic-secret")
+    let (status, body) = request_with(
+        addr,
+        "POST",
+        "/oauth/token",
+        Some("grant_type=client_credentials"),
+        "application/x-www-form-urlencoded",
+        "Authorization: Basic ZGVtby1jbGluaWM6ZGVtby1jbGluaWMtc2VjcmV0\r\n",
+    )
+    .expect("token request");
+    assert_eq!(status, 200, "{body}");
+    let start = body.find("\"access_token\":\"").expect("access_token") + 16;
+    let end = start + body[start..].find('"').expect("end of token");
+    body[start..end].to_owned()
+}
+
+fn authorized(
+    addr: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Option<(u16, String)> {
+    let header = format!("Authorization: Bearer {token}\r\n");
+    request_with(addr, method, path, body, "application/fhir+json", &header)
+}
+
+fn request_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    content_type: &str,
+    extra_headers: &str,
+) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(addr).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -56,7 +96,7 @@ fn request(addr: &str, method: &str, path: &str, body: Option<&str>) -> Option<(
     let body = body.unwrap_or("");
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/fhir+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\n{extra_headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .ok()?;
@@ -79,12 +119,14 @@ fn acknowledged_writes_survive_kill_9() {
     let mut ids = Vec::new();
     {
         let mut server = Server::start(dir.path());
+        let token = demo_token(&server.addr);
         for i in 0..50 {
             let body = format!(
                 r#"{{"resourceType":"Patient","id":"crash-{i}","name":[{{"text":"山田　太郎{i}"}}]}}"#
             );
-            let (status, _) = request(
+            let (status, _) = authorized(
                 &server.addr,
+                &token,
                 "PUT",
                 &format!("/fhir/Patient/crash-{i}"),
                 Some(&body),
@@ -98,9 +140,16 @@ fn acknowledged_writes_survive_kill_9() {
         server.child.wait().unwrap();
     }
     let server = Server::start(dir.path());
+    let token = demo_token(&server.addr);
     for id in &ids {
-        let (status, body) =
-            request(&server.addr, "GET", &format!("/fhir/Patient/{id}"), None).unwrap();
+        let (status, body) = authorized(
+            &server.addr,
+            &token,
+            "GET",
+            &format!("/fhir/Patient/{id}"),
+            None,
+        )
+        .unwrap();
         assert_eq!(status, 200, "{id} lost after kill -9");
         assert!(body.contains("山田　太郎"), "{body}");
     }

@@ -7,10 +7,44 @@ use std::sync::Arc;
 use gateway::config::Config;
 use serde_json::Value;
 
+/// The client every TestApp registers and calls as (unless a test builds its own requests):
+/// a clinic EMR with `system/*.cruds`.
+pub const TEST_CLIENT_ID: &str = "musubi-tests";
+pub const TEST_CLIENT_SECRET: &str = "musubi-tests-secret";
+
+/// The Argon2 hash of [`TEST_CLIENT_SECRET`], computed once per test process.
+pub fn test_secret_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| auth::hash_secret(TEST_CLIENT_SECRET).expect("hash"))
+}
+
+/// A registered client for a test configuration.
+pub fn system_client(id: &str, kind: auth::ClientKind, scopes: &[&str]) -> auth::Client {
+    auth::Client {
+        id: id.to_owned(),
+        kind,
+        medical_institution_code: (kind == auth::ClientKind::ClinicEmr)
+            .then(|| "1311234569".to_owned()),
+        municipality_code: (kind == auth::ClientKind::Municipality).then(|| "131016".to_owned()),
+        grant_types: vec![auth::GrantType::ClientCredentials],
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        redirect_uris: Vec::new(),
+        credentials: auth::Credentials {
+            secret_hash: Some(test_secret_hash().to_owned()),
+            ..Default::default()
+        },
+    }
+}
+
 pub struct TestApp {
     /// `http://127.0.0.1:PORT/fhir`
     pub base: String,
+    /// `http://127.0.0.1:PORT`
+    pub root: String,
+    /// Sends the test client's bearer token with every request.
     pub client: reqwest::Client,
+    /// The test client's access token.
+    pub token: String,
     pub data_dir: PathBuf,
     handle: actix_web::dev::ServerHandle,
     store: Arc<dyn store::Store>,
@@ -54,6 +88,15 @@ impl TestApp {
         let mut config = Config::load(None, Vec::<(String, String)>::new()).expect("demo config");
         config.server.listen = "127.0.0.1:0".into();
         config.storage.data_dir = data_dir.to_owned();
+        config.clients.push(system_client(
+            TEST_CLIENT_ID,
+            auth::ClientKind::ClinicEmr,
+            &["system/*.cruds"],
+        ));
+        // Long enough for the longest test; limits off unless a test is about them.
+        config.auth.access_token_lifetime_secs = 3600;
+        config.rate_limits.per_client_per_second = 0;
+        config.rate_limits.per_ip_per_second = 0;
         adjust(&mut config);
         let store = gateway::open_store(&config).expect("open store");
         let running = gateway::start(config, store.clone())
@@ -78,19 +121,40 @@ impl TestApp {
                 other => panic!("the test server did not become healthy: {other:?}"),
             }
         }
+        let root = format!("http://{}", running.addr);
+        let token =
+            client_credentials_token(&probe, &root, TEST_CLIENT_ID, TEST_CLIENT_SECRET, None)
+                .await
+                .expect("the test client gets a token");
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().expect("header value"),
+        );
         // Idle connections are dropped before the server's keep-alive can close them under us.
         let client = reqwest::Client::builder()
             .pool_idle_timeout(std::time::Duration::from_secs(2))
+            .default_headers(headers)
             .build()
             .expect("client");
         TestApp {
             base: format!("http://{}/fhir", running.addr),
+            root,
+            token,
             client,
             data_dir: data_dir.to_owned(),
             handle,
             store,
             _temp: None,
         }
+    }
+
+    /// A client without credentials (for 401 tests and public routes).
+    pub fn anonymous(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .pool_idle_timeout(std::time::Duration::from_secs(2))
+            .build()
+            .expect("client")
     }
 
     /// Stop the server and close the store cleanly; the data directory is kept.
@@ -176,4 +240,34 @@ pub fn match_ids(bundle: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// `POST /oauth/token` with client_secret_basic; the access token, or the error body.
+pub async fn client_credentials_token(
+    client: &reqwest::Client,
+    root: &str,
+    client_id: &str,
+    secret: &str,
+    scope: Option<&str>,
+) -> Result<String, String> {
+    let mut form = vec![("grant_type", "client_credentials")];
+    if let Some(scope) = scope {
+        form.push(("scope", scope));
+    }
+    let response = client
+        .post(format!("{root}/oauth/token"))
+        .basic_auth(client_id, Some(secret))
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body: Value = response.json().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(body.to_string());
+    }
+    body["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| body.to_string())
 }
