@@ -84,6 +84,23 @@ pub fn capability_statement(state: &AppState, base: &str) -> Value {
         "format": ["application/fhir+json", "application/json", "application/fhir+xml"],
         "rest": [{
             "mode": "server",
+            "security": {
+                "cors": false,
+                "service": [{"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                    "code": "SMART-on-FHIR"
+                }]}],
+                "extension": [{
+                    "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                    "extension": [
+                        {"url": "token", "valueUri": format!("{}/oauth/token", state.access.public_base)},
+                        {"url": "authorize", "valueUri": format!("{}/oauth/authorize", state.access.public_base)},
+                        {"url": "revoke", "valueUri": format!("{}/oauth/revoke", state.access.public_base)},
+                        {"url": "introspect", "valueUri": format!("{}/oauth/introspect", state.access.public_base)}
+                    ]
+                }],
+                "description": "OAuth 2.0 bearer tokens (SMART App Launch 2.x, Backend Services); see /.well-known/smart-configuration"
+            },
             "resource": resources,
             "interaction": [
                 {"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}

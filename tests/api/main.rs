@@ -1,5 +1,6 @@
 //! Musubi's integration tests: each starts the real server on port 0 and talks HTTP to it.
 
+mod access;
 mod bundles;
 mod crud;
 mod errors;
