@@ -7,4 +7,6 @@ mod errors;
 mod examples;
 mod japan;
 mod municipal;
+mod phr;
 mod search;
+mod tls;

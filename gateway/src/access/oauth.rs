@@ -336,7 +336,11 @@ async fn authenticate_client(
     {
         access
             .registry
-            .authenticate_certificate(&client_id, &peer.der, &peer.subject_dn)?;
+            .authenticate_certificate(&client_id, &peer.der, &peer.subject_dn)
+            .inspect_err(|_| {
+                // The subject is not a secret, and operators need it to fix a registration.
+                tracing::info!(%client_id, subject = %peer.subject_dn, "client certificate refused");
+            })?;
         return Ok(Authenticated {
             client,
             method: Method::Certificate,
