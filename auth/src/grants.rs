@@ -362,15 +362,35 @@ pub fn rotate_refresh(
 ) -> Result<(String, RefreshGrant), AuthError> {
     let hash = token_hash(token);
     // The client check comes before consuming, so another client cannot burn a token it stole.
-    match store.peek_refresh(&hash)? {
+    let peeked = match store.peek_refresh(&hash)? {
         None => return Err(AuthError::InvalidGrant("unknown refresh token".into())),
         Some((_, grant)) if grant.client_id != client_id => {
             return Err(AuthError::InvalidGrant(
                 "refresh token was issued to another client".into(),
             ));
         }
-        Some(_) => {}
-    }
+        Some((_, grant)) => grant,
+    };
+    // A malformed request must not spend the token either: decide the scope first. Scope
+    // order does not matter (RFC 6749 §3.3: a space-delimited set).
+    let scope = match requested {
+        None => peeked.scope.clone(),
+        Some(requested) => {
+            let narrowed = grant(requested, &peeked.scope);
+            // Compared with the request in the same normal form (merged, covered scopes
+            // dropped), as sets.
+            let normal = grant(requested, requested);
+            let covered = normal.iter().all(|s| narrowed.contains(s))
+                && narrowed.iter().all(|s| normal.contains(s));
+            if !covered {
+                return Err(AuthError::InvalidScope {
+                    scope: requested.to_string(),
+                    reason: "a refresh may not ask for more than was granted".into(),
+                });
+            }
+            narrowed
+        }
+    };
     let old = match store.take_refresh(&hash)? {
         RefreshTake::Fresh(grant) => grant,
         RefreshTake::Used(grant) => {
@@ -388,19 +408,6 @@ pub fn rotate_refresh(
     if at >= old.expires_at {
         return Err(AuthError::InvalidGrant("refresh token expired".into()));
     }
-    let scope = match requested {
-        None => old.scope.clone(),
-        Some(requested) => {
-            let narrowed = grant(requested, &old.scope);
-            if narrowed != *requested {
-                return Err(AuthError::InvalidScope {
-                    scope: requested.to_string(),
-                    reason: "a refresh may not ask for more than was granted".into(),
-                });
-            }
-            narrowed
-        }
-    };
     let next = RefreshGrant {
         scope,
         issued_at: at,
@@ -715,12 +722,17 @@ mod tests {
 
         // Another client cannot use it, nor burn it.
         assert!(rotate_refresh(&store, &token, "other", None, now(), 100).is_err());
-        // Wider scope refused (and the token was consumed by that attempt, as any use is).
+        // Wider scope refused, and the refused request does not spend the token.
         let wider = ScopeSet::parse("patient/*.rs").unwrap();
         let err = rotate_refresh(&store, &token, "phr", Some(&wider), now(), 100).unwrap_err();
         assert_eq!(err.oauth_error(), "invalid_scope");
+        // The same scopes in another order are the same set (RFC 6749 §3.3).
+        let reordered =
+            ScopeSet::parse("offline_access launch/patient patient/Immunization.rs").unwrap();
+        let (token, g) =
+            rotate_refresh(&store, &token, "phr", Some(&reordered), now(), 100).unwrap();
+        assert_eq!(g.scope.iter().count(), grant.scope.iter().count());
 
-        let token = issue_refresh(&store, &grant, now(), 100).unwrap();
         let narrower = ScopeSet::parse("patient/Immunization.r").unwrap();
         let (_, g) = rotate_refresh(&store, &token, "phr", Some(&narrower), now(), 100).unwrap();
         assert_eq!(g.scope, narrower);
