@@ -8,6 +8,7 @@ local spread = body:find("Patient/bench%-patient%-0\"") ~= nil and os.getenv("BO
 local counter = 0
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/fhir+json"
+if os.getenv("WRK_TOKEN") then wrk.headers["Authorization"] = "Bearer " .. os.getenv("WRK_TOKEN") end
 wrk.body = body
 
 function request()

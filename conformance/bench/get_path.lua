@@ -2,3 +2,4 @@
 wrk.method = "GET"
 wrk.path = os.getenv("WRK_PATH") or "/healthz"
 wrk.headers["Accept"] = "application/fhir+json"
+if os.getenv("WRK_TOKEN") then wrk.headers["Authorization"] = "Bearer " .. os.getenv("WRK_TOKEN") end

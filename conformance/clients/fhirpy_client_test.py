@@ -13,6 +13,7 @@ which conformance/run-tests.sh reads back after restarting the server.
 Exits 1 with a message on the first failure.
 """
 
+import os
 import sys
 import traceback
 import urllib.error
@@ -20,6 +21,8 @@ import urllib.request
 import uuid
 
 from fhirpy import SyncFHIRClient
+from oauthlib.oauth2 import BackendApplicationClient
+from requests_oauthlib import OAuth2Session
 from fhirpy.base.exceptions import OperationOutcome, ResourceNotFound
 
 REPRESENTATION = "http://hl7.org/fhir/StructureDefinition/iso21090-EN-representation"
@@ -68,8 +71,27 @@ def patient_body(identifier_system, identifier_value):
     }
 
 
+def fetch_token(base):
+    """A system token by client_credentials, the way a clinic's EMR gets one (requests-oauthlib).
+
+    The client defaults to the demo configuration's clinic (MUSUBI_CLIENT_ID / MUSUBI_CLIENT_SECRET
+    override it)."""
+    client_id = os.environ.get("MUSUBI_CLIENT_ID", "demo-clinic")
+    secret = os.environ.get("MUSUBI_CLIENT_SECRET", "demo-clinic-secret")
+    root = base.rsplit("/fhir", 1)[0]
+    if root.startswith(("http://127.0.0.1", "http://localhost")):
+        # oauthlib insists on HTTPS; this run talks to a server on loopback only (the HTTPS
+        # path is covered by oauth_e2e_test.py).
+        os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
+    session = OAuth2Session(client=BackendApplicationClient(client_id=client_id))
+    token = session.fetch_token(token_url=f"{root}/oauth/token", client_id=client_id, client_secret=secret)
+    return token["access_token"]
+
+
 def run(base):
-    client = SyncFHIRClient(base)
+    step("token")
+    authorization = f"Bearer {fetch_token(base)}"
+    client = SyncFHIRClient(base, authorization=authorization)
     # Each run uses its own identifier so that it can run against a server that keeps data.
     run_tag = uuid.uuid4().hex[:12]
     identifier_system = "urn:oid:1.2.392.100495.20.3.51.11310000001"
@@ -170,14 +192,14 @@ def run(base):
     # fhirpy's own get_or_create sends the criteria as query parameters, which is not R4's
     # conditional create; the standard header goes through a client configured to send it.
     criteria = f"identifier={identifier_system}|{identifier_value}"
-    conditional = SyncFHIRClient(base, extra_headers={"If-None-Exist": criteria})
+    conditional = SyncFHIRClient(base, authorization=authorization, extra_headers={"If-None-Exist": criteria})
     again = conditional.resource("Patient", **patient_body(identifier_system, identifier_value))
     again.save()
     check(again.id == patient_id, f"conditional create of an existing identifier made Patient/{again.id}")
     found = ids(patients.search(identifier=f"{identifier_system}|{identifier_value}").fetch_all())
     check(found == [patient_id], f"after conditional create the identifier matches {found}")
     other_value = f"musubi-{run_tag}-other"
-    other_client = SyncFHIRClient(base, extra_headers={"If-None-Exist": f"identifier={identifier_system}|{other_value}"})
+    other_client = SyncFHIRClient(base, authorization=authorization, extra_headers={"If-None-Exist": f"identifier={identifier_system}|{other_value}"})
     other = other_client.resource("Patient", **patient_body(identifier_system, other_value))
     other.save()
     check(bool(other.id) and other.id != patient_id, f"conditional create of a new identifier gave Patient/{other.id}")
