@@ -32,9 +32,14 @@ fn phr_client() -> auth::Client {
             auth::GrantType::AuthorizationCode,
             auth::GrantType::RefreshToken,
         ],
-        scopes: ["patient/*.cruds", "launch/patient", "fhirUser", "offline_access"]
-            .map(String::from)
-            .to_vec(),
+        scopes: [
+            "patient/*.cruds",
+            "launch/patient",
+            "fhirUser",
+            "offline_access",
+        ]
+        .map(String::from)
+        .to_vec(),
         redirect_uris: vec![REDIRECT.into()],
         credentials: auth::Credentials::default(),
     }
@@ -116,12 +121,7 @@ fn url_pairs(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| {
-            (
-                k.to_owned(),
-                percent_decode(v),
-            )
-        })
+        .map(|(k, v)| (k.to_owned(), percent_decode(v)))
         .collect()
 }
 
@@ -130,7 +130,7 @@ fn percent_decode(text: &str) -> String {
     let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() + 0 && i + 2 <= bytes.len() - 1 + 1 {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
             let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
             if let Ok(b) = u8::from_str_radix(hex, 16) {
                 out.push(b);
@@ -152,7 +152,12 @@ struct ParentTokens {
 
 /// The authorization-code flow with PKCE, as a PHR app runs it for a parent.
 async fn sign_in(app: &TestApp, username: &str) -> ParentTokens {
-    sign_in_for(app, username, "patient/*.rs patient/Immunization.c launch/patient fhirUser offline_access").await
+    sign_in_for(
+        app,
+        username,
+        "patient/*.rs patient/Immunization.c launch/patient fhirUser offline_access",
+    )
+    .await
 }
 
 async fn sign_in_for(app: &TestApp, username: &str, scope: &str) -> ParentTokens {
@@ -214,7 +219,10 @@ async fn sign_in_for(app: &TestApp, username: &str, scope: &str) -> ParentTokens
     let body: Value = token.json().await.unwrap();
     ParentTokens {
         access: body["access_token"].as_str().unwrap().to_owned(),
-        refresh: body["refresh_token"].as_str().unwrap_or_default().to_owned(),
+        refresh: body["refresh_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
         body,
     }
 }
@@ -258,7 +266,11 @@ fn entry_ids(bundle: &Value) -> Vec<String> {
                 .iter()
                 .filter_map(|e| {
                     let r = &e["resource"];
-                    Some(format!("{}/{}", r["resourceType"].as_str()?, r["id"].as_str()?))
+                    Some(format!(
+                        "{}/{}",
+                        r["resourceType"].as_str()?,
+                        r["id"].as_str()?
+                    ))
                 })
                 .collect()
         })
@@ -269,15 +281,31 @@ fn entry_ids(bundle: &Value) -> Vec<String> {
 async fn every_data_route_needs_a_token_but_discovery_is_public() {
     let app = TestApp::spawn().await;
     let anonymous = app.anonymous();
-    for path in ["/fhir/Patient", "/fhir/Patient/x", "/fhir/_history", "/municipal/v1/records?layout=musubi-vaccination&municipality=131016"] {
+    for path in [
+        "/fhir/Patient",
+        "/fhir/Patient/x",
+        "/fhir/_history",
+        "/municipal/v1/records?layout=musubi-vaccination&municipality=131016",
+    ] {
         let r = app.send(anonymous.get(format!("{}{path}", app.root))).await;
         assert_eq!(r.status, 401, "{path}");
-        assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"musubi\""));
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Bearer realm=\"musubi\"")
+        );
         assert_eq!(r.json()["issue"][0]["code"], "login");
     }
-    let r = app.send(anonymous.post(format!("{}/fhir", app.root)).body("{}")).await;
+    let r = app
+        .send(anonymous.post(format!("{}/fhir", app.root)).body("{}"))
+        .await;
     assert_eq!(r.status, 401);
-    for path in ["/fhir/metadata", "/fhir/.well-known/smart-configuration", "/.well-known/smart-configuration", "/.well-known/openid-configuration", "/oauth/jwks"] {
+    for path in [
+        "/fhir/metadata",
+        "/fhir/.well-known/smart-configuration",
+        "/.well-known/smart-configuration",
+        "/.well-known/openid-configuration",
+        "/oauth/jwks",
+    ] {
         let r = app.send(anonymous.get(format!("{}{path}", app.root))).await;
         assert_eq!(r.status, 200, "{path}");
     }
@@ -291,7 +319,10 @@ async fn every_data_route_needs_a_token_but_discovery_is_public() {
         .send(anonymous.get(format!("{}/fhir/metadata", app.root)))
         .await
         .json();
-    assert_eq!(metadata["rest"][0]["security"]["service"][0]["coding"][0]["code"], "SMART-on-FHIR");
+    assert_eq!(
+        metadata["rest"][0]["security"]["service"][0]["coding"][0]["code"],
+        "SMART-on-FHIR"
+    );
 }
 
 #[tokio::test]
@@ -312,7 +343,11 @@ async fn forged_expired_and_misdirected_tokens_are_refused() {
         )
     };
     let good = auth::issue(&ring, &claims(&app.root, &app.base, now)).unwrap();
-    assert_eq!(get_as(&app, &good, "Patient").await.status, 200, "a token signed by the server's key works");
+    assert_eq!(
+        get_as(&app, &good, "Patient").await.status,
+        200,
+        "a token signed by the server's key works"
+    );
     let other_key = auth::KeyRing::generate();
     let mut tampered = good.clone().into_bytes();
     let middle = good.find('.').unwrap() + 5;
@@ -323,18 +358,45 @@ async fn forged_expired_and_misdirected_tokens_are_refused() {
         good.split('.').nth(1).unwrap()
     );
     let cases = [
-        ("expired", auth::issue(&ring, &claims(&app.root, &app.base, now - time::Duration::hours(1))).unwrap(), "expired"),
-        ("wrong audience", auth::issue(&ring, &claims(&app.root, "https://elsewhere.example/fhir", now)).unwrap(), "audience"),
-        ("wrong issuer", auth::issue(&ring, &claims("https://evil.example", &app.base, now)).unwrap(), "issuer"),
+        (
+            "expired",
+            auth::issue(
+                &ring,
+                &claims(&app.root, &app.base, now - time::Duration::hours(1)),
+            )
+            .unwrap(),
+            "expired",
+        ),
+        (
+            "wrong audience",
+            auth::issue(
+                &ring,
+                &claims(&app.root, "https://elsewhere.example/fhir", now),
+            )
+            .unwrap(),
+            "audience",
+        ),
+        (
+            "wrong issuer",
+            auth::issue(&ring, &claims("https://evil.example", &app.base, now)).unwrap(),
+            "issuer",
+        ),
         ("tampered", String::from_utf8(tampered).unwrap(), ""),
-        ("foreign key", auth::issue(&other_key, &claims(&app.root, &app.base, now)).unwrap(), "kid"),
+        (
+            "foreign key",
+            auth::issue(&other_key, &claims(&app.root, &app.base, now)).unwrap(),
+            "kid",
+        ),
         ("alg none", none_token, "algorithm"),
     ];
     for (name, token, reason) in cases {
         let r = get_as(&app, &token, "Patient").await;
         assert_eq!(r.status, 401, "{name}: {}", r.text);
         let challenge = r.header("www-authenticate").unwrap_or_default();
-        assert!(challenge.contains("error=\"invalid_token\""), "{name}: {challenge}");
+        assert!(
+            challenge.contains("error=\"invalid_token\""),
+            "{name}: {challenge}"
+        );
         assert!(challenge.contains(reason), "{name}: {challenge}");
     }
 }
@@ -352,7 +414,10 @@ async fn scopes_are_downscoped_and_enforced_per_interaction() {
     let wide = http
         .post(format!("{}/oauth/token", app.root))
         .basic_auth("narrow", Some(musubi_tests::TEST_CLIENT_SECRET))
-        .form(&[("grant_type", "client_credentials"), ("scope", "system/*.cruds")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/*.cruds"),
+        ])
         .send()
         .await
         .unwrap();
@@ -360,27 +425,62 @@ async fn scopes_are_downscoped_and_enforced_per_interaction() {
     assert_eq!(body["scope"], "system/Patient.rs");
     let token = body["access_token"].as_str().unwrap();
     assert_eq!(get_as(&app, token, "Patient/child-a1").await.status, 200);
-    let refused = call(&app, token, reqwest::Method::POST, "Patient", Some(&json!({"resourceType": "Patient"}))).await;
+    let refused = call(
+        &app,
+        token,
+        reqwest::Method::POST,
+        "Patient",
+        Some(&json!({"resourceType": "Patient"})),
+    )
+    .await;
     assert_eq!(refused.status, 403);
     assert_eq!(
         refused.header("www-authenticate"),
         Some("Bearer realm=\"musubi\", error=\"insufficient_scope\", scope=\"system/Patient.c\"")
     );
-    assert!(refused.json()["issue"][0]["diagnostics"].as_str().unwrap().contains("system/Patient.c"));
+    assert!(
+        refused.json()["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("system/Patient.c")
+    );
     assert_eq!(get_as(&app, token, "Immunization").await.status, 403);
     // A batch decides each entry on its own.
-    let batch = call(&app, token, reqwest::Method::POST, "", Some(&json!({"resourceType": "Bundle", "type": "batch", "entry": [
+    let batch = call(
+        &app,
+        token,
+        reqwest::Method::POST,
+        "",
+        Some(
+            &json!({"resourceType": "Bundle", "type": "batch", "entry": [
         {"request": {"method": "GET", "url": "Patient/child-a1"}},
-        {"request": {"method": "GET", "url": "Immunization/imm-a"}}]}))).await.json();
+        {"request": {"method": "GET", "url": "Immunization/imm-a"}}]}),
+        ),
+    )
+    .await
+    .json();
     assert_eq!(batch["entry"][0]["response"]["status"], "200 OK");
-    assert!(batch["entry"][1]["response"]["status"].as_str().unwrap().starts_with("403"));
+    assert!(
+        batch["entry"][1]["response"]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("403")
+    );
     // Nothing the client may have at all: invalid_scope.
-    let none = client_credentials_token(&http, &app.root, "narrow", musubi_tests::TEST_CLIENT_SECRET, Some("system/Immunization.rs")).await;
+    let none = client_credentials_token(
+        &http,
+        &app.root,
+        "narrow",
+        musubi_tests::TEST_CLIENT_SECRET,
+        Some("system/Immunization.rs"),
+    )
+    .await;
     assert!(none.unwrap_err().contains("invalid_scope"));
     // Wrong secret, unknown client.
     let wrong = client_credentials_token(&http, &app.root, "narrow", "not-the-secret", None).await;
     assert!(wrong.unwrap_err().contains("invalid_client"));
-    let unknown = client_credentials_token(&http, &app.root, "nobody", "whatever-secret", None).await;
+    let unknown =
+        client_credentials_token(&http, &app.root, "nobody", "whatever-secret", None).await;
     assert!(unknown.unwrap_err().contains("invalid_client"));
     assert!(!test_secret_hash().is_empty());
 }
@@ -390,7 +490,10 @@ async fn a_parent_reaches_only_their_own_children_through_every_interaction() {
     let app = two_families().await;
     let tokens = sign_in_for(&app, "parent-a", "patient/*.cruds launch/patient fhirUser").await;
     assert_eq!(tokens.body["patient"], "child-a1");
-    assert_eq!(tokens.body["scope"], "patient/*.cruds launch/patient fhirUser");
+    assert_eq!(
+        tokens.body["scope"],
+        "patient/*.cruds launch/patient fhirUser"
+    );
     let t = tokens.access.as_str();
 
     // Their own child's records.
@@ -401,47 +504,136 @@ async fn a_parent_reaches_only_their_own_children_through_every_interaction() {
     assert_eq!(entry_ids(&own), vec!["Immunization/imm-a"]);
 
     // Another family's child: not through read, vread, search, totals, includes, history…
-    for path in ["Patient/child-b1", "Immunization/imm-b", "Immunization/imm-b/_history/1", "Immunization/imm-b/_history", "RelatedPerson/rp-b", "Patient/child-b1/$immunization-schedule"] {
+    for path in [
+        "Patient/child-b1",
+        "Immunization/imm-b",
+        "Immunization/imm-b/_history/1",
+        "Immunization/imm-b/_history",
+        "RelatedPerson/rp-b",
+        "Patient/child-b1/$immunization-schedule",
+    ] {
         let r = get_as(&app, t, path).await;
         assert_eq!(r.status, 404, "{path}: {}", r.text);
     }
-    let searched = get_as(&app, t, "Immunization?patient=Patient/child-b1").await.json();
+    let searched = get_as(&app, t, "Immunization?patient=Patient/child-b1")
+        .await
+        .json();
     assert_eq!(searched["total"], 0);
     let counted = get_as(&app, t, "Patient?_summary=count").await.json();
     assert_eq!(counted["total"], 1, "the total counts only their own child");
-    let included = get_as(&app, t, "Observation?_include=Observation:focus&_include=Observation:subject").await.json();
+    let included = get_as(
+        &app,
+        t,
+        "Observation?_include=Observation:focus&_include=Observation:subject",
+    )
+    .await
+    .json();
     let ids = entry_ids(&included);
-    assert!(ids.contains(&"Observation/obs-a".to_owned()) && ids.contains(&"Patient/child-a1".to_owned()), "{ids:?}");
-    assert!(!ids.contains(&"Patient/child-b1".to_owned()), "an _include leaked {ids:?}");
-    let revincluded = get_as(&app, t, "Patient?_revinclude=Immunization:patient&_revinclude=RelatedPerson:patient").await.json();
+    assert!(
+        ids.contains(&"Observation/obs-a".to_owned())
+            && ids.contains(&"Patient/child-a1".to_owned()),
+        "{ids:?}"
+    );
+    assert!(
+        !ids.contains(&"Patient/child-b1".to_owned()),
+        "an _include leaked {ids:?}"
+    );
+    let revincluded = get_as(
+        &app,
+        t,
+        "Patient?_revinclude=Immunization:patient&_revinclude=RelatedPerson:patient",
+    )
+    .await
+    .json();
     let ids = entry_ids(&revincluded);
-    assert!(ids.iter().all(|id| id.ends_with("-a1") || id.ends_with("-a")), "{ids:?}");
+    assert!(
+        ids.iter()
+            .all(|id| id.ends_with("-a1") || id.ends_with("-a")),
+        "{ids:?}"
+    );
     for path in ["Immunization/_history", "_history"] {
         assert_eq!(get_as(&app, t, path).await.status, 403, "{path}");
     }
 
     // …nor through batch entries, transactions or writes.
-    let batch = call(&app, t, reqwest::Method::POST, "", Some(&json!({"resourceType": "Bundle", "type": "batch", "entry": [
+    let batch = call(
+        &app,
+        t,
+        reqwest::Method::POST,
+        "",
+        Some(
+            &json!({"resourceType": "Bundle", "type": "batch", "entry": [
         {"request": {"method": "GET", "url": "Patient/child-b1"}},
         {"request": {"method": "GET", "url": "Immunization?patient=Patient/child-b1"}},
-        {"request": {"method": "GET", "url": "Patient/child-a1"}}]}))).await.json();
-    assert!(batch["entry"][0]["response"]["status"].as_str().unwrap().starts_with("404"), "{batch}");
+        {"request": {"method": "GET", "url": "Patient/child-a1"}}]}),
+        ),
+    )
+    .await
+    .json();
+    assert!(
+        batch["entry"][0]["response"]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("404"),
+        "{batch}"
+    );
     assert_eq!(batch["entry"][1]["resource"]["total"], 0);
     assert_eq!(batch["entry"][2]["response"]["status"], "200 OK");
     let foreign_imm = json!({"resourceType": "Immunization", "status": "completed", "vaccineCode": {"text": "BCG"},
         "patient": {"reference": "Patient/child-b1"}, "occurrenceDateTime": "2024-07-01"});
-    let r = call(&app, t, reqwest::Method::POST, "Immunization", Some(&foreign_imm)).await;
+    let r = call(
+        &app,
+        t,
+        reqwest::Method::POST,
+        "Immunization",
+        Some(&foreign_imm),
+    )
+    .await;
     assert_eq!(r.status, 403, "{}", r.text);
-    let tx = call(&app, t, reqwest::Method::POST, "", Some(&json!({"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": foreign_imm, "request": {"method": "POST", "url": "Immunization"}}]}))).await;
+    let tx = call(
+        &app,
+        t,
+        reqwest::Method::POST,
+        "",
+        Some(
+            &json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": foreign_imm, "request": {"method": "POST", "url": "Immunization"}}]}),
+        ),
+    )
+    .await;
     assert_eq!(tx.status, 403, "{}", tx.text);
     let mut overwrite = get_as(&app, &app.token, "Immunization/imm-b").await.json();
     overwrite["patient"]["reference"] = json!("Patient/child-a1");
-    let r = call(&app, t, reqwest::Method::PUT, "Immunization/imm-b", Some(&overwrite)).await;
-    assert_eq!(r.status, 404, "moving another family's record into their own: {}", r.text);
-    assert_eq!(call(&app, t, reqwest::Method::DELETE, "Immunization/imm-b", None).await.status, 404);
-    let tx = call(&app, t, reqwest::Method::POST, "", Some(&json!({"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"request": {"method": "DELETE", "url": "Immunization/imm-b"}}]}))).await;
+    let r = call(
+        &app,
+        t,
+        reqwest::Method::PUT,
+        "Immunization/imm-b",
+        Some(&overwrite),
+    )
+    .await;
+    assert_eq!(
+        r.status, 404,
+        "moving another family's record into their own: {}",
+        r.text
+    );
+    assert_eq!(
+        call(&app, t, reqwest::Method::DELETE, "Immunization/imm-b", None)
+            .await
+            .status,
+        404
+    );
+    let tx = call(
+        &app,
+        t,
+        reqwest::Method::POST,
+        "",
+        Some(
+            &json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "DELETE", "url": "Immunization/imm-b"}}]}),
+        ),
+    )
+    .await;
     assert_eq!(tx.status, 404, "{}", tx.text);
     // A conditional create matching another family's record must not return it.
     let own_imm = json!({"resourceType": "Immunization", "status": "completed", "vaccineCode": {"text": "BCG"},
@@ -457,7 +649,10 @@ async fn a_parent_reaches_only_their_own_children_through_every_interaction() {
         )
         .await;
     assert_eq!(conditional.status, 201, "{}", conditional.text);
-    assert_eq!(conditional.json()["patient"]["reference"], "Patient/child-a1");
+    assert_eq!(
+        conditional.json()["patient"]["reference"],
+        "Patient/child-a1"
+    );
     // The other family's record is untouched.
     let b = get_as(&app, &app.token, "Immunization/imm-b").await.json();
     assert_eq!(b["patient"]["reference"], "Patient/child-b1");
@@ -480,7 +675,11 @@ async fn refresh_tokens_rotate_and_revocation_is_immediate() {
         let root = app.root.clone();
         async move {
             http.post(format!("{root}/oauth/token"))
-                .form(&[("grant_type", "refresh_token"), ("refresh_token", token.as_str()), ("client_id", PHR)])
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", token.as_str()),
+                    ("client_id", PHR),
+                ])
                 .send()
                 .await
                 .unwrap()
@@ -495,12 +694,18 @@ async fn refresh_tokens_rotate_and_revocation_is_immediate() {
     // Presenting the spent token again revokes the whole family, the new one included.
     let reused = refresh(tokens.refresh.clone()).await;
     assert_eq!(reused.status(), 400);
-    assert_eq!(reused.json::<Value>().await.unwrap()["error"], "invalid_grant");
+    assert_eq!(
+        reused.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
     assert_eq!(refresh(next_refresh).await.status(), 400);
 
     // Revoking an access token stops it at once.
     let fresh = sign_in(&app, "parent-a").await;
-    assert_eq!(get_as(&app, &fresh.access, "Patient/child-a1").await.status, 200);
+    assert_eq!(
+        get_as(&app, &fresh.access, "Patient/child-a1").await.status,
+        200
+    );
     let revoked = http
         .post(format!("{}/oauth/revoke", app.root))
         .form(&[("token", fresh.access.as_str()), ("client_id", PHR)])
@@ -525,7 +730,10 @@ async fn refresh_tokens_rotate_and_revocation_is_immediate() {
     let live = sign_in(&app, "parent-a").await;
     let introspected: Value = http
         .post(format!("{}/oauth/introspect", app.root))
-        .basic_auth(musubi_tests::TEST_CLIENT_ID, Some(musubi_tests::TEST_CLIENT_SECRET))
+        .basic_auth(
+            musubi_tests::TEST_CLIENT_ID,
+            Some(musubi_tests::TEST_CLIENT_SECRET),
+        )
         .form(&[("token", live.access.as_str())])
         .send()
         .await
@@ -537,7 +745,10 @@ async fn refresh_tokens_rotate_and_revocation_is_immediate() {
     assert_eq!(introspected["patient"], "child-a1");
     let inactive: Value = http
         .post(format!("{}/oauth/introspect", app.root))
-        .basic_auth(musubi_tests::TEST_CLIENT_ID, Some(musubi_tests::TEST_CLIENT_SECRET))
+        .basic_auth(
+            musubi_tests::TEST_CLIENT_ID,
+            Some(musubi_tests::TEST_CLIENT_SECRET),
+        )
         .form(&[("token", fresh.access.as_str())])
         .send()
         .await
@@ -552,7 +763,8 @@ async fn refresh_tokens_rotate_and_revocation_is_immediate() {
 async fn sign_in_refuses_wrong_passwords_unknown_redirects_and_plain_pkce() {
     let app = two_families().await;
     let http = no_redirects();
-    let challenge = auth::pkce::challenge_s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-a-longer-verifier");
+    let challenge =
+        auth::pkce::challenge_s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-a-longer-verifier");
     let base = |redirect: &'static str, method: &'static str| {
         vec![
             ("response_type", "code".to_owned()),
@@ -580,7 +792,12 @@ async fn sign_in_refuses_wrong_passwords_unknown_redirects_and_plain_pkce() {
         .await
         .unwrap();
     assert_eq!(r.status(), 302);
-    assert!(r.headers()["location"].to_str().unwrap().contains("error=invalid_request"));
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .contains("error=invalid_request")
+    );
     // A wrong password shows the page again.
     let mut form = base(REDIRECT, "S256");
     form.push(("username", "parent-a".into()));
@@ -619,14 +836,44 @@ async fn a_burst_over_the_rate_limit_gets_429_with_retry_after() {
 #[tokio::test]
 async fn the_municipal_adapter_needs_the_municipality_s_own_client() {
     let app = two_families().await;
-    let token = client_credentials_token(&app.anonymous(), &app.root, "chiyoda", musubi_tests::TEST_CLIENT_SECRET, None)
-        .await
-        .unwrap();
-    let own = get_as(&app, &token, &format!("{}/municipal/v1/records?layout=musubi-vaccination&municipality=131016", app.root)).await;
+    let token = client_credentials_token(
+        &app.anonymous(),
+        &app.root,
+        "chiyoda",
+        musubi_tests::TEST_CLIENT_SECRET,
+        None,
+    )
+    .await
+    .unwrap();
+    let own = get_as(
+        &app,
+        &token,
+        &format!(
+            "{}/municipal/v1/records?layout=musubi-vaccination&municipality=131016",
+            app.root
+        ),
+    )
+    .await;
     assert_eq!(own.status, 200, "{}", own.text);
-    let other = get_as(&app, &token, &format!("{}/municipal/v1/records?layout=musubi-vaccination&municipality=131024", app.root)).await;
+    let other = get_as(
+        &app,
+        &token,
+        &format!(
+            "{}/municipal/v1/records?layout=musubi-vaccination&municipality=131024",
+            app.root
+        ),
+    )
+    .await;
     assert_eq!(other.status, 403, "{}", other.text);
     let parent = sign_in(&app, "parent-a").await;
-    let r = get_as(&app, &parent.access, &format!("{}/municipal/v1/records?layout=musubi-vaccination&municipality=131016", app.root)).await;
+    let r = get_as(
+        &app,
+        &parent.access,
+        &format!(
+            "{}/municipal/v1/records?layout=musubi-vaccination&municipality=131016",
+            app.root
+        ),
+    )
+    .await;
     assert_eq!(r.status, 403);
 }
