@@ -9,6 +9,7 @@
 pub mod assertions;
 pub mod clients;
 mod error;
+pub mod external;
 pub mod grants;
 pub mod jwk;
 pub mod pkce;
@@ -21,6 +22,7 @@ pub use clients::{
     hash_secret, verify_secret,
 };
 pub use error::{AuthError, Rejection};
+pub use external::{ExternalIssuers, TrustedIssuer};
 pub use grants::{
     CodeGrant, CodeRequest, GrantStore, IntrospectionResponse, LaunchContext, MemoryGrants,
     RefreshGrant, RevocationRequest, Revoked, TokenResponse, introspect, issue_code, issue_refresh,
