@@ -172,7 +172,7 @@ MUSUBI__TLS__KEY_FILE="$tls_dir/certs/server.key" MUSUBI__TLS__CLIENT_CA_FILE="$
 MUSUBI__TLS__CLIENT_CERTIFICATES=optional start_server --config "$tls_dir/musubi.toml"
 "$venv/bin/python" conformance/clients/oauth_e2e_test.py run "https://127.0.0.1:$port" "$tls_dir"
 if [[ -x conformance/clients/smart-js/run.sh ]]; then
-    NODE_EXTRA_CA_CERTS="$tls_dir/certs/ca.crt" conformance/clients/smart-js/run.sh "https://127.0.0.1:$port"
+    MUSUBI_CA_FILE="$tls_dir/certs/ca.crt" conformance/clients/smart-js/run.sh "https://127.0.0.1:$port"
 fi
 stop_server
 rm -rf "$tls_dir" "$server_log"

@@ -326,7 +326,9 @@ async fn authenticate_client(
             method: Method::PrivateKeyJwt,
         });
     }
-    let client_id = form.require("client_id")?.to_owned();
+    let Some(client_id) = form.get("client_id").map(str::to_owned) else {
+        return public_refresh_client(access, form);
+    };
     if let Some(secret) = post_secret {
         return secret_check(client_id, secret.to_owned(), Method::SecretPost).await;
     }
@@ -349,6 +351,34 @@ async fn authenticate_client(
     if client.client.credentials.is_confidential() {
         return Err(AuthError::InvalidClient {
             client_id,
+            reason: "a confidential client must authenticate".into(),
+        });
+    }
+    Ok(Authenticated {
+        client,
+        method: Method::None,
+    })
+}
+
+/// A public client's refresh request may name no client at all (SMART App Launch: public apps
+/// send only `grant_type` and `refresh_token`); the client is the one the refresh token was
+/// issued to, and only a public one may be found this way.
+fn public_refresh_client(
+    access: &super::AccessState,
+    form: &Form,
+) -> Result<Authenticated, AuthError> {
+    let missing = || AuthError::InvalidRequest("the parameter client_id is missing".into());
+    if form.get("grant_type") != Some("refresh_token") {
+        return Err(missing());
+    }
+    let token = form.require("refresh_token")?;
+    let (_, grant) =
+        auth::GrantStore::peek_refresh(&access.grants, &auth::grants::token_hash(token))?
+            .ok_or_else(|| AuthError::InvalidGrant("unknown refresh token".into()))?;
+    let client = access.registry.require(&grant.client_id)?.clone();
+    if client.client.credentials.is_confidential() {
+        return Err(AuthError::InvalidClient {
+            client_id: grant.client_id,
             reason: "a confidential client must authenticate".into(),
         });
     }
