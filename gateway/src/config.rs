@@ -1,6 +1,7 @@
 //! Musubi's configuration: one typed struct, read from TOML with environment overrides and
 //! validated at start-up so that a mistake stops the process with a clear message.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -34,7 +35,133 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     #[serde(default)]
     pub tls: TlsConfig,
+    /// Consent enforcement at the FHIR exits (docs/consent.md, "Enforcement in the gateway").
+    #[serde(default)]
+    pub consent: ConsentConfig,
+    /// The AuditEvent trail of disclosures, refusals and writes.
+    #[serde(default)]
+    pub audit: AuditConfig,
     pub log: LogConfig,
+}
+
+/// Which callers' disclosures are decided by the person's consents, and for what purpose.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentConfig {
+    /// Decide every record returned to a caller acting for an organisation (a system client)
+    /// with the person's consents. `false` leaves disclosure to scopes alone.
+    #[serde(default = "default_true")]
+    pub enforce: bool,
+    /// A consent-checked search evaluates its whole match set before paging (so totals never
+    /// count hidden records); above this many matches it answers 400 asking to narrow it.
+    #[serde(default = "default_max_search_matches")]
+    pub max_search_matches: usize,
+    /// What decides a record no consent can be about: an unclassified record, or one naming no
+    /// patient. `base-policy`: the purpose's base policy (opt-out permits, opt-in denies);
+    /// `deny`: always withheld.
+    #[serde(default)]
+    pub fallback: ConsentFallback,
+    /// Resource types whose disclosure scopes alone govern: the audit trail, the consents
+    /// themselves, provenance.
+    #[serde(default = "default_exempt_types")]
+    pub exempt_types: Vec<String>,
+    /// The purpose of use per client kind; a kind not listed uses its built-in default
+    /// ([`ConsentConfig::purposes_of`]).
+    #[serde(default)]
+    pub purposes: HashMap<auth::ClientKind, KindPurposes>,
+}
+
+impl Default for ConsentConfig {
+    fn default() -> Self {
+        ConsentConfig {
+            enforce: true,
+            max_search_matches: default_max_search_matches(),
+            fallback: ConsentFallback::default(),
+            exempt_types: default_exempt_types(),
+            purposes: HashMap::new(),
+        }
+    }
+}
+
+impl ConsentConfig {
+    /// The purposes a client kind acts under: configured, else the built-in default.
+    pub fn purposes_of(&self, kind: auth::ClientKind) -> KindPurposes {
+        if let Some(configured) = self.purposes.get(&kind) {
+            return configured.clone();
+        }
+        let (default, allowed): (&str, &[&str]) = match kind {
+            auth::ClientKind::ClinicEmr => ("TREAT", &["TREAT", "COC"]),
+            auth::ClientKind::MedicalAssociation => ("HPAYMT", &["HPAYMT"]),
+            auth::ClientKind::Municipality => ("PUBHLTH", &["PUBHLTH", "COC", "HPAYMT"]),
+            auth::ClientKind::PhrApp | auth::ClientKind::PortalAdapter => ("PATRQT", &["PATRQT"]),
+        };
+        KindPurposes {
+            default: default.to_owned(),
+            allowed: allowed.iter().map(|p| (*p).to_owned()).collect(),
+        }
+    }
+}
+
+/// The purpose of use of one client kind: `default` unless the request's `X-Purpose-Of-Use`
+/// header names another of `allowed` (v3 ActReason codes, each configured in
+/// profiles/jp/consent/purposes.json).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KindPurposes {
+    pub default: String,
+    pub allowed: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsentFallback {
+    #[default]
+    BasePolicy,
+    Deny,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_max_search_matches() -> usize {
+    1000
+}
+
+fn default_exempt_types() -> Vec<String> {
+    ["AuditEvent", "Consent", "Provenance"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// What the AuditEvent trail records.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Consent-checked reads: `sync` commits one AuditEvent per patient per request before the
+    /// response leaves; `off` records none.
+    #[serde(default)]
+    pub reads: ReadAudit,
+    /// Writes: `same-commit` stores an AuditEvent per written resource in the write's own
+    /// commit; `off` records none.
+    #[serde(default)]
+    pub writes: WriteAudit,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadAudit {
+    #[default]
+    Sync,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WriteAudit {
+    #[default]
+    SameCommit,
+    Off,
 }
 
 /// The built-in authorization server (docs/access.md).
@@ -69,6 +196,9 @@ pub struct AuthConfig {
     /// Which interaction each FHIR operation counts as (SMART has no operation scopes).
     #[serde(default = "default_operations")]
     pub operations: auth::OperationPermissions,
+    /// External identity providers whose JWT access tokens are accepted (docs/access.md).
+    #[serde(default)]
+    pub trusted_issuers: Vec<auth::TrustedIssuer>,
 }
 
 impl Default for AuthConfig {
@@ -82,6 +212,7 @@ impl Default for AuthConfig {
             verify_cache_entries: default_verify_cache_entries(),
             users: Vec::new(),
             operations: default_operations(),
+            trusted_issuers: Vec::new(),
         }
     }
 }
@@ -444,6 +575,7 @@ impl Config {
             ));
         }
         self.validate_access()?;
+        self.validate_consent()?;
         if self.fhir.resource_types.is_empty() {
             return Err("fhir.resource_types must list at least one resource type".into());
         }
@@ -521,6 +653,52 @@ impl Config {
         Ok(())
     }
 
+    fn validate_consent(&self) -> Result<(), String> {
+        let consent = &self.consent;
+        if !(1..=100_000).contains(&consent.max_search_matches) {
+            return Err(format!(
+                "consent.max_search_matches must be between 1 and 100000, got {}",
+                consent.max_search_matches
+            ));
+        }
+        let defs = fhir::Definitions::r4();
+        for rt in &consent.exempt_types {
+            if !defs.is_resource_type(rt) {
+                return Err(format!(
+                    "consent.exempt_types: {rt:?} is not an R4 resource type"
+                ));
+            }
+        }
+        let policy = crate::disclosure::load_policy(self.profiles.extra_dir.as_deref())?;
+        for (kind, purposes) in &consent.purposes {
+            let name = format!("consent.purposes.{}", kind_code(*kind));
+            if !purposes.allowed.contains(&purposes.default) {
+                return Err(format!(
+                    "{name}: the default {:?} must be one of allowed {:?}",
+                    purposes.default, purposes.allowed
+                ));
+            }
+            for code in &purposes.allowed {
+                let known = consent::Purpose::new(code)
+                    .ok()
+                    .is_some_and(|p| policy.purpose(&p).is_some());
+                if !known {
+                    return Err(format!(
+                        "{name}: {code:?} is not a purpose of use configured in profiles/jp/consent/purposes.json"
+                    ));
+                }
+            }
+        }
+        let audits = self.audit.reads != ReadAudit::Off || self.audit.writes != WriteAudit::Off;
+        if audits && !self.fhir.resource_types.iter().any(|t| t == "AuditEvent") {
+            return Err(
+                "audit.reads or audit.writes is on but AuditEvent is not in fhir.resource_types: the trail could not be read (serve AuditEvent, or set both to \"off\")"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
     pub fn listen_addr(&self) -> Result<SocketAddr, String> {
         self.server.listen.parse().map_err(|_| {
             format!(
@@ -528,6 +706,17 @@ impl Config {
                 self.server.listen
             )
         })
+    }
+}
+
+/// The configuration spelling of a client kind (`clinic-emr`, …).
+pub fn kind_code(kind: auth::ClientKind) -> &'static str {
+    match kind {
+        auth::ClientKind::ClinicEmr => "clinic-emr",
+        auth::ClientKind::MedicalAssociation => "medical-association",
+        auth::ClientKind::Municipality => "municipality",
+        auth::ClientKind::PhrApp => "phr-app",
+        auth::ClientKind::PortalAdapter => "portal-adapter",
     }
 }
 
@@ -607,5 +796,103 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("Patinet"), "{err}");
+    }
+
+    #[test]
+    fn consent_defaults_give_each_kind_a_purpose() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert!(c.consent.enforce);
+        assert_eq!(c.consent.fallback, ConsentFallback::BasePolicy);
+        assert_eq!(c.audit.reads, ReadAudit::Sync);
+        assert_eq!(c.audit.writes, WriteAudit::SameCommit);
+        let cases = [
+            (auth::ClientKind::ClinicEmr, "TREAT"),
+            (auth::ClientKind::MedicalAssociation, "HPAYMT"),
+            (auth::ClientKind::Municipality, "PUBHLTH"),
+            (auth::ClientKind::PortalAdapter, "PATRQT"),
+            (auth::ClientKind::PhrApp, "PATRQT"),
+        ];
+        for (kind, purpose) in cases {
+            let purposes = c.consent.purposes_of(kind);
+            assert_eq!(purposes.default, purpose, "{kind:?}");
+            assert!(purposes.allowed.contains(&purposes.default), "{kind:?}");
+        }
+        let c = Config::load(
+            None,
+            env(&[
+                ("MUSUBI__CONSENT__PURPOSES__MUNICIPALITY__DEFAULT", "COC"),
+                (
+                    "MUSUBI__CONSENT__PURPOSES__MUNICIPALITY__ALLOWED",
+                    "[\"COC\"]",
+                ),
+                ("MUSUBI__AUDIT__READS", "off"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.consent
+                .purposes_of(auth::ClientKind::Municipality)
+                .default,
+            "COC"
+        );
+        // Kinds not configured keep their built-in purposes.
+        assert_eq!(
+            c.consent.purposes_of(auth::ClientKind::ClinicEmr).default,
+            "TREAT"
+        );
+        assert_eq!(c.audit.reads, ReadAudit::Off);
+    }
+
+    #[test]
+    fn consent_and_audit_mistakes_are_reported() {
+        let cases: [(&[(&str, &str)], &str); 6] = [
+            (
+                &[("MUSUBI__CONSENT__MAX_SEARCH_MATCHES", "0")],
+                "consent.max_search_matches",
+            ),
+            (
+                &[("MUSUBI__CONSENT__EXEMPT_TYPES", "[\"Audit\"]")],
+                "consent.exempt_types",
+            ),
+            (
+                &[
+                    ("MUSUBI__CONSENT__PURPOSES__CLINIC-EMR__DEFAULT", "TREAT"),
+                    (
+                        "MUSUBI__CONSENT__PURPOSES__CLINIC-EMR__ALLOWED",
+                        "[\"COC\"]",
+                    ),
+                ],
+                "consent.purposes.clinic-emr",
+            ),
+            (
+                &[
+                    ("MUSUBI__CONSENT__PURPOSES__MUNICIPALITY__DEFAULT", "NOPE"),
+                    (
+                        "MUSUBI__CONSENT__PURPOSES__MUNICIPALITY__ALLOWED",
+                        "[\"NOPE\"]",
+                    ),
+                ],
+                "purposes.json",
+            ),
+            (&[("MUSUBI__CONSENT__FALLBACK", "permit")], "fallback"),
+            (
+                &[("MUSUBI__FHIR__RESOURCE_TYPES", "[\"Patient\"]")],
+                "AuditEvent",
+            ),
+        ];
+        for (vars, expected) in cases {
+            let err = Config::load(None, env(vars)).unwrap_err().to_string();
+            assert!(err.contains(expected), "{vars:?}: {err}");
+        }
+        // With both trails off, AuditEvent need not be served.
+        let ok = Config::load(
+            None,
+            env(&[
+                ("MUSUBI__FHIR__RESOURCE_TYPES", "[\"Patient\"]"),
+                ("MUSUBI__AUDIT__READS", "off"),
+                ("MUSUBI__AUDIT__WRITES", "off"),
+            ]),
+        );
+        assert!(ok.is_ok(), "{ok:?}");
     }
 }

@@ -94,6 +94,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/records", web::get().to(municipal_records_get))
                 .default_service(web::to(unknown_route)),
         )
+        .configure(crate::phr_api::configure)
         .default_service(web::to(unknown_route));
 }
 
@@ -202,12 +203,13 @@ fn base_url(state: &AppState, req: &HttpRequest) -> String {
     format!("{}://{}/fhir", info.scheme(), info.host())
 }
 
-fn ctx<'a>(state: &'a AppState, req: &HttpRequest) -> Ctx<'a> {
+pub(crate) fn ctx<'a>(state: &'a AppState, req: &HttpRequest) -> Ctx<'a> {
     Ctx {
         state,
         base: base_url(state, req),
         prefer: Prefer::parse(header_str(req, "prefer")),
         access: caller_access(req),
+        purpose_of_use: header_str(req, "x-purpose-of-use").map(str::to_owned),
     }
 }
 
@@ -221,7 +223,7 @@ pub(crate) fn caller_access(req: &HttpRequest) -> Access {
 }
 
 /// Read the body up to the configured limit; larger bodies are refused before they are buffered.
-async fn read_body(
+pub(crate) async fn read_body(
     state: &AppState,
     req: &HttpRequest,
     mut payload: web::Payload,
@@ -435,12 +437,8 @@ async fn create(
 
 async fn read(state: State, req: HttpRequest, path: web::Path<(String, String)>) -> HttpResponse {
     let (rt, id) = path.into_inner();
-    let result = rest::read(
-        &ctx(&state, &req),
-        &rt,
-        &id,
-        header_str(&req, "if-none-match"),
-    );
+    let ctx = ctx(&state, &req);
+    let result = rest::read(&ctx, &rt, &id, header_str(&req, "if-none-match")).await;
     respond(&req, result)
 }
 
@@ -450,7 +448,9 @@ async fn vread(
     path: web::Path<(String, String, String)>,
 ) -> HttpResponse {
     let (rt, id, vid) = path.into_inner();
-    respond(&req, rest::vread(&ctx(&state, &req), &rt, &id, &vid))
+    let ctx = ctx(&state, &req);
+    let result = rest::vread(&ctx, &rt, &id, &vid).await;
+    respond(&req, result)
 }
 
 async fn update(
@@ -520,7 +520,9 @@ fn search_criteria(req: &HttpRequest) -> Vec<(String, String)> {
 
 async fn search_get(state: State, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     let params = search_criteria(&req);
-    respond(&req, rest::search(&ctx(&state, &req), &path, &params))
+    let ctx = ctx(&state, &req);
+    let result = rest::search(&ctx, &path, &params).await;
+    respond(&req, result)
 }
 
 /// `POST [type]/_search` with form parameters (R4 3.1.0.8): body and URL parameters combine.
@@ -546,7 +548,7 @@ async fn search_post(
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .filter(|(k, _)| k != "_format" && k != "_pretty"),
         );
-        rest::search(&ctx(&state, &req), &path, &params)
+        rest::search(&ctx(&state, &req), &path, &params).await
     }
     .await;
     respond(&req, result)
@@ -554,22 +556,16 @@ async fn search_post(
 
 async fn history_system(state: State, req: HttpRequest) -> HttpResponse {
     let params = search_criteria(&req);
-    respond(
-        &req,
-        rest::history(&ctx(&state, &req), HistoryScope::System, &params),
-    )
+    let ctx = ctx(&state, &req);
+    let result = rest::history(&ctx, HistoryScope::System, &params).await;
+    respond(&req, result)
 }
 
 async fn history_type(state: State, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     let params = search_criteria(&req);
-    respond(
-        &req,
-        rest::history(
-            &ctx(&state, &req),
-            HistoryScope::Type(path.into_inner()),
-            &params,
-        ),
-    )
+    let ctx = ctx(&state, &req);
+    let result = rest::history(&ctx, HistoryScope::Type(path.into_inner()), &params).await;
+    respond(&req, result)
 }
 
 async fn history_instance(
@@ -579,10 +575,9 @@ async fn history_instance(
 ) -> HttpResponse {
     let (rt, id) = path.into_inner();
     let params = search_criteria(&req);
-    respond(
-        &req,
-        rest::history(&ctx(&state, &req), HistoryScope::Instance(rt, id), &params),
-    )
+    let ctx = ctx(&state, &req);
+    let result = rest::history(&ctx, HistoryScope::Instance(rt, id), &params).await;
+    respond(&req, result)
 }
 
 /// The inputs of an operation: query parameters plus, for POST, the body (a Parameters resource,

@@ -4,12 +4,14 @@
 pub mod access;
 pub mod capability;
 pub mod config;
+pub mod disclosure;
 pub mod domain;
 pub mod error;
 pub mod format;
 pub mod http;
 pub mod municipal;
 pub mod operations;
+pub mod phr_api;
 pub mod rest;
 pub mod state;
 pub mod telemetry;

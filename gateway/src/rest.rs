@@ -58,6 +58,9 @@ pub struct Ctx<'a> {
     pub prefer: Prefer,
     /// Who the interaction runs for: every data access asks it first.
     pub access: crate::access::Access,
+    /// The `X-Purpose-Of-Use` header: a consent-checked caller's purpose when its kind may use
+    /// it (crate::disclosure).
+    pub purpose_of_use: Option<String>,
 }
 
 impl Ctx<'_> {
@@ -278,9 +281,12 @@ pub(crate) fn set_id(resource: &mut Value, id: &str) {
 }
 
 async fn commit_one(ctx: &Ctx<'_>, write: Write) -> Result<Committed, ApiError> {
-    let mut committed = ctx.state.store.commit(vec![write]).await?;
+    // The write's AuditEvent rides in the same commit, after the write.
+    let writes = crate::disclosure::writes(ctx, vec![write])?;
+    let committed = ctx.state.store.commit(writes).await?;
     committed
-        .pop()
+        .into_iter()
+        .next()
         .ok_or_else(|| ApiError::internal("the store returned no result for a write"))
 }
 
@@ -437,7 +443,7 @@ pub async fn create(
 }
 
 /// read (R4 3.1.0.2); `If-None-Match` answers 304 when the client's version is current.
-pub fn read(
+pub async fn read(
     ctx: &Ctx<'_>,
     resource_type: &str,
     id: &str,
@@ -455,6 +461,7 @@ pub fn read(
         .read(resource_type, id)?
         .ok_or_else(|| ApiError::not_found(absent()))?;
     require_visible(&grant, &version, absent)?;
+    let version = crate::disclosure::single(ctx, "read", version, absent).await?;
     if version.is_deleted() {
         let mut error = ApiError::new(
             ErrorKind::Gone,
@@ -479,7 +486,7 @@ pub fn read(
 }
 
 /// vread (R4 3.1.0.3).
-pub fn vread(
+pub async fn vread(
     ctx: &Ctx<'_>,
     resource_type: &str,
     id: &str,
@@ -502,6 +509,7 @@ pub fn vread(
         .vread(resource_type, id, number)?
         .ok_or_else(|| ApiError::not_found(absent()))?;
     require_visible(&grant, &version, absent)?;
+    let version = crate::disclosure::single(ctx, "vread", version, absent).await?;
     if version.is_deleted() {
         return Err(ApiError::new(
             ErrorKind::Gone,
@@ -761,7 +769,7 @@ fn paging(ctx: &Ctx<'_>, params: &[(String, String)]) -> Result<(usize, usize), 
 }
 
 /// search (R4 3.1.0.8 and the search page): a `searchset` Bundle with paging links.
-pub fn search(
+pub async fn search(
     ctx: &Ctx<'_>,
     resource_type: &str,
     params: &[(String, String)],
@@ -782,13 +790,17 @@ pub fn search(
     }
     let (offset, count) = paging(ctx, params)?;
     let summary_count = query.control.summary == Some(search::Summary::Count);
-    let page = ctx.state.store.search(&SearchRequest {
+    let request = SearchRequest {
         resource_type,
         query: &query,
         offset,
         count: if summary_count { 0 } else { count },
         need_total: summary_count || query.control.total != Some(search::TotalMode::None),
-    })?;
+    };
+    let page = match crate::disclosure::search(ctx, &request).await? {
+        Some(consent_checked) => consent_checked,
+        None => ctx.state.store.search(&request)?,
+    };
     let base_path = format!("{}/{}", ctx.base, resource_type);
     let mut bundle = bundle_skeleton("searchset");
     if (query.control.total != Some(search::TotalMode::None) || summary_count)
@@ -864,7 +876,7 @@ fn apply_summary(resource: &mut Value, summary: Option<search::Summary>) {
 }
 
 /// history (R4 3.1.0.9) at instance, type or system level.
-pub fn history(
+pub async fn history(
     ctx: &Ctx<'_>,
     scope: HistoryScope,
     params: &[(String, String)],
@@ -901,11 +913,21 @@ pub fn history(
             _ => {}
         }
     }
-    let page = match &instance_grant {
-        Some(grant) if !grant.is_unrestricted() => {
+    let consent_checked = crate::disclosure::history(
+        ctx,
+        instance_grant.as_ref(),
+        &scope,
+        since_ms,
+        offset,
+        count,
+    )
+    .await?;
+    let page = match (consent_checked, &instance_grant) {
+        (Some(page), _) => page,
+        (None, Some(grant)) if !grant.is_unrestricted() => {
             restricted_history(ctx, grant, &scope, since_ms, offset, count)?
         }
-        _ => ctx.state.store.history(&scope, since_ms, offset, count)?,
+        (None, _) => ctx.state.store.history(&scope, since_ms, offset, count)?,
     };
     if let HistoryScope::Instance(rt, id) = &scope
         && page.total == 0
@@ -1035,16 +1057,21 @@ pub async fn dispatch(
             200,
             crate::capability::capability_statement(ctx.state, &ctx.base),
         )),
-        ("GET", ["_history"]) => history(ctx, HistoryScope::System, &params),
-        ("GET", [rt]) => search(ctx, rt, &params),
-        ("GET", [rt, "_history"]) => history(ctx, HistoryScope::Type((*rt).to_owned()), &params),
-        ("GET", [rt, id]) => read(ctx, rt, id, headers.if_none_match.as_deref()),
-        ("GET", [rt, id, "_history"]) => history(
-            ctx,
-            HistoryScope::Instance((*rt).to_owned(), (*id).to_owned()),
-            &params,
-        ),
-        ("GET", [rt, id, "_history", vid]) => vread(ctx, rt, id, vid),
+        ("GET", ["_history"]) => history(ctx, HistoryScope::System, &params).await,
+        ("GET", [rt]) => search(ctx, rt, &params).await,
+        ("GET", [rt, "_history"]) => {
+            history(ctx, HistoryScope::Type((*rt).to_owned()), &params).await
+        }
+        ("GET", [rt, id]) => read(ctx, rt, id, headers.if_none_match.as_deref()).await,
+        ("GET", [rt, id, "_history"]) => {
+            history(
+                ctx,
+                HistoryScope::Instance((*rt).to_owned(), (*id).to_owned()),
+                &params,
+            )
+            .await
+        }
+        ("GET", [rt, id, "_history", vid]) => vread(ctx, rt, id, vid).await,
         ("POST", [rt]) => create(ctx, rt, need_body(body)?, headers.if_none_exist.as_deref()).await,
         ("PUT", [rt]) if !params.is_empty() => {
             conditional_update(

@@ -21,6 +21,8 @@ pub struct AppState {
     /// Municipal imports started over HTTP in this process, by id (finished ones are also on
     /// disk, see `municipal_imports_dir`).
     pub imports: Mutex<HashMap<String, Arc<Mutex<crate::municipal::ImportReport>>>>,
+    /// The PHR API's remembered answers, by Idempotency-Key (docs/phr-api.md).
+    pub phr_idempotency: crate::phr_api::Idempotency,
 }
 
 /// Held while a conditional write searches and commits; released on drop.
@@ -47,6 +49,7 @@ impl AppState {
             ),
             conditional_locks: Mutex::new(HashMap::new()),
             imports: Mutex::new(HashMap::new()),
+            phr_idempotency: crate::phr_api::Idempotency::default(),
         }
     }
 

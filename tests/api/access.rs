@@ -685,6 +685,22 @@ async fn refresh_tokens_rotate_and_revocation_is_immediate() {
                 .unwrap()
         }
     };
+    // A public client may leave its client_id out of a refresh (SMART App Launch).
+    let bare = http
+        .post(format!("{}/oauth/token", app.root))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens.refresh.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), 200);
+    let bare: Value = bare.json().await.unwrap();
+    let tokens = ParentTokens {
+        refresh: bare["refresh_token"].as_str().unwrap().to_owned(),
+        ..tokens
+    };
     let first = refresh(tokens.refresh.clone()).await;
     assert_eq!(first.status(), 200);
     let rotated: Value = first.json().await.unwrap();
@@ -876,4 +892,73 @@ async fn the_municipal_adapter_needs_the_municipality_s_own_client() {
     )
     .await;
     assert_eq!(r.status, 403);
+}
+
+#[tokio::test]
+async fn tokens_of_a_trusted_identity_provider_are_accepted_within_musubi_s_rules() {
+    const IDP: &str = "https://idp.city.example.jp";
+    const AUDIENCE: &str = "https://musubi.example.org/fhir";
+    let idp_keys = auth::KeyRing::generate();
+    let jwks = idp_keys.jwks();
+    let app = TestApp::spawn_with(|config| {
+        config.auth.users = vec![parent("parent-a"), parent("parent-b")];
+        config.clients.push(phr_client());
+        config.auth.trusted_issuers = vec![auth::TrustedIssuer {
+            issuer: IDP.into(),
+            audience: AUDIENCE.into(),
+            jwks,
+            algorithms: vec!["ES256".into()],
+        }];
+    })
+    .await;
+    // The same two families as elsewhere, seeded through the system client.
+    for (family, child) in [("a", "child-a1"), ("b", "child-b1")] {
+        let r = app
+            .put(
+                &format!("Patient/{child}"),
+                &json!({"resourceType": "Patient", "id": child}),
+            )
+            .await;
+        assert_eq!(r.status, 201);
+        let r = app
+            .put(
+                &format!("RelatedPerson/rp-{family}"),
+                &json!({"resourceType": "RelatedPerson", "id": format!("rp-{family}"), "active": true,
+                    "identifier": [{"system": ACCOUNT, "value": format!("parent-{family}")}],
+                    "patient": {"reference": format!("Patient/{child}")}}),
+            )
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    let token = |client: &str, scope: &str, audience: &str| {
+        let mut claims = auth::AccessClaims::new(
+            IDP,
+            audience,
+            "parent-a",
+            client,
+            auth::ScopeSet::parse(scope).unwrap(),
+            time::OffsetDateTime::now_utc(),
+            300,
+        );
+        claims.patient = Some("child-a1".into());
+        claims.fhir_user = Some("RelatedPerson/rp-a".into());
+        auth::issue(&idp_keys, &claims).unwrap()
+    };
+    let parent = token(PHR, "patient/*.rs launch/patient", AUDIENCE);
+    assert_eq!(get_as(&app, &parent, "Patient/child-a1").await.status, 200);
+    assert_eq!(get_as(&app, &parent, "Patient/child-b1").await.status, 404);
+    // Scopes beyond the client's registration are dropped: the provider cannot widen them.
+    let wide = token(PHR, "system/*.cruds", AUDIENCE);
+    assert_eq!(get_as(&app, &wide, "Patient/child-b1").await.status, 403);
+    // A client Musubi does not know, or a token for another audience, is refused.
+    let stranger = token("unknown-app", "patient/*.rs", AUDIENCE);
+    assert_eq!(
+        get_as(&app, &stranger, "Patient/child-a1").await.status,
+        401
+    );
+    let elsewhere = token(PHR, "patient/*.rs", "https://elsewhere.example/fhir");
+    assert_eq!(
+        get_as(&app, &elsewhere, "Patient/child-a1").await.status,
+        401
+    );
 }

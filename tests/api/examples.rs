@@ -36,6 +36,12 @@ fn known_reason(file: &str) -> Option<&'static str> {
              these are the specification's own definition bundles (tens of MB), refused with 413 \
              before being read, as intended."
         }
+        consent if consent.starts_with("Consent-") => {
+            "An active privacy Consent whose provisions use elements Musubi's consent engine \
+             cannot enforce (provision.action, securityLabel, code, dataPeriod, data.meaning other \
+             than instance) is refused with 422 rather than stored and enforced only in part \
+             (docs/consent.md)."
+        }
         _ => return None,
     })
 }

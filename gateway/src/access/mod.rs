@@ -33,6 +33,8 @@ pub struct AccessState {
     pub registry: auth::Registry,
     ring: RwLock<auth::KeyRing>,
     pub cache: auth::VerifyCache,
+    /// Identity providers whose access tokens are accepted besides Musubi's own.
+    pub external: auth::ExternalIssuers,
     pub grants: auth::MemoryGrants,
     pub replay: auth::ReplayCache,
     pub expected: auth::Expected,
@@ -57,6 +59,9 @@ impl AccessState {
         let registry = auth::Registry::new(config.clients.clone()).map_err(|e| e.to_string())?;
         let ring = load_key_ring(config)?;
         let public_base = public_base.trim_end_matches('/').to_owned();
+        let external =
+            auth::ExternalIssuers::new(config.auth.trusted_issuers.clone(), &public_base)
+                .map_err(|e| e.to_string())?;
         let mut expected = auth::Expected::new(&public_base, &format!("{public_base}/fhir"));
         expected.leeway_seconds = config.auth.leeway_secs;
         let mut assertion_rules = auth::AssertionRules::new(&format!("{public_base}/oauth/token"));
@@ -65,6 +70,7 @@ impl AccessState {
             registry,
             ring: RwLock::new(ring),
             cache: auth::VerifyCache::new(config.auth.verify_cache_entries),
+            external,
             grants: auth::MemoryGrants::new(),
             replay: auth::ReplayCache::new(100_000),
             expected,
@@ -95,9 +101,25 @@ impl AccessState {
         format!("{}/fhir", self.public_base)
     }
 
-    /// Verify a bearer token (cached until it expires) and find its client.
+    /// Verify a bearer token (cached until it expires) and find its client. A token of a
+    /// trusted identity provider is verified with that provider's keys; its client must be
+    /// registered here too, and its scopes are cut down to the client's registered ones.
     pub fn verify_bearer(&self, token: &str) -> Result<Arc<AccessClaims>, ApiError> {
         let now = time::OffsetDateTime::now_utc();
+        if !self.external.is_empty() && self.external.trusts(token) {
+            let mut claims = self
+                .external
+                .verify(token, now, self.expected.leeway_seconds)
+                .map_err(invalid_token)?;
+            let client = self.registry.get(&claims.client_id).ok_or_else(|| {
+                invalid_token(AuthError::InvalidRequest(format!(
+                    "client {} of issuer {} is not registered here",
+                    claims.client_id, claims.iss
+                )))
+            })?;
+            claims.scope = auth::grant(&claims.scope, &client.scopes);
+            return Ok(Arc::new(claims));
+        }
         let claims = self
             .cache
             .verify(&self.ring(), token, now, &self.expected)
@@ -604,6 +626,22 @@ impl Grant {
             Ok(())
         } else {
             Err(ApiError::not_found(what()))
+        }
+    }
+
+    /// Refuse a Patient outside this grant's compartment, whatever type the grant is for, as if
+    /// it did not exist: for routes that name the patient in their path (the PHR API). Granular
+    /// scopes narrow the records, not the patient, so they are not applied here.
+    pub fn require_patient(
+        &self,
+        patient: &Value,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), ApiError> {
+        match &self.compartment {
+            Some(patients) if !Compartments::r4().contains("Patient", patient, patients) => {
+                Err(ApiError::not_found(what()))
+            }
+            _ => Ok(()),
         }
     }
 

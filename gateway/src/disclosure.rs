@@ -1,0 +1,1181 @@
+//! Consent enforcement and the audit trail at the FHIR exits: every record returned to a caller
+//! acting for an organisation is decided with the person's consents (the `consent` crate) and
+//! shown whole, cut down to identity level, or withheld as if absent; every such disclosure or
+//! refusal, and every write, leaves an AuditEvent (docs/consent.md, "Enforcement in the
+//! gateway").
+//!
+//! Decisions are made per request from the Consents stored at that moment and cached only for
+//! the request (per patient), so a revocation takes effect with the very next request. The
+//! functions here are called once per exit by `rest.rs` and `transaction.rs`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use consent::{
+    BasePolicy, Classification, ConsentRecord, Data, Grantor, Identifier, Outcome, Party,
+    PatientRef, Policy, Purpose, ReasonCode, RecipientKind, Request,
+};
+use serde_json::{Value, json};
+use store::{
+    HistoryPage, HistoryScope, Precondition, SearchPage, SearchRequest, StoredVersion, Write,
+    WriteAction,
+};
+use time::OffsetDateTime;
+
+use crate::access::{Access, Caller, Grant};
+use crate::config::{ConsentFallback, ReadAudit, WriteAudit, kind_code};
+use crate::error::{ApiError, ErrorKind};
+use crate::rest::Ctx;
+
+/// Active privacy consents read for one patient; more is refused rather than half-read.
+const MAX_CONSENTS: usize = 1000;
+/// Versions of one resource a consent-checked instance history reads (as `restricted_history`).
+const MAX_VERSIONS: usize = 10_000;
+
+const AUDIT_EVENT_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-event-type";
+const RESTFUL_INTERACTION: &str = "http://hl7.org/fhir/restful-interaction";
+const ENTITY_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
+const OBJECT_ROLE: &str = "http://terminology.hl7.org/CodeSystem/object-role";
+const SOURCE_TYPE: &str = "http://terminology.hl7.org/CodeSystem/security-source-type";
+
+// ---------------------------------------------------------------------------------------------
+// The hooks, one per exit.
+
+/// read and vread: the version as the caller may see it (whole or redacted), or 404 as if it
+/// did not exist. A deletion is shown (as 410 by the caller) only to a caller who may see the
+/// content it removed.
+pub(crate) async fn single(
+    ctx: &Ctx<'_>,
+    interaction: &'static str,
+    version: StoredVersion,
+    absent: impl FnOnce() -> String,
+) -> Result<StoredVersion, ApiError> {
+    let Some(mut enforcer) = Enforcer::for_ctx(ctx)? else {
+        return Ok(version);
+    };
+    if version.is_deleted() {
+        let Some(live) = live_before(ctx, &version)? else {
+            return Ok(version);
+        };
+        let decided = enforcer.decide(&live, &body_of(&live)?)?;
+        return match decided.shown {
+            Shown::Withheld => Err(ApiError::not_found(absent())),
+            _ => Ok(version),
+        };
+    }
+    let decided = enforcer.decide(&version, &body_of(&version)?)?;
+    let (result, disclosed) = match decided.shown {
+        Shown::AsIs => (Ok(version), true),
+        Shown::Redacted(body) => (Ok(with_body(&version, &body)), true),
+        Shown::Withheld => (Err(ApiError::not_found(absent())), false),
+    };
+    enforcer.note(decided.record, disclosed);
+    enforcer.commit(interaction).await?;
+    result
+}
+
+/// search: `None` when the caller is not consent-checked (the caller searches as before).
+/// Otherwise the whole match set (at most `consent.max_search_matches`) is decided before
+/// paging, so the total and `_summary=count` count only what the caller may see; the page's
+/// `_include`/`_revinclude` resources are decided too.
+pub(crate) async fn search(
+    ctx: &Ctx<'_>,
+    request: &SearchRequest<'_>,
+) -> Result<Option<SearchPage>, ApiError> {
+    let Some(mut enforcer) = Enforcer::for_ctx(ctx)? else {
+        return Ok(None);
+    };
+    let store = ctx.state.store.as_ref();
+    let rt = request.resource_type;
+    let query = request.query;
+    let mut page = if enforcer.decides_type(rt) {
+        let cap = ctx.state.config.consent.max_search_matches;
+        let mut bare = query.clone();
+        bare.control.include.clear();
+        bare.control.revinclude.clear();
+        let all = store.search(&SearchRequest {
+            resource_type: rt,
+            query: &bare,
+            offset: 0,
+            count: cap + 1,
+            need_total: false,
+        })?;
+        if all.matches.len() > cap {
+            return Err(ApiError::bad_request(format!(
+                "this search matches more than {cap} {rt} resources; the records a consent-checked caller may see are decided before paging, so narrow the search (by patient, date or status) below {cap} matches (consent.max_search_matches)"
+            )));
+        }
+        let mut shown = Vec::with_capacity(all.matches.len());
+        for version in &all.matches {
+            let decided = enforcer.decide(version, &body_of(version)?)?;
+            match decided.shown {
+                Shown::Withheld => enforcer.note(decided.record, false),
+                Shown::AsIs => shown.push((version.clone(), decided.record)),
+                Shown::Redacted(body) => shown.push((with_body(version, &body), decided.record)),
+            }
+        }
+        let total = shown.len();
+        let mut matches = Vec::new();
+        for (version, record) in shown.into_iter().skip(request.offset).take(request.count) {
+            enforcer.note(record, true);
+            matches.push(version);
+        }
+        let included = if matches.is_empty()
+            || (query.control.include.is_empty() && query.control.revinclude.is_empty())
+        {
+            Vec::new()
+        } else {
+            includes_of(ctx, rt, query, &matches)?
+        };
+        SearchPage {
+            total: Some(total),
+            has_more: request.count > 0 && request.offset + request.count < total,
+            matches,
+            included,
+        }
+    } else {
+        store.search(request)?
+    };
+    let mut included = Vec::with_capacity(page.included.len());
+    for version in std::mem::take(&mut page.included) {
+        let resource = body_of(&version)?;
+        if !ctx
+            .access
+            .may_see(ctx.state, &version.resource_type, &resource)
+        {
+            continue;
+        }
+        let decided = enforcer.decide(&version, &resource)?;
+        match decided.shown {
+            Shown::Withheld => enforcer.note(decided.record, false),
+            Shown::AsIs => {
+                enforcer.note(decided.record, true);
+                included.push(version);
+            }
+            Shown::Redacted(body) => {
+                enforcer.note(decided.record, true);
+                included.push(with_body(&version, &body));
+            }
+        }
+    }
+    page.included = included;
+    enforcer.commit("search-type").await?;
+    Ok(Some(page))
+}
+
+/// history: `None` when the caller is not consent-checked or the type holds no personal data.
+/// A consent-checked instance history decides each version and pages after filtering; type and
+/// system history span every person's records and are refused to such callers.
+pub(crate) async fn history(
+    ctx: &Ctx<'_>,
+    grant: Option<&Grant>,
+    scope: &HistoryScope,
+    since_ms: Option<i64>,
+    offset: usize,
+    count: usize,
+) -> Result<Option<HistoryPage>, ApiError> {
+    let Some(mut enforcer) = Enforcer::for_ctx(ctx)? else {
+        return Ok(None);
+    };
+    let rt = match scope {
+        HistoryScope::Instance(rt, _) if !enforcer.decides_type(rt) => return Ok(None),
+        HistoryScope::Type(rt) if !enforcer.decides_type(rt) => return Ok(None),
+        HistoryScope::Instance(rt, _) => rt,
+        HistoryScope::Type(_) | HistoryScope::System => {
+            return Err(ApiError::new(
+                ErrorKind::Forbidden,
+                "type and system history span every person's records and cannot be consent-checked; read the history of one resource at a time",
+            ));
+        }
+    };
+    let restricted = grant.filter(|g| !g.is_unrestricted());
+    let all = ctx.state.store.history(scope, since_ms, 0, MAX_VERSIONS)?;
+    let mut shown = Vec::new();
+    for version in all.versions {
+        if version.is_deleted() {
+            // A deletion has no content of its own: it is listed when the content it removed
+            // may be seen (and never to a caller whose grant is narrowed, as without consent).
+            if restricted.is_some() {
+                continue;
+            }
+            if let Some(live) = live_before(ctx, &version)? {
+                let decided = enforcer.decide(&live, &body_of(&live)?)?;
+                if !matches!(decided.shown, Shown::Withheld) {
+                    shown.push((version, None));
+                }
+            }
+            continue;
+        }
+        let resource = body_of(&version)?;
+        if restricted.is_some_and(|g| !g.allows(&resource)) {
+            continue;
+        }
+        let decided = enforcer.decide(&version, &resource)?;
+        match decided.shown {
+            Shown::Withheld => enforcer.note(decided.record, false),
+            Shown::AsIs => shown.push((version, decided.record)),
+            Shown::Redacted(body) => shown.push((with_body(&version, &body), decided.record)),
+        }
+    }
+    let total = shown.len();
+    let mut versions = Vec::new();
+    for (version, record) in shown.into_iter().skip(offset).take(count) {
+        enforcer.note(record, true);
+        versions.push(version);
+    }
+    tracing::debug!(resource_type = %rt, total, "consent-checked instance history");
+    enforcer.commit("history-instance").await?;
+    Ok(Some(HistoryPage { total, versions }))
+}
+
+/// Before a commit: refuses an active privacy Consent Musubi could not enforce (422, so a
+/// consent is never half-enforced), and appends one AuditEvent per written resource, so the
+/// trail and the write are stored together or not at all.
+pub(crate) fn writes(ctx: &Ctx<'_>, mut writes: Vec<Write>) -> Result<Vec<Write>, ApiError> {
+    for write in &writes {
+        if let (true, WriteAction::Put(resource)) =
+            (write.resource_type == "Consent", &write.action)
+        {
+            check_consent(ctx, resource)?;
+        }
+    }
+    if ctx.state.config.audit.writes == WriteAudit::Off {
+        return Ok(writes);
+    }
+    let purpose = match consent_checked(ctx) {
+        Some(caller) => Some(purpose_of(ctx, caller)?),
+        None => None,
+    };
+    let recorded = now_instant();
+    let mut events = Vec::new();
+    for write in writes.iter().filter(|w| w.resource_type != "AuditEvent") {
+        let (interaction, action) = match (&write.action, write.precondition) {
+            (WriteAction::Delete, _) => ("delete", "D"),
+            (WriteAction::Put(_), Precondition::MustNotExist) => ("create", "C"),
+            (WriteAction::Put(_), _) => ("update", "U"),
+        };
+        let patient = match &write.action {
+            WriteAction::Put(resource) => patient_of(resource),
+            WriteAction::Delete => match ctx.state.store.read(&write.resource_type, &write.id)? {
+                Some(current) if !current.is_deleted() => patient_of(&body_of(&current)?),
+                _ => None,
+            },
+        };
+        let mut entity: Vec<Value> = patient.iter().map(patient_entity).collect();
+        entity.push(json!({
+            "what": {"reference": format!("{}/{}", write.resource_type, write.id)},
+            "type": coding(ENTITY_TYPE, "2", "System Object"),
+            "role": coding(OBJECT_ROLE, "4", "Domain Resource"),
+        }));
+        let event = audit_event(
+            &ctx.access,
+            &Summary {
+                interaction,
+                action,
+                outcome: "0",
+                description: format!("{interaction} {}", write.resource_type),
+                recorded: &recorded,
+            },
+            purpose.as_ref(),
+            entity,
+        );
+        events.push(audit_write(event));
+    }
+    writes.extend(events);
+    Ok(writes)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The policy data.
+
+/// The consent policy: the embedded profiles/jp/consent files followed by the `*.json` files of
+/// `{extra_dir}/consent/`, in name order. Errors name the file.
+pub fn load_policy(extra_dir: Option<&Path>) -> Result<Policy, String> {
+    let files = extra_files(extra_dir)?;
+    let borrowed: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(name, text)| (name.as_str(), text.as_str()))
+        .collect();
+    Policy::load(&borrowed).map_err(|e| e.to_string())
+}
+
+fn extra_files(extra_dir: Option<&Path>) -> Result<Vec<(String, String)>, String> {
+    let Some(dir) = consent_dir(extra_dir) else {
+        return Ok(Vec::new());
+    };
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Ok((name, text))
+        })
+        .collect()
+}
+
+fn consent_dir(extra_dir: Option<&Path>) -> Option<PathBuf> {
+    extra_dir
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(|d| d.join("consent"))
+        .filter(|d| d.is_dir())
+}
+
+/// The policy of this process's configuration. The embedded one is parsed once; with extra
+/// files, once per data folder: like the embedded tables they live as long as the process (the
+/// configuration, and so the folder, does not change while it runs).
+fn policy(ctx: &Ctx<'_>) -> Result<&'static Policy, ApiError> {
+    let embedded = || Policy::embedded().map_err(|e| ApiError::internal(e.to_string()));
+    let Some(dir) = ctx
+        .state
+        .config
+        .profiles
+        .extra_dir
+        .as_deref()
+        .filter(|d| !d.as_os_str().is_empty())
+    else {
+        return embedded();
+    };
+    static LOADED: OnceLock<Mutex<HashMap<PathBuf, &'static Policy>>> = OnceLock::new();
+    let mut loaded = LOADED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(policy) = loaded.get(dir) {
+        return Ok(policy);
+    }
+    let policy: &'static Policy = if consent_dir(Some(dir)).is_some() {
+        Box::leak(Box::new(
+            load_policy(Some(dir)).map_err(ApiError::internal)?,
+        ))
+    } else {
+        embedded()?
+    };
+    loaded.insert(dir.to_owned(), policy);
+    Ok(policy)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Who is asking, and why.
+
+/// The caller whose disclosures are consent-checked: an authenticated client acting for an
+/// organisation. A parent (or a patient-context app) acts for the data subject, and the
+/// gateway itself is not a recipient; neither is checked.
+fn consent_checked<'c>(ctx: &'c Ctx<'_>) -> Option<&'c Caller> {
+    if !ctx.state.config.consent.enforce {
+        return None;
+    }
+    let caller = ctx.access.caller()?;
+    let for_the_subject = caller.claims.patient.is_some()
+        || caller
+            .claims
+            .fhir_user
+            .as_deref()
+            .is_some_and(|u| u.contains("RelatedPerson/") || u.contains("Patient/"));
+    (!for_the_subject).then_some(caller)
+}
+
+/// The purpose of use: the kind's configured default, or the `X-Purpose-Of-Use` header when
+/// the configuration allows that purpose for the kind.
+fn purpose_of(ctx: &Ctx<'_>, caller: &Caller) -> Result<Purpose, ApiError> {
+    let purposes = ctx.state.config.consent.purposes_of(caller.kind);
+    let code = match ctx.purpose_of_use.as_deref().map(str::trim) {
+        None | Some("") => purposes.default.as_str(),
+        Some(asked) => {
+            Purpose::new(asked)
+                .map_err(|e| ApiError::bad_request(format!("X-Purpose-Of-Use: {e}")))?;
+            if !purposes.allowed.iter().any(|a| a == asked) {
+                return Err(ApiError::new(
+                    ErrorKind::Forbidden,
+                    format!(
+                        "X-Purpose-Of-Use {asked} is not allowed for a {} client; allowed: {} (consent.purposes)",
+                        kind_code(caller.kind),
+                        purposes.allowed.join(", ")
+                    ),
+                ));
+            }
+            asked
+        }
+    };
+    Purpose::new(code).map_err(|e| ApiError::internal(format!("consent.purposes: {e}")))
+}
+
+/// The caller as the recipient of a disclosure: its kind, client id and the organisation codes
+/// it is registered with.
+fn party_of(ctx: &Ctx<'_>, caller: &Caller) -> Party {
+    let mut party = Party::client(recipient_kind(caller.kind), &caller.client_id);
+    if let Some(registered) = ctx.state.access.registry.get(&caller.client_id) {
+        if let Some(code) = &registered.client.medical_institution_code {
+            party = party.with_identifier(Identifier::medical_institution(code));
+        }
+        if let Some(code) = &registered.client.municipality_code {
+            party = party.with_identifier(Identifier::municipality(code));
+        }
+    }
+    party
+}
+
+fn recipient_kind(kind: auth::ClientKind) -> RecipientKind {
+    match kind {
+        auth::ClientKind::ClinicEmr => RecipientKind::ClinicEmr,
+        auth::ClientKind::MedicalAssociation => RecipientKind::MedicalAssociation,
+        auth::ClientKind::Municipality => RecipientKind::Municipality,
+        auth::ClientKind::PhrApp => RecipientKind::PhrApp,
+        auth::ClientKind::PortalAdapter => RecipientKind::PortalAdapter,
+    }
+}
+
+/// Who recorded the data, as far as the record says: an Immunization recorded by the
+/// vaccinating provider (`primarySource` not false; 定期接種 is given by a medical institution)
+/// comes from a clinic. A secondary report (a portal import, a transcribed handbook) has no
+/// known source, so legal bases that need one do not apply to it.
+fn source_of(resource: &Value) -> Option<Party> {
+    let recorded_by_provider = resource.get("resourceType").and_then(Value::as_str)
+        == Some("Immunization")
+        && resource.get("primarySource").and_then(Value::as_bool) != Some(false);
+    recorded_by_provider.then(|| Party {
+        kind: RecipientKind::ClinicEmr,
+        client_id: None,
+        identifiers: Vec::new(),
+        organization: None,
+    })
+}
+
+/// The patient a record is about: a Patient itself, or its `patient` / `subject` /
+/// `beneficiary` reference to a Patient (the elements the consent engine checks).
+fn patient_of(resource: &Value) -> Option<PatientRef> {
+    if resource.get("resourceType").and_then(Value::as_str) == Some("Patient") {
+        return resource
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(|id| PatientRef::parse(&format!("Patient/{id}")).ok());
+    }
+    ["patient", "subject", "beneficiary"]
+        .iter()
+        .find_map(|element| {
+            let reference = resource.get(*element)?.get("reference")?.as_str()?;
+            reference
+                .contains("Patient/")
+                .then(|| PatientRef::parse(reference).ok())
+                .flatten()
+        })
+}
+
+fn is_privacy_consent(resource: &Value) -> bool {
+    resource
+        .pointer("/scope/coding")
+        .and_then(Value::as_array)
+        .is_some_and(|codings| {
+            codings.iter().any(|c| {
+                c.get("system").and_then(Value::as_str) == Some(consent::SCOPE_SYSTEM)
+                    && c.get("code").and_then(Value::as_str) == Some("patient-privacy")
+            })
+        })
+}
+
+/// A Consent Musubi enforces (active, patient-privacy) must parse, and a guardian who consented
+/// must, when stored, be a RelatedPerson of the patient.
+fn check_consent(ctx: &Ctx<'_>, resource: &Value) -> Result<(), ApiError> {
+    let active = resource.get("status").and_then(Value::as_str) == Some("active");
+    if !active || !is_privacy_consent(resource) {
+        return Ok(());
+    }
+    let policy = policy(ctx)?;
+    let refuse = |e: consent::ConsentError| {
+        let mut issue = e.to_issue();
+        issue.diagnostics = format!(
+            "Musubi cannot enforce this Consent, so it is not stored (docs/consent.md, Encoding): {}",
+            issue.diagnostics
+        );
+        ApiError::unprocessable(&[issue])
+    };
+    let record = ConsentRecord::parse(policy, resource).map_err(refuse)?;
+    if let Grantor::Guardian(reference) = &record.grantor
+        && let Some(id) = reference.strip_prefix("RelatedPerson/")
+        && let Some(stored) = ctx.state.store.read("RelatedPerson", id)?
+        && !stored.is_deleted()
+    {
+        record.check_guardian(&body_of(&stored)?).map_err(refuse)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deciding.
+
+/// What the caller gets of one record.
+enum Shown {
+    AsIs,
+    Redacted(Value),
+    Withheld,
+}
+
+struct Decided {
+    shown: Shown,
+    /// The decision to audit; none when nothing personal was at stake (exempt or unprotected
+    /// types).
+    record: Option<Logged>,
+}
+
+/// One decision as the audit trail records it.
+#[derive(Debug, Clone)]
+struct Verdict {
+    outcome: Outcome,
+    reason: String,
+    explanation: String,
+    consents: Vec<String>,
+    provision: Option<String>,
+    legal_basis: Option<String>,
+    data_class: Option<String>,
+}
+
+impl From<consent::Decision> for Verdict {
+    fn from(d: consent::Decision) -> Self {
+        Verdict {
+            outcome: d.outcome,
+            reason: d.reason.as_str().to_owned(),
+            explanation: d.explanation,
+            consents: d.consents_used,
+            provision: d.provision,
+            legal_basis: d.legal_basis,
+            data_class: d.data_class.map(|c| c.as_str().to_owned()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Logged {
+    patient: Option<PatientRef>,
+    /// `{type}/{id}/_history/{version}`.
+    what: String,
+    verdict: Verdict,
+    disclosed: bool,
+}
+
+/// The patient's consents and home municipality, read once per request.
+struct Facts {
+    consents: Vec<ConsentRecord>,
+    /// Active privacy consents that do not parse (stored before a policy change, or written
+    /// around the gateway): their patient's records are withheld (fail closed).
+    unreadable: Vec<String>,
+    home: Option<String>,
+}
+
+/// The decisions of one request.
+struct Enforcer<'c, 's> {
+    ctx: &'c Ctx<'s>,
+    policy: &'static Policy,
+    recipient: Party,
+    purpose: Purpose,
+    now: OffsetDateTime,
+    facts: HashMap<PatientRef, Facts>,
+    log: Vec<Logged>,
+}
+
+impl<'c, 's> Enforcer<'c, 's> {
+    fn for_ctx(ctx: &'c Ctx<'s>) -> Result<Option<Enforcer<'c, 's>>, ApiError> {
+        let Some(caller) = consent_checked(ctx) else {
+            return Ok(None);
+        };
+        Ok(Some(Enforcer {
+            ctx,
+            policy: policy(ctx)?,
+            recipient: party_of(ctx, caller),
+            purpose: purpose_of(ctx, caller)?,
+            now: OffsetDateTime::now_utc(),
+            facts: HashMap::new(),
+            log: Vec::new(),
+        }))
+    }
+
+    fn exempt(&self, resource_type: &str) -> bool {
+        self.ctx
+            .state
+            .config
+            .consent
+            .exempt_types
+            .iter()
+            .any(|t| t == resource_type)
+    }
+
+    /// Whether records of this type are decided at all (not exempt, not definitional).
+    fn decides_type(&self, resource_type: &str) -> bool {
+        !self.exempt(resource_type)
+            && self
+                .policy
+                .classify(&json!({"resourceType": resource_type}))
+                != Classification::Unprotected
+    }
+
+    fn decide(&mut self, version: &StoredVersion, resource: &Value) -> Result<Decided, ApiError> {
+        let rt = version.resource_type.as_str();
+        if self.exempt(rt) {
+            return Ok(Decided {
+                shown: Shown::AsIs,
+                record: None,
+            });
+        }
+        let classification = self.policy.classify(resource);
+        if classification == Classification::Unprotected {
+            return Ok(Decided {
+                shown: Shown::AsIs,
+                record: None,
+            });
+        }
+        let patient = patient_of(resource);
+        let verdict = match (&classification, &patient) {
+            (Classification::Class(_), Some(patient)) => self.by_consent(patient, resource)?,
+            (Classification::Class(_), None) => self.fallback(
+                "no-data-subject",
+                "the record names no patient, so no consent can be about it",
+            ),
+            _ => self.fallback(
+                ReasonCode::UnclassifiedData.as_str(),
+                "no data-class rule matches the record, so no consent can name it",
+            ),
+        };
+        let shown = match verdict.outcome {
+            Outcome::Permit => Shown::AsIs,
+            Outcome::Deny => Shown::Withheld,
+            Outcome::Redact(_) => match consent::redact_identity_only(self.policy, resource) {
+                Ok(redacted) => Shown::Redacted(redacted),
+                Err(_) => Shown::Withheld,
+            },
+        };
+        Ok(Decided {
+            shown,
+            record: Some(Logged {
+                patient,
+                what: format!("{rt}/{}/_history/{}", version.id, version.version),
+                verdict,
+                disclosed: false,
+            }),
+        })
+    }
+
+    /// A record no consent can be about: the purpose's base policy decides, unless the
+    /// configuration says to withhold such records.
+    fn fallback(&self, reason: &str, why: &str) -> Verdict {
+        let base = self.policy.purpose(&self.purpose).map(|r| r.base_policy);
+        let permit = self.ctx.state.config.consent.fallback == ConsentFallback::BasePolicy
+            && base == Some(BasePolicy::OptOut);
+        let then = if permit {
+            format!("the opt-out base policy of {} permits", self.purpose)
+        } else {
+            format!("withheld for {} (consent.fallback)", self.purpose)
+        };
+        Verdict {
+            outcome: if permit {
+                Outcome::Permit
+            } else {
+                Outcome::Deny
+            },
+            reason: reason.to_owned(),
+            explanation: format!("{why}; {then}"),
+            consents: Vec::new(),
+            provision: None,
+            legal_basis: None,
+            data_class: None,
+        }
+    }
+
+    fn by_consent(&mut self, patient: &PatientRef, resource: &Value) -> Result<Verdict, ApiError> {
+        if !self.facts.contains_key(patient) {
+            let facts = load_facts(self.ctx, self.policy, patient)?;
+            self.facts.insert(patient.clone(), facts);
+        }
+        let facts = &self.facts[patient];
+        let source = source_of(resource);
+        let request = Request {
+            recipient: &self.recipient,
+            source: source.as_ref(),
+            purpose: &self.purpose,
+            patient,
+            home_municipality: facts.home.as_deref(),
+            data: Data::Resource(resource),
+        };
+        let decision = consent::decide(self.policy, &request, &facts.consents, self.now);
+        let overridden_by_law = decision.reason == ReasonCode::LegalBasis;
+        let mut verdict = Verdict::from(decision);
+        if !facts.unreadable.is_empty() && !overridden_by_law {
+            verdict = Verdict {
+                outcome: Outcome::Deny,
+                reason: "consent-unreadable".to_owned(),
+                explanation: format!(
+                    "an active consent of {patient} cannot be read, so nothing but what the law requires is disclosed"
+                ),
+                consents: facts.unreadable.clone(),
+                provision: None,
+                legal_basis: None,
+                data_class: verdict.data_class,
+            };
+        }
+        Ok(verdict)
+    }
+
+    fn note(&mut self, record: Option<Logged>, disclosed: bool) {
+        if let Some(mut record) = record {
+            record.disclosed = disclosed;
+            self.log.push(record);
+        }
+    }
+
+    /// One AuditEvent per patient (so a guardian reading their child's trail learns nothing
+    /// about anyone else), committed before the response leaves.
+    async fn commit(self, interaction: &str) -> Result<(), ApiError> {
+        if self.log.is_empty() || self.ctx.state.config.audit.reads == ReadAudit::Off {
+            return Ok(());
+        }
+        let mut by_patient: BTreeMap<Option<PatientRef>, Vec<&Logged>> = BTreeMap::new();
+        for logged in &self.log {
+            by_patient
+                .entry(logged.patient.clone())
+                .or_default()
+                .push(logged);
+        }
+        let recorded = now_instant();
+        let action = if interaction.starts_with("search") {
+            "E"
+        } else {
+            "R"
+        };
+        let writes: Vec<Write> = by_patient
+            .into_iter()
+            .map(|(patient, entries)| {
+                let disclosed = entries.iter().filter(|e| e.disclosed).count();
+                let withheld = entries.len() - disclosed;
+                let summary = Summary {
+                    interaction,
+                    action,
+                    // A request that disclosed nothing was refused: a minor failure.
+                    outcome: if disclosed > 0 { "0" } else { "4" },
+                    description: format!("disclosed {disclosed}, withheld {withheld}"),
+                    recorded: &recorded,
+                };
+                audit_write(audit_event(
+                    &self.ctx.access,
+                    &summary,
+                    Some(&self.purpose),
+                    read_entities(patient.as_ref(), &entries),
+                ))
+            })
+            .collect();
+        self.ctx.state.store.commit(writes).await?;
+        Ok(())
+    }
+}
+
+fn load_facts(ctx: &Ctx<'_>, policy: &Policy, patient: &PatientRef) -> Result<Facts, ApiError> {
+    let params = vec![
+        ("patient".to_owned(), patient.as_str().to_owned()),
+        ("status".to_owned(), "active".to_owned()),
+    ];
+    let query = search::parse_query(search::Registry::r4(), "Consent", &params, true)?;
+    let page = ctx.state.store.search(&SearchRequest {
+        resource_type: "Consent",
+        query: &query,
+        offset: 0,
+        count: MAX_CONSENTS,
+        need_total: false,
+    })?;
+    let mut consents = Vec::new();
+    let mut unreadable = Vec::new();
+    for version in &page.matches {
+        let resource = body_of(version)?;
+        if !is_privacy_consent(&resource) {
+            continue;
+        }
+        match ConsentRecord::parse(policy, &resource) {
+            Ok(record) => consents.push(record),
+            Err(error) => {
+                tracing::warn!(consent = %version.id, %error, "an active Consent cannot be enforced; its patient's records are withheld");
+                unreadable.push(format!(
+                    "Consent/{}/_history/{}",
+                    version.id, version.version
+                ));
+            }
+        }
+    }
+    if page.has_more {
+        unreadable.push(format!(
+            "more than {MAX_CONSENTS} active consents of {patient}"
+        ));
+    }
+    let id = patient.as_str().trim_start_matches("Patient/");
+    let home = match ctx.state.store.read("Patient", id)? {
+        Some(stored) if !stored.is_deleted() => {
+            mappers::immunization::home_municipality(&body_of(&stored)?)
+        }
+        _ => None,
+    };
+    Ok(Facts {
+        consents,
+        unreadable,
+        home,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stored versions.
+
+fn body_of(version: &StoredVersion) -> Result<Value, ApiError> {
+    serde_json::from_slice(&version.body)
+        .map_err(|e| ApiError::internal(format!("stored resource unreadable: {e}")))
+}
+
+fn with_body(version: &StoredVersion, body: &Value) -> StoredVersion {
+    StoredVersion {
+        body: bytes::Bytes::from(body.to_string()),
+        ..version.clone()
+    }
+}
+
+/// The newest version with content before a deletion.
+fn live_before(ctx: &Ctx<'_>, deleted: &StoredVersion) -> Result<Option<StoredVersion>, ApiError> {
+    let mut number = deleted.version;
+    while number > 1 {
+        number -= 1;
+        if let Some(version) = ctx
+            .state
+            .store
+            .vread(&deleted.resource_type, &deleted.id, number)?
+            && !version.is_deleted()
+        {
+            return Ok(Some(version));
+        }
+    }
+    Ok(None)
+}
+
+/// Includes of exactly the page's matches: the same search by `_id`, with the includes.
+fn includes_of(
+    ctx: &Ctx<'_>,
+    resource_type: &str,
+    query: &search::Query,
+    matches: &[StoredVersion],
+) -> Result<Vec<StoredVersion>, ApiError> {
+    let ids: Vec<&str> = matches.iter().map(|v| v.id.as_str()).collect();
+    let mut by_id = search::parse_query(
+        search::Registry::r4(),
+        resource_type,
+        &[("_id".to_owned(), ids.join(","))],
+        true,
+    )?;
+    by_id.control.include = query.control.include.clone();
+    by_id.control.revinclude = query.control.revinclude.clone();
+    Ok(ctx
+        .state
+        .store
+        .search(&SearchRequest {
+            resource_type,
+            query: &by_id,
+            offset: 0,
+            count: matches.len(),
+            need_total: false,
+        })?
+        .included)
+}
+
+// ---------------------------------------------------------------------------------------------
+// AuditEvent (R4), encoded as docs/consent.md describes.
+
+struct Summary<'a> {
+    /// A restful-interaction code: read, vread, search-type, history-instance, create, …
+    interaction: &'a str,
+    /// R, C, U, D or E.
+    action: &'a str,
+    /// 0 success, 4 minor failure (everything asked for was withheld).
+    outcome: &'a str,
+    description: String,
+    recorded: &'a str,
+}
+
+fn now_instant() -> String {
+    store::format_instant((OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+fn coding(system: &str, code: &str, display: &str) -> Value {
+    json!({"system": system, "code": code, "display": display})
+}
+
+fn audit_write(event: Value) -> Write {
+    let id = event["id"].as_str().unwrap_or_default().to_owned();
+    Write {
+        resource_type: "AuditEvent".to_owned(),
+        id,
+        precondition: Precondition::MustNotExist,
+        action: WriteAction::Put(event),
+    }
+}
+
+fn audit_event(
+    access: &Access,
+    summary: &Summary<'_>,
+    purpose: Option<&Purpose>,
+    entity: Vec<Value>,
+) -> Value {
+    let mut event = json!({
+        "resourceType": "AuditEvent",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "type": coding(AUDIT_EVENT_TYPE, "rest", "RESTful Operation"),
+        "subtype": [coding(RESTFUL_INTERACTION, summary.interaction, summary.interaction)],
+        "action": summary.action,
+        "recorded": summary.recorded,
+        "outcome": summary.outcome,
+        "outcomeDesc": summary.description,
+    });
+    if let Some(purpose) = purpose {
+        event["purposeOfEvent"] =
+            json!([{"coding": [{"system": consent::PURPOSE_SYSTEM, "code": purpose.as_str()}]}]);
+    }
+    event["agent"] = Value::Array(agents(access, purpose));
+    event["source"] = json!({
+        "site": "Musubi",
+        "observer": {"display": "Musubi"},
+        "type": [coding(SOURCE_TYPE, "4", "Application Server")],
+    });
+    event["entity"] = Value::Array(entity);
+    event
+}
+
+/// The requestor first: a signed-in person (their FHIR identity) with the app as a second
+/// agent, or the client itself with its kind.
+fn agents(access: &Access, purpose: Option<&Purpose>) -> Vec<Value> {
+    let client_agent = |id: &str, kind: Option<&str>, requestor: bool| {
+        let mut agent = json!({
+            "who": {"identifier": {"system": consent::CLIENT_ID_SYSTEM, "value": id}, "display": id},
+            "requestor": requestor,
+        });
+        if let Some(kind) = kind {
+            agent["type"] =
+                json!({"coding": [{"system": consent::RECIPIENT_KIND_SYSTEM, "code": kind}]});
+        }
+        agent
+    };
+    let mut agents = match access {
+        Access::Caller(caller) => {
+            let kind = Some(kind_code(caller.kind));
+            match &caller.claims.fhir_user {
+                Some(user) => vec![
+                    json!({"who": {"reference": user}, "requestor": true}),
+                    client_agent(&caller.client_id, kind, false),
+                ],
+                None => vec![client_agent(&caller.client_id, kind, true)],
+            }
+        }
+        Access::Internal | Access::Nobody => vec![client_agent(access.client_id(), None, true)],
+    };
+    if let (Some(purpose), Some(first)) = (purpose, agents.first_mut()) {
+        first["purposeOfUse"] =
+            json!([{"coding": [{"system": consent::PURPOSE_SYSTEM, "code": purpose.as_str()}]}]);
+    }
+    agents
+}
+
+fn patient_entity(patient: &PatientRef) -> Value {
+    json!({
+        "what": {"reference": patient.as_str()},
+        "type": coding(ENTITY_TYPE, "1", "Person"),
+        "role": coding(OBJECT_ROLE, "1", "Patient"),
+    })
+}
+
+/// The patient, each decided record with its decision in `entity.detail`, and each consent
+/// used (so `AuditEvent?entity=Consent/{id}` finds the disclosures a consent allowed).
+fn read_entities(patient: Option<&PatientRef>, entries: &[&Logged]) -> Vec<Value> {
+    let mut entity: Vec<Value> = patient.into_iter().map(patient_entity).collect();
+    let mut cited = BTreeSet::new();
+    for logged in entries {
+        let v = &logged.verdict;
+        let decision = match v.outcome {
+            Outcome::Permit => "permit",
+            Outcome::Deny => "deny",
+            Outcome::Redact(_) => "identity-only",
+        };
+        let mut detail = vec![
+            json!({"type": "decision", "valueString": decision}),
+            json!({"type": "disclosed", "valueString": logged.disclosed.to_string()}),
+            json!({"type": "reason", "valueString": v.reason}),
+            json!({"type": "explanation", "valueString": v.explanation}),
+        ];
+        for consent in &v.consents {
+            detail.push(json!({"type": "consent", "valueString": consent}));
+            cited.insert(consent.clone());
+        }
+        for (name, value) in [
+            ("provision", &v.provision),
+            ("legal-basis", &v.legal_basis),
+            ("data-class", &v.data_class),
+        ] {
+            if let Some(value) = value {
+                detail.push(json!({"type": name, "valueString": value}));
+            }
+        }
+        entity.push(json!({
+            "what": {"reference": logged.what},
+            "type": coding(ENTITY_TYPE, "2", "System Object"),
+            "role": coding(OBJECT_ROLE, "4", "Domain Resource"),
+            "detail": detail,
+        }));
+    }
+    for consent in cited.into_iter().filter(|c| c.starts_with("Consent/")) {
+        entity.push(json!({
+            "what": {"reference": consent},
+            "type": coding(ENTITY_TYPE, "2", "System Object"),
+            "description": "consent used for the decisions above",
+        }));
+    }
+    entity
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logged(outcome: Outcome, disclosed: bool) -> Logged {
+        Logged {
+            patient: PatientRef::parse("Patient/child-1").ok(),
+            what: "Encounter/e1/_history/2".to_owned(),
+            verdict: Verdict {
+                outcome,
+                reason: "consent-permit".to_owned(),
+                explanation: "Consent/c1/_history/1 permits".to_owned(),
+                consents: vec!["Consent/c1/_history/1".to_owned()],
+                provision: Some("Consent.provision".to_owned()),
+                legal_basis: None,
+                data_class: Some("consultations".to_owned()),
+            },
+            disclosed,
+        }
+    }
+
+    #[test]
+    fn audit_events_are_valid_r4() {
+        let entries = [logged(Outcome::Permit, true), logged(Outcome::Deny, false)];
+        let refs: Vec<&Logged> = entries.iter().collect();
+        let patient = PatientRef::parse("Patient/child-1").unwrap();
+        let event = audit_event(
+            &Access::Internal,
+            &Summary {
+                interaction: "search-type",
+                action: "E",
+                outcome: "0",
+                description: "disclosed 1, withheld 1".into(),
+                recorded: "2025-05-01T00:00:00.000Z",
+            },
+            Purpose::new("PUBHLTH").ok().as_ref(),
+            read_entities(Some(&patient), &refs),
+        );
+        let issues = fhir::validate::validate_resource(fhir::Definitions::r4(), &event);
+        assert!(
+            issues.iter().all(|i| !i.severity.is_error()),
+            "{issues:?}\n{event:#}"
+        );
+        assert_eq!(event["entity"][0]["what"]["reference"], "Patient/child-1");
+        assert_eq!(event["entity"][1]["detail"][0]["valueString"], "permit");
+        assert_eq!(event["entity"][2]["detail"][1]["valueString"], "false");
+        // The consent used is an entity of its own, cited once.
+        assert_eq!(event["entity"].as_array().unwrap().len(), 4);
+        assert_eq!(
+            event["entity"][3]["what"]["reference"],
+            "Consent/c1/_history/1"
+        );
+        assert_eq!(event["purposeOfEvent"][0]["coding"][0]["code"], "PUBHLTH");
+        assert_eq!(event["agent"][0]["requestor"], true);
+    }
+
+    #[test]
+    fn the_patient_of_a_record() {
+        let cases = [
+            (
+                json!({"resourceType": "Patient", "id": "p1"}),
+                Some("Patient/p1"),
+            ),
+            (
+                json!({"resourceType": "Immunization", "patient": {"reference": "Patient/p2"}}),
+                Some("Patient/p2"),
+            ),
+            (
+                json!({"resourceType": "Observation", "subject": {"reference": "http://x/fhir/Patient/p3/_history/2"}}),
+                Some("Patient/p3"),
+            ),
+            (
+                json!({"resourceType": "Claim", "patient": {"reference": "Patient/p4"}}),
+                Some("Patient/p4"),
+            ),
+            (
+                json!({"resourceType": "Encounter", "subject": {"identifier": {"value": "x"}}}),
+                None,
+            ),
+            (
+                json!({"resourceType": "Observation", "subject": {"reference": "Group/g1"}}),
+                None,
+            ),
+            (json!({"resourceType": "Observation"}), None),
+            (
+                json!({"resourceType": "Coverage", "beneficiary": {"reference": "Patient/p5"}}),
+                Some("Patient/p5"),
+            ),
+        ];
+        for (resource, expected) in cases {
+            let got = patient_of(&resource);
+            assert_eq!(got.as_ref().map(PatientRef::as_str), expected, "{resource}");
+        }
+    }
+
+    #[test]
+    fn only_provider_recorded_immunizations_have_a_source() {
+        let cases = [
+            (json!({"resourceType": "Immunization"}), true),
+            (
+                json!({"resourceType": "Immunization", "primarySource": true}),
+                true,
+            ),
+            (
+                json!({"resourceType": "Immunization", "primarySource": false}),
+                false,
+            ),
+            (json!({"resourceType": "Encounter"}), false),
+        ];
+        for (resource, expected) in cases {
+            let source = source_of(&resource);
+            assert_eq!(source.is_some(), expected, "{resource}");
+            if let Some(source) = source {
+                assert_eq!(source.kind, RecipientKind::ClinicEmr);
+            }
+        }
+    }
+
+    #[test]
+    fn privacy_consents_are_recognised_by_scope() {
+        let privacy = json!({"scope": {"coding": [{"system": consent::SCOPE_SYSTEM, "code": "patient-privacy"}]}});
+        let treatment =
+            json!({"scope": {"coding": [{"system": consent::SCOPE_SYSTEM, "code": "treatment"}]}});
+        assert!(is_privacy_consent(&privacy));
+        assert!(!is_privacy_consent(&treatment));
+        assert!(!is_privacy_consent(&json!({})));
+    }
+
+    #[test]
+    fn extra_consent_files_are_read_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            load_policy(Some(dir.path())).is_ok(),
+            "no consent folder: embedded only"
+        );
+        std::fs::create_dir(dir.path().join("consent")).unwrap();
+        std::fs::write(dir.path().join("consent/b.json"), "{not json").unwrap();
+        let error = load_policy(Some(dir.path())).unwrap_err();
+        assert!(error.contains("b.json"), "{error}");
+    }
+}
