@@ -315,6 +315,14 @@ async fn every_data_route_needs_a_token_but_discovery_is_public() {
         .json();
     assert_eq!(smart["token_endpoint"], format!("{}/oauth/token", app.root));
     assert_eq!(smart["code_challenge_methods_supported"], json!(["S256"]));
+    let patients = app.get("Patient").await;
+    assert_eq!(
+        patients.header("cache-control"),
+        Some("no-store"),
+        "health data is never cached"
+    );
+    assert_eq!(patients.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(patients.header("x-content-type-options"), Some("nosniff"));
     let metadata = app
         .send(anonymous.get(format!("{}/fhir/metadata", app.root)))
         .await
