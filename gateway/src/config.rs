@@ -41,7 +41,73 @@ pub struct Config {
     /// The AuditEvent trail of disclosures, refusals and writes.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// The My Number Portal adapter (docs/my-number-portal.md, "Serving"). Off by default.
+    #[serde(default)]
+    pub portal: MynaPortalConfig,
+    /// The outbox of routed deliveries (docs/routing.md, "Delivery in the gateway").
+    #[serde(default)]
+    pub routing: RoutingConfig,
     pub log: LogConfig,
+}
+
+/// Routed deliveries: the outbox Tasks written with each record, the worker that delivers them
+/// and the recipients' rest-hook endpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Plan deliveries on every write and run the worker. `false` writes no outbox Tasks.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How often the worker looks for due rest-hook deliveries, in milliseconds.
+    #[serde(default = "default_routing_poll_ms")]
+    pub poll_interval_ms: u64,
+    /// Deliveries the worker attempts per poll at most.
+    #[serde(default = "default_routing_batch")]
+    pub batch_size: usize,
+    /// How long one rest-hook request may take before it counts as a transient failure.
+    #[serde(default = "default_routing_timeout_secs")]
+    pub request_timeout_secs: u64,
+    /// Replaces every channel's retry policy from profiles/jp/routing (for tests and drills).
+    #[serde(default)]
+    pub retry: Option<RetryOverride>,
+    /// Recipient id (a registered client id, or `Organization/{id}`) → the FHIR base its
+    /// rest-hook deliveries are POSTed to. A recipient not listed pulls from the mailbox.
+    #[serde(default)]
+    pub endpoints: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            enabled: true,
+            poll_interval_ms: default_routing_poll_ms(),
+            batch_size: default_routing_batch(),
+            request_timeout_secs: default_routing_timeout_secs(),
+            retry: None,
+            endpoints: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+/// One retry policy for every channel, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryOverride {
+    pub base_delay_ms: u64,
+    pub max_delay_ms: u64,
+    pub max_attempts: u32,
+}
+
+fn default_routing_poll_ms() -> u64 {
+    1000
+}
+
+fn default_routing_batch() -> usize {
+    50
+}
+
+fn default_routing_timeout_secs() -> u64 {
+    10
 }
 
 /// Which callers' disclosures are decided by the person's consents, and for what purpose.
@@ -162,6 +228,122 @@ pub enum WriteAudit {
     #[default]
     SameCommit,
     Off,
+}
+
+/// The My Number Portal (マイナポータル) adapter served under `/phr/v1` (docs/my-number-portal.md,
+/// "Serving"). Off by default: it needs a client id from the Digital Agency's review.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MynaPortalConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// The portal's base URL (`https://` only); the layout file's paths are appended to it.
+    #[serde(default)]
+    pub base_url: String,
+    #[serde(default)]
+    pub client_id: String,
+    /// The P-256 private key (PKCS#8 PEM) that signs `private_key_jwt` client assertions.
+    /// Exactly one of `client_key_file` and `client_secret_file` is set.
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+    /// The `kid` put in the assertion's header, when the portal asks for one.
+    #[serde(default)]
+    pub client_key_id: Option<String>,
+    /// A file holding a client secret (`client_secret_post`), for sandboxes that issue one.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// Where the portal sends the person back: this gateway's
+    /// `{public base}/phr/v1/myna-portal/callback`, as registered with the portal.
+    #[serde(default)]
+    pub redirect_uri: String,
+    #[serde(default = "default_portal_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Per attempt, the whole answer included.
+    #[serde(default = "default_portal_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Attempts per request, the first included.
+    #[serde(default = "default_portal_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_portal_retry_base_delay_ms")]
+    pub retry_base_delay_ms: u64,
+    #[serde(default = "default_portal_retry_max_delay_ms")]
+    pub retry_max_delay_ms: u64,
+    /// A `Retry-After` longer than this ends the pull (503 with the portal's `Retry-After`).
+    #[serde(default = "default_portal_max_retry_after_secs")]
+    pub max_retry_after_secs: u64,
+    /// Trust the public web PKI roots (webpki-roots).
+    #[serde(default = "default_true")]
+    pub trust_public_roots: bool,
+    /// Further CA certificates (PEM files) to trust for the portal.
+    #[serde(default)]
+    pub extra_ca_files: Vec<PathBuf>,
+    /// Pages read per endpoint at most, against a looping cursor.
+    #[serde(default = "default_portal_max_pages")]
+    pub max_pages: u32,
+    /// How long a started authorisation waits for its callback.
+    #[serde(default = "default_portal_pending_ttl_secs")]
+    pub pending_ttl_secs: u64,
+    /// Also pull check-up results (乳幼児健診, 妊婦健診) when the caller may write Observation and
+    /// DiagnosticReport.
+    #[serde(default = "default_true")]
+    pub pull_checkups: bool,
+}
+
+impl Default for MynaPortalConfig {
+    fn default() -> Self {
+        MynaPortalConfig {
+            enabled: false,
+            base_url: String::new(),
+            client_id: String::new(),
+            client_key_file: None,
+            client_key_id: None,
+            client_secret_file: None,
+            redirect_uri: String::new(),
+            connect_timeout_ms: default_portal_connect_timeout_ms(),
+            request_timeout_ms: default_portal_request_timeout_ms(),
+            max_attempts: default_portal_max_attempts(),
+            retry_base_delay_ms: default_portal_retry_base_delay_ms(),
+            retry_max_delay_ms: default_portal_retry_max_delay_ms(),
+            max_retry_after_secs: default_portal_max_retry_after_secs(),
+            trust_public_roots: true,
+            extra_ca_files: Vec::new(),
+            max_pages: default_portal_max_pages(),
+            pending_ttl_secs: default_portal_pending_ttl_secs(),
+            pull_checkups: true,
+        }
+    }
+}
+
+fn default_portal_connect_timeout_ms() -> u64 {
+    5000
+}
+
+fn default_portal_request_timeout_ms() -> u64 {
+    20_000
+}
+
+fn default_portal_max_attempts() -> u32 {
+    4
+}
+
+fn default_portal_retry_base_delay_ms() -> u64 {
+    250
+}
+
+fn default_portal_retry_max_delay_ms() -> u64 {
+    8000
+}
+
+fn default_portal_max_retry_after_secs() -> u64 {
+    30
+}
+
+fn default_portal_max_pages() -> u32 {
+    50
+}
+
+fn default_portal_pending_ttl_secs() -> u64 {
+    600
 }
 
 /// The built-in authorization server (docs/access.md).
@@ -576,6 +758,15 @@ impl Config {
         }
         self.validate_access()?;
         self.validate_consent()?;
+        self.validate_routing()?;
+        if self.portal.enabled {
+            // Builds the client once (key, CAs, data files) so a mistake stops the start.
+            crate::portal_api::PortalService::build(
+                &self.portal,
+                self.profiles.extra_dir.as_deref(),
+            )
+            .map_err(|e| format!("portal: {e}"))?;
+        }
         if self.fhir.resource_types.is_empty() {
             return Err("fhir.resource_types must list at least one resource type".into());
         }
@@ -649,6 +840,43 @@ impl Config {
             }
         } else if tls.client_certificates != ClientCertificates::None {
             return Err("tls.client_certificates needs tls.enabled = true".into());
+        }
+        Ok(())
+    }
+
+    fn validate_routing(&self) -> Result<(), String> {
+        let routing = &self.routing;
+        if !(10..=3_600_000).contains(&routing.poll_interval_ms) {
+            return Err(format!(
+                "routing.poll_interval_ms must be between 10 and 3600000, got {}",
+                routing.poll_interval_ms
+            ));
+        }
+        if !(1..=1000).contains(&routing.batch_size) {
+            return Err(format!(
+                "routing.batch_size must be between 1 and 1000, got {}",
+                routing.batch_size
+            ));
+        }
+        if !(1..=600).contains(&routing.request_timeout_secs) {
+            return Err(format!(
+                "routing.request_timeout_secs must be between 1 and 600, got {}",
+                routing.request_timeout_secs
+            ));
+        }
+        if let Some(retry) = &routing.retry
+            && (retry.max_attempts == 0 || retry.base_delay_ms > retry.max_delay_ms)
+        {
+            return Err(
+                "routing.retry needs max_attempts ≥ 1 and base_delay_ms ≤ max_delay_ms".into(),
+            );
+        }
+        for (recipient, url) in &routing.endpoints {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "routing.endpoints.{recipient:?} must be an http:// or https:// URL, got {url:?}"
+                ));
+            }
         }
         Ok(())
     }
@@ -753,6 +981,50 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn the_portal_is_off_by_default_and_checked_when_on() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert!(!c.portal.enabled);
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("MUSUBI__PORTAL__ENABLED", "true")],
+                "portal: base_url is required",
+            ),
+            (
+                &[
+                    ("MUSUBI__PORTAL__ENABLED", "true"),
+                    ("MUSUBI__PORTAL__BASE_URL", "https://portal.example"),
+                    ("MUSUBI__PORTAL__CLIENT_ID", "musubi"),
+                    (
+                        "MUSUBI__PORTAL__REDIRECT_URI",
+                        "https://gw.example/phr/v1/myna-portal/callback",
+                    ),
+                ],
+                "exactly one of client_key_file and client_secret_file",
+            ),
+            (
+                &[
+                    ("MUSUBI__PORTAL__ENABLED", "true"),
+                    ("MUSUBI__PORTAL__BASE_URL", "https://portal.example"),
+                    ("MUSUBI__PORTAL__CLIENT_ID", "musubi"),
+                    (
+                        "MUSUBI__PORTAL__REDIRECT_URI",
+                        "https://gw.example/phr/v1/myna-portal/callback",
+                    ),
+                    (
+                        "MUSUBI__PORTAL__CLIENT_SECRET_FILE",
+                        "/nonexistent/portal-secret",
+                    ),
+                ],
+                "client_secret_file /nonexistent/portal-secret",
+            ),
+        ];
+        for (pairs, expected) in cases {
+            let err = Config::load(None, env(pairs)).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        }
     }
 
     #[test]

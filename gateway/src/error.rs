@@ -28,6 +28,10 @@ pub enum ErrorKind {
     Forbidden,
     /// The client or address exceeded its rate limit.
     TooManyRequests,
+    /// An upstream system (My Number Portal) failed or answered what Musubi cannot read.
+    BadGateway,
+    /// An upstream system did not answer in time.
+    GatewayTimeout,
     Unavailable,
     Internal,
 }
@@ -51,6 +55,8 @@ impl ErrorKind {
             ErrorKind::Unauthorized => (401, "login", "MUSUBI-0411"),
             ErrorKind::Forbidden => (403, "forbidden", "MUSUBI-0403"),
             ErrorKind::TooManyRequests => (429, "throttled", "MUSUBI-0429"),
+            ErrorKind::BadGateway => (502, "transient", "MUSUBI-0502"),
+            ErrorKind::GatewayTimeout => (504, "timeout", "MUSUBI-0504"),
             ErrorKind::Unavailable => (503, "transient", "MUSUBI-0503"),
             ErrorKind::Internal => (500, "exception", "MUSUBI-0500"),
         }

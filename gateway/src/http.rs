@@ -94,7 +94,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/records", web::get().to(municipal_records_get))
                 .default_service(web::to(unknown_route)),
         )
+        .configure(crate::portal_api::configure)
         .configure(crate::phr_api::configure)
+        .configure(crate::outbox::configure)
         .default_service(web::to(unknown_route));
 }
 

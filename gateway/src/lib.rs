@@ -11,7 +11,9 @@ pub mod format;
 pub mod http;
 pub mod municipal;
 pub mod operations;
+pub mod outbox;
 pub mod phr_api;
+pub mod portal_api;
 pub mod rest;
 pub mod state;
 pub mod telemetry;
@@ -86,6 +88,7 @@ pub async fn start(config: Config, store: Arc<dyn store::Store>) -> std::io::Res
     }
     .run();
     spawn_housekeeping(state.clone());
+    outbox::spawn_worker(state.clone());
     Ok(Running {
         addr,
         server,

@@ -283,6 +283,7 @@ pub(crate) fn set_id(resource: &mut Value, id: &str) {
 async fn commit_one(ctx: &Ctx<'_>, write: Write) -> Result<Committed, ApiError> {
     // The write's AuditEvent rides in the same commit, after the write.
     let writes = crate::disclosure::writes(ctx, vec![write])?;
+    let writes = crate::outbox::writes(ctx, writes)?;
     let committed = ctx.state.store.commit(writes).await?;
     committed
         .into_iter()

@@ -23,6 +23,9 @@ pub struct AppState {
     pub imports: Mutex<HashMap<String, Arc<Mutex<crate::municipal::ImportReport>>>>,
     /// The PHR API's remembered answers, by Idempotency-Key (docs/phr-api.md).
     pub phr_idempotency: crate::phr_api::Idempotency,
+    /// The My Number Portal adapter: its client, pending authorisations and sessions
+    /// (docs/my-number-portal.md, "Serving"); shared by every worker.
+    pub portal: crate::portal_api::PortalApi,
 }
 
 /// Held while a conditional write searches and commits; released on drop.
@@ -38,6 +41,7 @@ impl AppState {
         access: crate::access::AccessState,
     ) -> Self {
         let resource_types = config.fhir.resource_types.iter().cloned().collect();
+        let portal = crate::portal_api::PortalApi::new(&config);
         AppState {
             config,
             store,
@@ -50,6 +54,7 @@ impl AppState {
             conditional_locks: Mutex::new(HashMap::new()),
             imports: Mutex::new(HashMap::new()),
             phr_idempotency: crate::phr_api::Idempotency::default(),
+            portal,
         }
     }
 

@@ -238,6 +238,7 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
     } else {
         // Each write's AuditEvent is part of the same atomic commit.
         let writes = crate::disclosure::writes(ctx, writes)?;
+        let writes = crate::outbox::writes(ctx, writes)?;
         ctx.state.store.commit(writes).await.map_err(|e| {
             let mut error = ApiError::from(e);
             error.issues[0].diagnostics =

@@ -9,5 +9,7 @@ mod examples;
 mod japan;
 mod municipal;
 mod phr;
+mod portal;
+mod routing;
 mod search;
 mod tls;
