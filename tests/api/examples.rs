@@ -42,6 +42,10 @@ fn known_reason(file: &str) -> Option<&'static str> {
              than instance) is refused with 422 rather than stored and enforced only in part \
              (docs/consent.md)."
         }
+        subscription if subscription.starts_with("Subscription-") => {
+            "Musubi accepts only the Subscriptions it can honour: channel rest-hook with criteria \
+             `Immunization?patient=Patient/…` from a PHR app (docs/routing.md); others answer 422."
+        }
         _ => return None,
     })
 }
