@@ -85,14 +85,60 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-/// `GET /phr/v1/openapi.json`.
-async fn openapi() -> HttpResponse {
+/// The gateway's own operations an app integrates with besides the payload routes: receiving
+/// records (a Consent and a rest-hook Subscription) and, when enabled, My Number Portal.
+const GATEWAY_OPERATIONS: &str = include_str!("openapi-gateway.json");
+
+/// `GET /phr/v1/openapi.json`: the PHR document plus the gateway's operations, so an app
+/// developer needs nothing else.
+async fn openapi(state: web::Data<AppState>) -> HttpResponse {
     match tables() {
-        Ok(phr) => HttpResponse::Ok()
-            .content_type(JSON)
-            .body(phr.openapi().to_string()),
+        Ok(phr) => {
+            let portal = !matches!(state.portal, crate::portal_api::PortalApi::Disabled);
+            HttpResponse::Ok()
+                .content_type(JSON)
+                .body(served_document(phr.openapi(), portal).to_string())
+        }
         Err(error) => error_response(&error, None),
     }
+}
+
+fn served_document(phr: &Value, portal: bool) -> Value {
+    let mut document = phr.clone();
+    let Ok(extra) = serde_json::from_str::<Value>(GATEWAY_OPERATIONS) else {
+        return document;
+    };
+    let mut add_paths = |paths: &Value| {
+        if let (Some(target), Some(source)) = (
+            document.get_mut("paths").and_then(Value::as_object_mut),
+            paths.as_object(),
+        ) {
+            for (path, item) in source {
+                target.insert(path.clone(), item.clone());
+            }
+        }
+    };
+    add_paths(&extra["paths"]);
+    if portal {
+        add_paths(&extra["portal"]);
+    }
+    if let (Some(tags), Some(more)) = (
+        document.get_mut("tags").and_then(Value::as_array_mut),
+        extra["tags"].as_array(),
+    ) {
+        tags.extend(more.iter().cloned());
+    }
+    if let (Some(scopes), Some(more)) = (
+        document
+            .pointer_mut("/components/securitySchemes/smart/flows/authorizationCode/scopes")
+            .and_then(Value::as_object_mut),
+        extra["scopes"].as_object(),
+    ) {
+        for (scope, description) in more {
+            scopes.insert(scope.clone(), description.clone());
+        }
+    }
+    document
 }
 
 async fn unknown_route() -> HttpResponse {
@@ -831,6 +877,45 @@ impl Records {
             self.bytes -= old.size(&key);
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod openapi_tests {
+    use super::*;
+
+    #[test]
+    fn the_served_document_adds_the_gateway_operations() {
+        let phr = tables().unwrap().openapi();
+        let base = served_document(phr, false);
+        let paths = base["paths"].as_object().unwrap();
+        assert!(paths.contains_key("/fhir/Subscription") && paths.contains_key("/fhir/Consent"));
+        assert!(!paths.keys().any(|p| p.contains("myna-portal")));
+        let with_portal = served_document(phr, true);
+        assert_eq!(
+            with_portal["paths"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|p| p.contains("myna-portal"))
+                .count(),
+            3
+        );
+        // Every added reference resolves inside the served document.
+        let text = with_portal.to_string();
+        for reference in [
+            "#/components/responses/Error",
+            "#/components/parameters/PatientId",
+        ] {
+            assert!(text.contains(reference));
+            let pointer = reference.trim_start_matches('#');
+            assert!(with_portal.pointer(pointer).is_some(), "{reference}");
+        }
+        assert!(
+            with_portal
+                .pointer("/components/securitySchemes/smart/flows/authorizationCode/scopes/patient~1Subscription.c")
+                .is_some()
+        );
     }
 }
 

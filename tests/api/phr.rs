@@ -86,6 +86,10 @@ fn query_value(location: &str, name: &str) -> String {
 
 /// The authorization-code flow with PKCE, as a PHR app runs it for a parent.
 async fn sign_in(app: &TestApp, username: &str) -> String {
+    sign_in_with(app, username, SCOPES).await
+}
+
+async fn sign_in_with(app: &TestApp, username: &str, scopes: &str) -> String {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -96,7 +100,7 @@ async fn sign_in(app: &TestApp, username: &str) -> String {
         ("response_type", "code"),
         ("client_id", PHR),
         ("redirect_uri", REDIRECT),
-        ("scope", SCOPES),
+        ("scope", scopes),
         ("state", "s-123"),
         ("code_challenge", challenge.as_str()),
         ("code_challenge_method", "S256"),
@@ -610,9 +614,15 @@ async fn without_a_token_only_the_openapi_document_answers() {
     // than the unknown-route 404 (a POST without its key is a 400).
     let token = sign_in(&app, "parent-a").await;
     let paths = document["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 8);
+    // The gateway adds how an app receives records (FHIR Consent and Subscription).
+    assert!(paths.contains_key("/fhir/Subscription") && paths.contains_key("/fhir/Consent"));
+    let phr_paths: Vec<_> = paths
+        .iter()
+        .filter(|(p, _)| p.starts_with("/phr/v1"))
+        .collect();
+    assert_eq!(phr_paths.len(), 8);
     let mut operations = 0;
-    for (path, item) in paths {
+    for (path, item) in phr_paths {
         let concrete = path
             .replace("{patientId}", "child-a1")
             .replace("{vaccineType}", "mr");
@@ -724,4 +734,168 @@ async fn records_round_trip_and_the_vaccination_history_and_schedule_read_back()
     )
     .await;
     assert_eq!(r.status, 400, "{}", r.text);
+}
+
+/// The app's own FHIR endpoint, standing in for the parent's phone: what it received.
+type Inbox = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
+
+fn app_endpoint(inbox: &Inbox) -> String {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let inbox = web::Data::new(inbox.clone());
+    let server = HttpServer::new(move || {
+        App::new().app_data(inbox.clone()).default_service(web::to(
+            |inbox: web::Data<Inbox>, body: web::Bytes| async move {
+                let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                inbox.lock().unwrap().push(value);
+                HttpResponse::Created().finish()
+            },
+        ))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    format!("http://{addr}/fhir")
+}
+
+/// The whole paper trail made digital, end to end: the parent's app fills the 予診票 → the
+/// clinic's EMR reads it through FHIR → the clinic records the vaccination → the parent's app,
+/// subscribed for its child, receives it, and the child's history in the app shows it.
+#[tokio::test]
+async fn from_the_parents_questionnaire_to_the_vaccination_in_the_parents_app() {
+    let inbox = Inbox::default();
+    let endpoint = app_endpoint(&inbox);
+    let app = TestApp::spawn_with(|config| {
+        config.auth.users = vec![parent("parent-a")];
+        config.clients.push(phr_client());
+        config.routing.poll_interval_ms = 50;
+    })
+    .await;
+    let child = json!({"resourceType": "Patient", "id": "child-a1", "birthDate": "2025-03-01",
+                       "gender": "female", "name": [{"text": "結 a"}]});
+    assert_eq!(app.put("Patient/child-a1", &child).await.status, 201);
+    let link = json!({"resourceType": "RelatedPerson", "id": "rp-a", "active": true,
+                      "identifier": [{"system": ACCOUNT, "value": "parent-a"}],
+                      "patient": {"reference": "Patient/child-a1"}});
+    assert_eq!(app.put("RelatedPerson/rp-a", &link).await.status, 201);
+    let token = sign_in_with(
+        &app,
+        "parent-a",
+        "patient/*.rs patient/QuestionnaireResponse.cu patient/Subscription.c patient/Consent.c \
+         launch/patient fhirUser",
+    )
+    .await;
+
+    // 1. The app registers its endpoint for the child, with the parent's own token.
+    let subscription = json!({"resourceType": "Subscription", "status": "requested",
+        "reason": "新しい接種記録をアプリに届ける",
+        "criteria": "Immunization?patient=Patient/child-a1",
+        "channel": {"type": "rest-hook", "endpoint": endpoint, "payload": "application/fhir+json"}});
+    let r = app
+        .send(
+            app.anonymous()
+                .post(app.url("Subscription"))
+                .bearer_auth(&token)
+                .header("content-type", "application/fhir+json")
+                .body(subscription.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    // Not for somebody else's child.
+    let mut foreign = subscription.clone();
+    foreign["criteria"] = json!("Immunization?patient=Patient/child-b1");
+    let r = app
+        .send(
+            app.anonymous()
+                .post(app.url("Subscription"))
+                .bearer_auth(&token)
+                .header("content-type", "application/fhir+json")
+                .body(foreign.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+
+    // The parent lets the app receive the child's vaccinations (an opt-in purpose): a Consent
+    // the app records for the parent, as guardian.
+    let consent = json!({
+        "resourceType": "Consent", "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": "Patient/child-a1"},
+        "dateTime": "2026-03-01T09:00:00+09:00",
+        "performer": [{"reference": "RelatedPerson/rp-a"}],
+        "provision": {"type": "permit",
+            "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
+                       "reference": {"identifier": {"system": "https://musubi.example.org/fhir/IdSystem/client-id", "value": PHR}}}],
+            "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "PATRQT"}],
+            "class": [{"system": "https://musubi.example.org/fhir/CodeSystem/data-class", "code": "vaccinations"}]}
+    });
+    let r = app
+        .send(
+            app.anonymous()
+                .post(app.url("Consent"))
+                .bearer_auth(&token)
+                .header("content-type", "application/fhir+json")
+                .body(consent.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    // 2. The parent fills the 予診票 in the app.
+    let r = phr_post(
+        &app,
+        Some(&token),
+        "/children/child-a1/prevaccination/mr",
+        Some("form-1"),
+        &mr_form("child-a1").to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // 3. The clinic's EMR reads it through FHIR and assesses it.
+    let forms = app
+        .get("QuestionnaireResponse?subject=Patient/child-a1")
+        .await
+        .json();
+    assert_eq!(forms["total"], 1);
+    let form_id = forms["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let assessed = app
+        .get(&format!("QuestionnaireResponse/{form_id}/$assess"))
+        .await;
+    assert_eq!(assessed.status, 200, "{}", assessed.text);
+
+    // 4. The clinic records the vaccination.
+    let immunization = json!({"resourceType": "Immunization", "id": "imm-mr-1", "status": "completed",
+        "vaccineCode": {"coding": [{"system": VACCINE_TYPE, "code": "mr"}]},
+        "patient": {"reference": "Patient/child-a1"}, "occurrenceDateTime": "2026-03-05",
+        "lotNumber": "Y123", "protocolApplied": [{"doseNumberPositiveInt": 1}]});
+    let r = app.put("Immunization/imm-mr-1", &immunization).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    // 5. The parent's app receives it, once.
+    for _ in 0..200 {
+        if !inbox.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let received = inbox.lock().unwrap().clone();
+    let tasks = app.get("Task?subject=Patient/child-a1").await.text;
+    assert_eq!(received.len(), 1, "{received:?} {tasks}");
+    assert_eq!(received[0]["id"], "imm-mr-1");
+    assert_eq!(received[0]["patient"]["reference"], "Patient/child-a1");
+
+    // 6. And the child's history in the app shows it.
+    let history = phr_get(&app, Some(&token), "/children/child-a1/vaccinations").await;
+    assert_eq!(history.status, 200, "{}", history.text);
+    let history = history.json();
+    assert_eq!(history["vaccinations"][0]["vaccineType"], "mr");
+    assert_eq!(history["vaccinations"][0]["date"], "2026-03-05");
 }

@@ -394,6 +394,10 @@ impl Access {
                 let compartments = Compartments::r4();
                 if compartments.is_member_type(resource_type) {
                     Some(caller.compartment(state)?)
+                } else if resource_type == "Subscription" && interaction != Interaction::Search {
+                    // An app registering for its own children's records: the patient named in
+                    // the criteria must be in the compartment (see `Grant::allows`).
+                    Some(caller.compartment(state)?)
                 } else if compartments.is_shared(resource_type)
                     && matches!(interaction, Interaction::Read | Interaction::Search)
                 {
@@ -565,10 +569,15 @@ impl Grant {
 
     /// Whether a stored (or about to be stored) resource of this grant's type lies inside it.
     pub fn allows(&self, resource: &Value) -> bool {
-        if let Some(patients) = &self.compartment
-            && !Compartments::r4().contains(&self.resource_type, resource, patients)
-        {
-            return false;
+        if let Some(patients) = &self.compartment {
+            let inside = if self.resource_type == "Subscription" {
+                subscription_patient(resource).is_some_and(|p| patients.contains(&p))
+            } else {
+                Compartments::r4().contains(&self.resource_type, resource, patients)
+            };
+            if !inside {
+                return false;
+            }
         }
         match &self.restriction {
             Restriction::None => true,
@@ -659,4 +668,18 @@ impl Grant {
             ))
         }
     }
+}
+
+/// The patient a Subscription's criteria name (`Immunization?patient=Patient/x` or
+/// `…?patient=x`): what places it in a compartment. Criteria naming no single patient place it
+/// in none.
+fn subscription_patient(subscription: &Value) -> Option<String> {
+    let criteria = subscription.get("criteria")?.as_str()?;
+    let (_, query) = criteria.split_once('?')?;
+    let mut patients = form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == "patient" || k == "subject")
+        .map(|(_, v)| v.trim_start_matches("Patient/").to_owned());
+    let patient = patients.next()?;
+    (patients.next().is_none() && !patient.is_empty() && !patient.contains([',', '/']))
+        .then_some(patient)
 }
