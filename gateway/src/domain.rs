@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use fhir::validate::{Issue, IssueType, Severity};
 use serde_json::Value;
@@ -249,27 +250,94 @@ impl Domain {
         pending: &Pending<'_>,
         patient_id: &str,
     ) -> Result<Vec<vaccination::DoseRecord>, ApiError> {
-        let stored = patient_immunizations(store, patient_id)?;
-        let still_stored = stored.iter().filter(|immunization| {
-            let id = immunization.get("id").and_then(Value::as_str).unwrap_or("");
-            pending.get("Immunization", id).is_none()
-        });
+        let stored = pending.stored_doses(patient_id, || self.stored_doses(store, patient_id))?;
+        let still_stored = stored
+            .iter()
+            .filter(|(id, _)| pending.get("Immunization", id).is_none())
+            .map(|(_, dose)| dose.clone());
         let reference = format!("Patient/{patient_id}");
-        let written = pending.resources_of("Immunization").filter(|immunization| {
-            immunization
-                .pointer("/patient/reference")
-                .and_then(Value::as_str)
-                == Some(reference.as_str())
-        });
-        Ok(still_stored
-            .chain(written)
+        let written = pending
+            .resources_of("Immunization")
+            .filter(|immunization| {
+                immunization
+                    .pointer("/patient/reference")
+                    .and_then(Value::as_str)
+                    == Some(reference.as_str())
+            })
             .filter_map(|immunization| {
                 mappers::immunization::dose_record(immunization, |s, c| self.vaccine_type_of(s, c))
                     .ok()
-            })
-            .collect())
+            });
+        Ok(still_stored.chain(written).collect())
+    }
+
+    /// The checkable doses among a patient's stored Immunizations, with the id each is stored
+    /// under. Bodies are read through [`DoseFields`], so the rest of each Immunization is
+    /// skipped rather than built: a child's history is read on every dose written for them.
+    fn stored_doses(
+        &self,
+        store: &dyn Store,
+        patient_id: &str,
+    ) -> Result<Vec<(String, vaccination::DoseRecord)>, ApiError> {
+        let mut doses = Vec::new();
+        for_each_live(
+            store,
+            "Immunization",
+            "patient",
+            &format!("Patient/{patient_id}"),
+            |version| {
+                let fields: DoseFields = serde_json::from_slice(&version.body)
+                    .map_err(|e| ApiError::internal(format!("stored resource unreadable: {e}")))?;
+                if let Ok(dose) =
+                    mappers::immunization::dose_record(&fields.into_value(), |s, c| {
+                        self.vaccine_type_of(s, c)
+                    })
+                {
+                    doses.push((version.id.clone(), dose));
+                }
+                Ok(())
+            },
+        )?;
+        Ok(doses)
     }
 }
+
+/// The members of an Immunization that `mappers::immunization::dose_record` reads; serde skips
+/// every other member without allocating it.
+#[derive(serde::Deserialize)]
+struct DoseFields {
+    id: Option<Value>,
+    status: Option<Value>,
+    #[serde(rename = "vaccineCode")]
+    vaccine_code: Option<Value>,
+    #[serde(rename = "occurrenceDateTime")]
+    occurrence_date_time: Option<Value>,
+    #[serde(rename = "protocolApplied")]
+    protocol_applied: Option<Value>,
+}
+
+impl DoseFields {
+    /// The members as an Immunization object, for the one mapping of Immunization to dose
+    /// (an absent member and a JSON `null` read alike there).
+    fn into_value(self) -> Value {
+        let members = [
+            ("id", self.id),
+            ("status", self.status),
+            ("vaccineCode", self.vaccine_code),
+            ("occurrenceDateTime", self.occurrence_date_time),
+            ("protocolApplied", self.protocol_applied),
+        ];
+        Value::Object(
+            members
+                .into_iter()
+                .filter_map(|(name, value)| Some((name.to_owned(), value?)))
+                .collect(),
+        )
+    }
+}
+
+/// The stored doses of one patient as read for a transaction: (stored id, dose).
+type StoredDoses = std::sync::Arc<Vec<(String, vaccination::DoseRecord)>>;
 
 /// What a transaction is about to write or delete, so that the checks of each entry see the
 /// others as if they were stored (a clinic often sends the Patient with its Immunization).
@@ -277,6 +345,9 @@ impl Domain {
 pub struct Pending<'a> {
     /// (type, id) → the new content, or `None` for a delete.
     resources: HashMap<(&'a str, &'a str), Option<&'a Value>>,
+    /// Each patient's stored doses, read once per transaction however many of its entries
+    /// vaccinate that patient (a clinic sends a visit's doses together).
+    stored_doses: Mutex<HashMap<String, StoredDoses>>,
 }
 
 impl<'a> Pending<'a> {
@@ -291,7 +362,28 @@ impl<'a> Pending<'a> {
                 ((w.resource_type.as_str(), w.id.as_str()), content)
             })
             .collect();
-        Pending { resources }
+        Pending {
+            resources,
+            stored_doses: Mutex::default(),
+        }
+    }
+
+    /// The patient's stored doses, from `read` the first time they are asked for.
+    fn stored_doses(
+        &self,
+        patient_id: &str,
+        read: impl FnOnce() -> Result<Vec<(String, vaccination::DoseRecord)>, ApiError>,
+    ) -> Result<StoredDoses, ApiError> {
+        let cached = |cache: &HashMap<String, StoredDoses>| cache.get(patient_id).cloned();
+        if let Some(doses) = cached(&self.stored_doses.lock().unwrap_or_else(|p| p.into_inner())) {
+            return Ok(doses);
+        }
+        let doses = std::sync::Arc::new(read()?);
+        self.stored_doses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(patient_id.to_owned(), doses.clone());
+        Ok(doses)
     }
 
     /// `Some(content)` when the transaction writes the resource (`Some(None)`: deletes it).
@@ -353,10 +445,26 @@ pub fn search_all(
     param: &str,
     value: &str,
 ) -> Result<Vec<Value>, ApiError> {
+    let mut resources = Vec::new();
+    for_each_live(store, resource_type, param, value, |version| {
+        resources.push(parse_stored(version)?);
+        Ok(())
+    })?;
+    Ok(resources)
+}
+
+/// Call `each` with the stored version of every live resource of a type matching one search
+/// criterion, page by page, in the store's order.
+fn for_each_live(
+    store: &dyn Store,
+    resource_type: &str,
+    param: &str,
+    value: &str,
+    mut each: impl FnMut(&StoredVersion) -> Result<(), ApiError>,
+) -> Result<(), ApiError> {
     const PAGE: usize = 1000;
     let criteria = [(param.to_owned(), value.to_owned())];
     let query = search::parse_query(search::Registry::r4(), resource_type, &criteria, true)?;
-    let mut resources = Vec::new();
     let mut offset = 0;
     loop {
         let page = store.search(&SearchRequest {
@@ -368,10 +476,10 @@ pub fn search_all(
         })?;
         let found = page.matches.len();
         for version in &page.matches {
-            resources.push(parse_stored(version)?);
+            each(version)?;
         }
         if found < PAGE {
-            return Ok(resources);
+            return Ok(());
         }
         offset += found;
     }

@@ -83,7 +83,11 @@ pub(crate) fn execute(
         };
 
     let sort = &request.query.control.sort;
-    let needs_entries = !criteria.is_empty() || !sort.is_empty();
+    // A lone criterion that the index seek already decides needs no verification: the
+    // candidates are exactly its matches (the search for a patient's Immunizations that every
+    // routine-vaccination check makes would otherwise load each one's index entries).
+    let decided = matches!(criteria.as_slice(), [only] if seek_decides(only));
+    let needs_entries = (!criteria.is_empty() && !decided) || !sort.is_empty();
     // One match beyond the page tells whether a next page exists.
     let enough =
         (!request.need_total && sort.is_empty()).then(|| request.offset + request.count + 1);
@@ -144,6 +148,24 @@ pub(crate) fn execute(
     }
     add_includes(store, request, &mut page)?;
     Ok(page)
+}
+
+/// Whether every resource the criterion's index seek finds matches it: a plain reference to a
+/// typed target (`patient=Patient/p1`). Reference parameters index only references, the seek is
+/// exact (`Type/id` and nothing longer), and such a value matches exactly that reference.
+fn seek_decides(criterion: &search::Criterion) -> bool {
+    criterion.kind == search::ParamKind::Reference
+        && criterion.modifier.is_none()
+        && !criterion.values.is_empty()
+        && criterion.values.iter().all(|v| {
+            matches!(
+                v,
+                search::SearchValue::Reference {
+                    resource_type: Some(_),
+                    ..
+                }
+            )
+        })
 }
 
 fn add_includes(

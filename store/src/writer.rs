@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
-use xxhash_rust::xxh3::{Xxh3, Xxh3Builder};
+use xxhash_rust::xxh3::Xxh3Builder;
 
 use crate::engine::io;
 use crate::keys;
@@ -274,7 +274,11 @@ fn plan_write(
     let next_version = current.as_ref().map_or(1, |c| c.version + 1);
     match write.action {
         WriteAction::Put(mut resource) => {
-            let content_hash = content_hash(&mut resource);
+            strip_server_meta(&mut resource);
+            // Serialised once: the content hash is taken over these bytes and the stored body
+            // is spliced from them with `meta` filled in (`with_meta`).
+            let serialised = Serialised::new(&resource);
+            let content_hash = xxhash_rust::xxh3::xxh3_128(&serialised.bytes);
             if let (Some(c), Some(raw)) = (&current, &current_raw)
                 && !c.deleted
                 && c.content_hash == content_hash
@@ -288,8 +292,12 @@ fn plan_write(
             }
             set_meta(&mut resource, next_version, now_ms);
             let entries = search::extract(search::Registry::r4(), rt, &resource);
-            let body = serde_json::to_vec(&resource)
-                .map_err(|e| StoreError::Invalid(format!("cannot serialise {rt}/{id}: {e}")))?;
+            let body = serialised.with_meta(next_version, now_ms);
+            debug_assert_eq!(
+                body,
+                serde_json::to_vec(&resource).unwrap_or_default(),
+                "spliced body of {rt}/{id}"
+            );
             let method = if live_version.is_some() {
                 Method::Update
             } else {
@@ -386,9 +394,9 @@ fn remove_index_entries(tx: &mut Transaction<'_>, rt: &str, id: &str) -> Result<
     Ok(())
 }
 
-/// Hash the resource as it would be stored minus server-assigned metadata, so a PUT of identical
-/// content is recognised as a no-op. Leaves `meta` without `versionId`/`lastUpdated`.
-fn content_hash(resource: &mut Value) -> u128 {
+/// Remove the server-assigned `meta.versionId`/`meta.lastUpdated` (and `meta` when nothing else
+/// is left in it), so that hashing the rest recognises a PUT of identical content as a no-op.
+fn strip_server_meta(resource: &mut Value) {
     if let Some(object) = resource.as_object_mut() {
         let meta_now_empty = match object.get_mut("meta").and_then(Value::as_object_mut) {
             Some(meta) => {
@@ -402,13 +410,118 @@ fn content_hash(resource: &mut Value) -> u128 {
             object.shift_remove("meta");
         }
     }
-    // Streamed into the hasher: the same value as hashing the serialised bytes at once (the
-    // stored hashes of earlier versions stay comparable), without building those bytes.
-    let mut hasher = Xxh3::new();
-    if serde_json::to_writer(&mut hasher, resource).is_err() {
-        hasher.reset();
+}
+
+/// Hash the resource as it would be stored minus server-assigned metadata. Leaves `meta`
+/// without `versionId`/`lastUpdated`. Stored versions carry this hash, so it must stay the
+/// xxh3-128 of the compact serialisation.
+#[cfg(test)]
+fn content_hash(resource: &mut Value) -> u128 {
+    strip_server_meta(resource);
+    xxhash_rust::xxh3::xxh3_128(&Serialised::new(resource).bytes)
+}
+
+/// A resource's compact JSON (exactly `serde_json::to_vec`), with where each top-level member
+/// lies in it, so that the stored body can be spliced from it rather than serialised again.
+struct Serialised {
+    bytes: Vec<u8>,
+    /// Per top-level member, in order: its name and the byte range of `"name":value`.
+    members: Vec<(String, std::ops::Range<usize>)>,
+    /// The byte range of `meta`'s value when it is an object.
+    meta_object: Option<std::ops::Range<usize>>,
+}
+
+impl Serialised {
+    fn new(resource: &Value) -> Serialised {
+        let Some(object) = resource.as_object() else {
+            return Serialised {
+                bytes: serde_json::to_vec(resource).unwrap_or_default(),
+                members: Vec::new(),
+                meta_object: None,
+            };
+        };
+        // Writing to a Vec cannot fail, and a `Value` always serialises.
+        let mut bytes = Vec::with_capacity(1024);
+        let mut members = Vec::with_capacity(object.len());
+        let mut meta_object = None;
+        bytes.push(b'{');
+        for (i, (name, value)) in object.iter().enumerate() {
+            if i > 0 {
+                bytes.push(b',');
+            }
+            let start = bytes.len();
+            let _ = serde_json::to_writer(&mut bytes, name);
+            bytes.push(b':');
+            let value_start = bytes.len();
+            let _ = serde_json::to_writer(&mut bytes, value);
+            if name == "meta" && value.is_object() {
+                meta_object = Some(value_start..bytes.len());
+            }
+            members.push((name.clone(), start..bytes.len()));
+        }
+        bytes.push(b'}');
+        Serialised {
+            bytes,
+            members,
+            meta_object,
+        }
     }
-    hasher.digest128()
+
+    /// The body [`set_meta`] then `serde_json::to_vec` would give, from the bytes at hand.
+    fn with_meta(&self, version: u64, now_ms: i64) -> Vec<u8> {
+        if self.members.is_empty() && !self.bytes.starts_with(b"{") {
+            return self.bytes.clone();
+        }
+        let others: Vec<&std::ops::Range<usize>> = self
+            .members
+            .iter()
+            .filter(|(name, _)| name != "meta")
+            .map(|(_, range)| range)
+            .collect();
+        let position_of = |wanted: &str| {
+            self.members
+                .iter()
+                .filter(|(name, _)| name != "meta")
+                .position(|(name, _)| name == wanted)
+        };
+        let position = position_of("id")
+            .or_else(|| position_of("resourceType"))
+            .map_or(0, |i| i + 1);
+        let mut meta = Vec::with_capacity(64);
+        meta.extend_from_slice(b"\"meta\":{\"versionId\":");
+        let _ = serde_json::to_writer(&mut meta, &version.to_string());
+        meta.extend_from_slice(b",\"lastUpdated\":");
+        let _ = serde_json::to_writer(&mut meta, &format_instant(now_ms));
+        if let Some(range) = &self.meta_object {
+            // The existing members, without the object's braces.
+            let inner = &self.bytes[range.start + 1..range.end - 1];
+            if !inner.is_empty() {
+                meta.push(b',');
+                meta.extend_from_slice(inner);
+            }
+        }
+        meta.push(b'}');
+
+        let mut body = Vec::with_capacity(self.bytes.len() + meta.len() + 1);
+        body.push(b'{');
+        let mut first = true;
+        let mut push = |body: &mut Vec<u8>, part: &[u8]| {
+            if !first {
+                body.push(b',');
+            }
+            first = false;
+            body.extend_from_slice(part);
+        };
+        for range in &others[..position] {
+            push(&mut body, &self.bytes[(*range).clone()]);
+        }
+        push(&mut body, &meta);
+        for range in &others[position..] {
+            push(&mut body, &self.bytes[(*range).clone()]);
+        }
+        body.push(b'}');
+        body
+    }
 }
 
 /// Put `meta.versionId` and `meta.lastUpdated` first in `meta`, and `meta` right after `id`
@@ -480,6 +593,39 @@ mod tests {
             let mut streamed = resource.clone();
             let expected = xxhash_rust::xxh3::xxh3_128(&serde_json::to_vec(&resource).unwrap());
             assert_eq!(content_hash(&mut streamed), expected);
+        }
+    }
+
+    #[test]
+    fn spliced_bodies_equal_serialising_after_set_meta() {
+        let resources = [
+            serde_json::json!({"resourceType": "Patient", "id": "p1", "active": true}),
+            serde_json::json!({"resourceType": "Patient", "id": "p1", "meta": {"versionId": "3", "lastUpdated": "2020-01-01T00:00:00Z"}}),
+            serde_json::json!({"resourceType": "Patient", "meta": {"profile": ["x"], "versionId": "1"}, "id": "p1", "name": [{"text": "山田\u{3000}太郎 \"q\" \\"}]}),
+            serde_json::json!({"active": false, "meta": {"security": [{"code": "R"}]}, "resourceType": "Observation", "id": "o"}),
+            serde_json::json!({"resourceType": "Observation", "valueQuantity": {"value": 12.50}}),
+            serde_json::json!({"id": "x", "meta": "not an object", "resourceType": "Basic"}),
+            serde_json::json!({"meta": {}, "note": [{"text": "x".repeat(5000)}]}),
+            serde_json::json!({}),
+            serde_json::json!({"resourceType": "Basic", "id": "b", "meta": {"tag": []}}),
+        ];
+        for resource in resources {
+            let mut expected = resource.clone();
+            let hash = content_hash(&mut expected);
+            set_meta(&mut expected, 7, 1_700_000_000_123);
+            let mut stripped = resource.clone();
+            strip_server_meta(&mut stripped);
+            let serialised = Serialised::new(&stripped);
+            assert_eq!(
+                xxhash_rust::xxh3::xxh3_128(&serialised.bytes),
+                hash,
+                "{resource}"
+            );
+            assert_eq!(
+                String::from_utf8(serialised.with_meta(7, 1_700_000_000_123)).unwrap(),
+                String::from_utf8(serde_json::to_vec(&expected).unwrap()).unwrap(),
+                "{resource}"
+            );
         }
     }
 

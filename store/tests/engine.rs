@@ -352,3 +352,79 @@ fn a_sled_data_directory_is_refused_not_ignored() {
         .unwrap();
     assert!(error.to_string().contains("sled"), "{error}");
 }
+
+#[tokio::test]
+async fn reference_searches_answered_from_the_index_alone_match_verified_ones() {
+    // `patient=Patient/p1` alone is decided by the index seek (no entries loaded); adding a
+    // criterion every resource meets (`status=completed`) makes the search verify each
+    // candidate. Both must find the same resources, including after updates and deletes.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let writes = [
+        ("i1", "Patient/p1"),
+        ("i2", "Patient/p10"),
+        ("i3", "Patient/p1"),
+        ("i4", "Patient/p1/_history/2"),
+        // Stored normalised to `Patient/p1` (search::extract keeps the type/id of URLs).
+        ("i5", "https://elsewhere.example/fhir/Patient/p1"),
+        ("i6", "Group/p1"),
+        ("i7", "Patient/p2"),
+    ];
+    store
+        .commit(
+            writes
+                .iter()
+                .map(|(id, patient)| {
+                    put(
+                        "Immunization",
+                        id,
+                        Precondition::None,
+                        immunization(id, patient),
+                    )
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    store
+        .commit(vec![
+            put(
+                "Immunization",
+                "i3",
+                Precondition::None,
+                immunization("i3", "Patient/p2"),
+            ),
+            Write {
+                resource_type: "Immunization".into(),
+                id: "i7".into(),
+                precondition: Precondition::None,
+                action: WriteAction::Delete,
+            },
+        ])
+        .await
+        .unwrap();
+    // (patient criterion, expected ids)
+    let cases: &[(&str, &[&str])] = &[
+        ("Patient/p1", &["i1", "i4", "i5"]),
+        ("Patient/p2", &["i3"]),
+        ("Patient/p10", &["i2"]),
+        ("Patient/p1,Patient/p10", &["i1", "i2", "i4", "i5"]),
+        ("Patient/p3", &[]),
+    ];
+    for (patient, expected) in cases {
+        let alone = search_ids(&store, "Immunization", &[("patient", patient)]);
+        let verified = search_ids(
+            &store,
+            "Immunization",
+            &[("patient", patient), ("status", "completed")],
+        );
+        assert_eq!(alone, *expected, "patient={patient}");
+        assert_eq!(verified, *expected, "patient={patient} with status");
+    }
+    // Criteria the seek does not decide still verify (an id without a type, :missing).
+    assert_eq!(
+        search_ids(&store, "Immunization", &[("patient", "p1")]),
+        ["i1", "i4", "i5"]
+    );
+    assert!(search_ids(&store, "Immunization", &[("patient:missing", "true")]).is_empty());
+}

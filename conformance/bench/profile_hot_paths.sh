@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Focused measurements of the two slowest scenarios of run.sh, for profiling one binary
+# against another under the same conditions (docs/performance.md):
+#
+#   conformance/bench/profile_hot_paths.sh transaction BINARY [DOSES_PER_CHILD] [DURATION]
+#       Fresh data dir, the 1 000 bench children, then DOSES_PER_CHILD (default 200)
+#       sequential 50-entry transaction Bundles (transaction50.json: one dose for each of
+#       bench-patient-0…49), then wrk -c32 -t2 for DURATION (default 10s) on that Bundle.
+#       Prints the preload rate and the wrk rate (Bundles/s).
+#   conformance/bench/profile_hot_paths.sh import BINARY ROWS
+#       `BINARY import` of a generated musubi-vaccination file of ROWS rows into a fresh
+#       store; prints rows/s and peak RSS (MiB).
+#
+# Set PERF_RECORD=1 to run the measured part under `perf record --call-graph dwarf`
+# (perf-*.data in target/bench/hot/).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+scenario=$1
+binary=$(realpath "$2")
+work=target/bench/hot
+mkdir -p "$work"
+
+case "$scenario" in
+transaction)
+  doses=${3:-200}
+  duration=${4:-10s}
+  data_dir=$(mktemp -d "$work/data.XXXXXX")
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  base="http://127.0.0.1:$port"
+  # Rate limits off: this measures the server, not the limiter.
+  MUSUBI__LOG__LEVEL=warn MUSUBI__RATE_LIMITS__PER_CLIENT_PER_SECOND=0 \
+    MUSUBI__RATE_LIMITS__PER_IP_PER_SECOND=0 \
+    "$binary" serve --listen "127.0.0.1:$port" --data-dir "$data_dir" 2>"$work/server.log" &
+  server=$!
+  cleanup() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data_dir"; }
+  trap cleanup EXIT
+  for _ in $(seq 1 100); do curl -sf "$base/healthz" >/dev/null && break; sleep 0.1; done
+  token=$(curl -sf -u demo-clinic:demo-clinic-secret -d grant_type=client_credentials "$base/oauth/token" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  auth=(-H "Authorization: Bearer $token")
+  curl -sf "${auth[@]}" -X POST "$base/fhir" -H 'Content-Type: application/fhir+json' \
+    --data-binary @conformance/bench/patients1000.json >/dev/null
+  started=$(date +%s%N)
+  for _ in $(seq 1 "$doses"); do
+    curl -sf "${auth[@]}" -X POST "$base/fhir" -H 'Content-Type: application/fhir+json' \
+      --data-binary @conformance/bench/transaction50.json >/dev/null
+  done
+  ms=$(( ($(date +%s%N) - started) / 1000000 ))
+  echo "preload: $doses sequential Bundles in $ms ms"
+  if [ -n "${PERF_RECORD:-}" ]; then
+    perf record -F 199 --call-graph dwarf,16384 -p "$server" -o "$work/perf-transaction.data" 2>/dev/null &
+    recorder=$!
+    sleep 0.3
+  fi
+  cpu_ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
+  cpu_before=$(cpu_ticks)
+  WRK_TOKEN=$token BODY_FILE=conformance/bench/transaction50.json \
+    wrk -t2 -c32 -d"$duration" --timeout 60s --latency -s conformance/bench/create_immunization.lua "$base/fhir" \
+    > "$work/transaction.txt"
+  cpu_after=$(cpu_ticks)
+  if [ -n "${PERF_RECORD:-}" ]; then kill -INT "$recorder"; wait "$recorder" || true; fi
+  # Server CPU per Bundle is steadier than Bundles/s when other work shares the cores.
+  awk -v cpu=$((cpu_after - cpu_before)) -v hz="$(getconf CLK_TCK)" '
+    /requests in/ {n = $1}
+    /Requests\/sec/ {rate = $2}
+    / 50%| 99%/ {lat = lat " p" $1 " " $2}
+    /Non-2xx/ {bad = " " $0}
+    END {printf "transaction: %s Bundles/s (%d in the run),%s%s; server CPU %.1f ms per Bundle\n", rate, n, lat, bad, 1000 * cpu / hz / n}' \
+    "$work/transaction.txt"
+  ;;
+import)
+  rows=$3
+  csv="$work/import-$rows.csv"
+  [ -f "$csv" ] || python3 conformance/bench/gen_municipal_csv.py "$rows" "$csv"
+  data_dir=$(mktemp -d "$work/import.XXXXXX")
+  trap 'rm -rf "$data_dir"' EXIT
+  prefix=()
+  [ -n "${PERF_RECORD:-}" ] && prefix=(perf record -F 299 --call-graph dwarf,32768 -o "$work/perf-import.data" --)
+  python3 - "$data_dir" "$csv" "$binary" "${prefix[@]}" <<'PY'
+import json, resource, subprocess, sys, os
+data, csv, binary, prefix = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+report_path = os.path.join(data, "..", os.path.basename(data) + "-report.json")
+subprocess.run(
+    prefix + [binary, "import", "--data-dir", data, "--layout", "musubi-vaccination",
+     "--municipality", "131016", "--report", report_path, csv],
+    check=True, stdout=subprocess.DEVNULL, env={**os.environ, "MUSUBI__LOG__LEVEL": "warn"})
+report = json.load(open(report_path))
+os.remove(report_path)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+peak = usage.ru_maxrss // 1024
+cpu = usage.ru_utime + usage.ru_stime
+disk = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(data) for f in fs) // (1 << 20)
+rate = report["rowsRead"] * 1000 // max(report["elapsedMs"], 1)
+print(f"import: {report['rowsRead']} rows ({report['rowsImported']} imported, "
+      f"{report['rowsRejected']} rejected, {report['resourcesCreated']} resources) in "
+      f"{report['elapsedMs']} ms = {rate} rows/s; CPU {cpu:.1f} s "
+      f"({1e6 * cpu / max(report['rowsRead'], 1):.1f} µs per row); peak RSS {peak} MiB; {disk} MiB on disk")
+PY
+  ;;
+*)
+  echo "usage: $0 transaction|import BINARY ..." >&2
+  exit 2
+  ;;
+esac
