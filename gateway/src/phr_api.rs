@@ -15,10 +15,9 @@ use auth::Interaction;
 use bytes::Bytes;
 use phr::{Kind, MappingContext, Phr, PhrError, ReadContext, SchemaViolation};
 use serde_json::{Value, json};
-use store::{Precondition, SearchRequest, Write, WriteAction};
+use store::SearchRequest;
 
 use crate::access::{Access, Compartments, Grant};
-use crate::domain::Pending;
 use crate::error::{ApiError, ErrorKind};
 use crate::http::{caller_access, error_response};
 use crate::operations::{self, OpInput};
@@ -453,58 +452,21 @@ async fn store_all(
     grants: &[Grant],
     resources: Vec<Value>,
 ) -> Result<Vec<Value>, ApiError> {
-    let mut writes = Vec::with_capacity(resources.len());
-    for resource in resources {
-        let (Some(resource_type), Some(id)) = (
-            resource.get("resourceType").and_then(Value::as_str),
-            resource.get("id").and_then(Value::as_str),
-        ) else {
-            return Err(ApiError::internal(
-                "the PHR mapper made a resource without type or id",
-            ));
-        };
-        let (resource_type, id) = (resource_type.to_owned(), id.to_owned());
-        rest::check_type(state, &resource_type)?;
-        rest::check_id(&id)?;
-        let restricted = grants.iter().any(|g| !g.is_unrestricted());
-        // A live record this write replaces must be the caller's to change too (a deleted one
-        // carries no content to place; its deterministic id was this app's for this person).
-        let existing = if restricted {
-            state
-                .store
-                .read(&resource_type, &id)?
-                .filter(|v| !v.is_deleted())
-        } else {
-            None
-        };
-        for grant in grants {
-            grant.require_write(&resource)?;
-            if let Some(existing) = &existing {
-                rest::require_visible(grant, existing, || {
-                    format!("{resource_type}/{id} does not exist")
-                })?;
-            }
-        }
-        writes.push(Write {
-            resource_type,
-            id,
-            precondition: Precondition::None,
-            action: WriteAction::Put(resource),
-        });
-    }
+    let writes = resources
+        .into_iter()
+        .map(|resource| rest::granted_put(state, grants, resource, "PHR mapper"))
+        .collect::<Result<Vec<_>, _>>()?;
     let ctx = crate::http::ctx(state, req);
-    let pending = Pending::from_writes(&writes);
-    for write in &writes {
-        if let WriteAction::Put(resource) = &write.action {
-            rest::check_write(&ctx, &write.resource_type, resource, "", &pending)?;
-        }
-    }
+    rest::check_writes(&ctx, &writes)?;
     let receipt = writes
         .iter()
         .map(|w| json!({"resourceType": w.resource_type, "id": w.id}))
         .collect();
     if !writes.is_empty() {
-        state.store.commit(writes).await?;
+        state
+            .store
+            .commit(rest::with_audit_and_deliveries(&ctx, writes)?)
+            .await?;
     }
     Ok(receipt)
 }

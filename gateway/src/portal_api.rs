@@ -21,13 +21,12 @@ use portal::{
     VaccinationPull, reconcile, transaction,
 };
 use serde_json::{Value, json};
-use store::{Precondition, SearchRequest, Write, WriteAction};
+use store::SearchRequest;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::access::{Access, Grant};
 use crate::config::{Config, MynaPortalConfig};
-use crate::domain::Pending;
 use crate::error::{ApiError, ErrorKind, IssueDetail};
 use crate::http::{caller_access, error_response};
 use crate::rest;
@@ -743,17 +742,11 @@ async fn store_pull(
         .collect();
     let mut writes = Vec::with_capacity(resources.len());
     for resource in resources {
-        let (Some(resource_type), Some(id)) = (
-            resource.get("resourceType").and_then(Value::as_str),
-            resource.get("id").and_then(Value::as_str),
-        ) else {
-            return Err(ApiError::internal(
-                "the portal mapping made a resource without type or id",
-            ));
-        };
-        let (resource_type, id) = (resource_type.to_owned(), id.to_owned());
-        rest::check_type(state, &resource_type)?;
-        rest::check_id(&id)?;
+        let resource_type = resource
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         let type_grants: &[Grant] = match resource_type.as_str() {
             "Immunization" => grants,
             "Observation" => checkup_grants.map_or(&[], |g| &g.observation),
@@ -783,52 +776,24 @@ async fn store_pull(
                 "no grant was checked for the portal's {resource_type}"
             )));
         }
-        // A live record this write replaces must be the caller's to change too.
-        let existing = if type_grants.iter().any(|g| !g.is_unrestricted()) {
-            state
-                .store
-                .read(&resource_type, &id)?
-                .filter(|v| !v.is_deleted())
-        } else {
-            None
-        };
-        for grant in type_grants {
-            grant.require_write(&resource)?;
-            if let Some(existing) = &existing {
-                rest::require_visible(grant, existing, || {
-                    format!("{resource_type}/{id} does not exist")
-                })?;
-            }
-        }
-        writes.push(Write {
-            resource_type,
-            id,
-            precondition: Precondition::None,
-            action: WriteAction::Put(resource),
-        });
+        writes.push(rest::granted_put(
+            state,
+            type_grants,
+            resource,
+            "portal mapping",
+        )?);
     }
     let ctx = crate::http::ctx(state, req);
-    let pending = Pending::from_writes(&writes);
-    let mut warnings = Vec::new();
-    for write in &writes {
-        if let WriteAction::Put(resource) = &write.action {
-            warnings.extend(rest::check_write(
-                &ctx,
-                &write.resource_type,
-                resource,
-                "",
-                &pending,
-            )?);
-        }
-    }
-    drop(pending);
+    let warnings = rest::check_writes(&ctx, &writes)?;
     let receipt = writes
         .iter()
         .map(|w| json!({"resourceType": w.resource_type, "id": w.id}))
         .collect();
     if !writes.is_empty() {
-        let writes = crate::disclosure::writes(&ctx, writes)?;
-        state.store.commit(writes).await?;
+        state
+            .store
+            .commit(rest::with_audit_and_deliveries(&ctx, writes)?)
+            .await?;
     }
     Ok((receipt, warnings))
 }

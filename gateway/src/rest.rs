@@ -280,10 +280,84 @@ pub(crate) fn set_id(resource: &mut Value, id: &str) {
     }
 }
 
+/// What rides along every write in its commit: each write's AuditEvent (`disclosure`) and the
+/// delivery Tasks the routing rules plan for it (`outbox`). Every path that writes records
+/// passes its writes through here before `Store::commit`.
+pub(crate) fn with_audit_and_deliveries(
+    ctx: &Ctx<'_>,
+    writes: Vec<Write>,
+) -> Result<Vec<Write>, ApiError> {
+    let writes = crate::disclosure::writes(ctx, writes)?;
+    crate::outbox::writes(ctx, writes)
+}
+
+/// An update-or-create of a resource a mapper made (PHR payloads, My Number Portal records),
+/// checked against the caller's grants: the new content must lie inside each of them, and a live
+/// record it replaces must be visible under each. `source` names the mapper in the internal error
+/// for a resource without type or id.
+pub(crate) fn granted_put(
+    state: &AppState,
+    grants: &[crate::access::Grant],
+    resource: Value,
+    source: &str,
+) -> Result<Write, ApiError> {
+    let (Some(resource_type), Some(id)) = (
+        resource.get("resourceType").and_then(Value::as_str),
+        resource.get("id").and_then(Value::as_str),
+    ) else {
+        return Err(ApiError::internal(format!(
+            "the {source} made a resource without type or id"
+        )));
+    };
+    let (resource_type, id) = (resource_type.to_owned(), id.to_owned());
+    check_type(state, &resource_type)?;
+    check_id(&id)?;
+    // A deleted record carries no content to place; its deterministic id was this mapper's.
+    let existing = if grants.iter().any(|g| !g.is_unrestricted()) {
+        state
+            .store
+            .read(&resource_type, &id)?
+            .filter(|v| !v.is_deleted())
+    } else {
+        None
+    };
+    for grant in grants {
+        grant.require_write(&resource)?;
+        if let Some(existing) = &existing {
+            require_visible(grant, existing, || {
+                format!("{resource_type}/{id} does not exist")
+            })?;
+        }
+    }
+    Ok(Write {
+        resource_type,
+        id,
+        precondition: Precondition::None,
+        action: WriteAction::Put(resource),
+    })
+}
+
+/// The write checks of the FHIR API (`check_write`) for a set of writes committed together, each
+/// seeing the others; the warnings of all of them.
+pub(crate) fn check_writes(ctx: &Ctx<'_>, writes: &[Write]) -> Result<Vec<IssueDetail>, ApiError> {
+    let pending = Pending::from_writes(writes);
+    let mut warnings = Vec::new();
+    for write in writes {
+        if let WriteAction::Put(resource) = &write.action {
+            warnings.extend(check_write(
+                ctx,
+                &write.resource_type,
+                resource,
+                "",
+                &pending,
+            )?);
+        }
+    }
+    Ok(warnings)
+}
+
 async fn commit_one(ctx: &Ctx<'_>, write: Write) -> Result<Committed, ApiError> {
-    // The write's AuditEvent rides in the same commit, after the write.
-    let writes = crate::disclosure::writes(ctx, vec![write])?;
-    let writes = crate::outbox::writes(ctx, writes)?;
+    let writes = with_audit_and_deliveries(ctx, vec![write])?;
     let committed = ctx.state.store.commit(writes).await?;
     committed
         .into_iter()

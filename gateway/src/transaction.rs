@@ -236,9 +236,8 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
     let committed = if writes.is_empty() {
         Vec::new()
     } else {
-        // Each write's AuditEvent is part of the same atomic commit.
-        let writes = crate::disclosure::writes(ctx, writes)?;
-        let writes = crate::outbox::writes(ctx, writes)?;
+        // Each write's AuditEvent and delivery Tasks are part of the same atomic commit.
+        let writes = rest::with_audit_and_deliveries(ctx, writes)?;
         ctx.state.store.commit(writes).await.map_err(|e| {
             let mut error = ApiError::from(e);
             error.issues[0].diagnostics =

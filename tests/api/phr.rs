@@ -865,6 +865,24 @@ async fn from_the_parents_questionnaire_to_the_vaccination_in_the_parents_app() 
         .as_str()
         .unwrap()
         .to_owned();
+    // The app's write was audited like any FHIR write (the clinic's search above is audited too).
+    let audited = app
+        .get(&format!(
+            "AuditEvent?entity=QuestionnaireResponse/{form_id}"
+        ))
+        .await
+        .json();
+    let writes: Vec<&Value> = audited["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["action"] == "U")
+        .collect();
+    assert_eq!(writes.len(), 1, "{audited}");
+    assert_eq!(
+        writes[0]["resource"]["agent"][1]["who"]["identifier"]["value"],
+        PHR
+    );
     let assessed = app
         .get(&format!("QuestionnaireResponse/{form_id}/$assess"))
         .await;
