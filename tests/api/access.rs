@@ -1,48 +1,24 @@
 //! Access control end to end: tokens from the real endpoints, refused tokens, scopes, a
 //! parent's compartment probed through every interaction, revocation, rate limits.
 
-use musubi_tests::{Response, TestApp, client_credentials_token, system_client, test_secret_hash};
+use musubi_tests::{
+    PHR_REDIRECT as REDIRECT, Response, TestApp, client_credentials_token, link_child, parent,
+    phr_app, system_client, test_secret_hash,
+};
 use serde_json::{Value, json};
 
-const ACCOUNT: &str = "https://musubi.example.org/fhir/IdSystem/account";
 const PHR: &str = "test-phr";
-const REDIRECT: &str = "http://127.0.0.1:9/callback";
-const PARENT_PASSWORD: &str = "a-long-parent-password";
-
-fn parent(username: &str) -> gateway::config::UserConfig {
-    toml::from_str(&format!(
-        "username = {username:?}\npassword_hash = {:?}\n",
-        password_hash()
-    ))
-    .expect("user config")
-}
-
-fn password_hash() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| auth::hash_secret(PARENT_PASSWORD).expect("hash"))
-}
 
 fn phr_client() -> auth::Client {
-    auth::Client {
-        id: PHR.into(),
-        kind: auth::ClientKind::PhrApp,
-        medical_institution_code: None,
-        municipality_code: None,
-        grant_types: vec![
-            auth::GrantType::AuthorizationCode,
-            auth::GrantType::RefreshToken,
-        ],
-        scopes: [
+    phr_app(
+        PHR,
+        &[
             "patient/*.cruds",
             "launch/patient",
             "fhirUser",
             "offline_access",
-        ]
-        .map(String::from)
-        .to_vec(),
-        redirect_uris: vec![REDIRECT.into()],
-        credentials: auth::Credentials::default(),
-    }
+        ],
+    )
 }
 
 /// Two families: parent-a with child-a1, parent-b with child-b1, each child with an
@@ -71,19 +47,9 @@ async fn two_families() -> TestApp {
                 assert!(r.status == 201 || r.status == 200, "{path}: {}", r.text);
             }
         };
-        put(
-            format!("Patient/{child}"),
-            json!({"resourceType": "Patient", "id": child, "birthDate": "2024-01-10",
-                   "name": [{"text": format!("子 {family}")}]}),
-        )
-        .await;
-        put(
-            format!("RelatedPerson/rp-{family}"),
-            json!({"resourceType": "RelatedPerson", "id": format!("rp-{family}"), "active": true,
-                   "identifier": [{"system": ACCOUNT, "value": format!("parent-{family}")}],
-                   "patient": {"reference": format!("Patient/{child}")}}),
-        )
-        .await;
+        let patient = json!({"resourceType": "Patient", "id": child, "birthDate": "2024-01-10",
+                             "name": [{"text": format!("子 {family}")}]});
+        link_child(&app, family, patient).await;
         put(
             format!("Immunization/imm-{family}"),
             json!({"resourceType": "Immunization", "id": format!("imm-{family}"), "status": "completed",
@@ -112,38 +78,6 @@ fn no_redirects() -> reqwest::Client {
         .expect("client")
 }
 
-fn query_of(location: &str) -> Vec<(String, String)> {
-    let query = location.split_once('?').map_or("", |(_, q)| q);
-    url_pairs(query)
-}
-
-fn url_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| (k.to_owned(), percent_decode(v)))
-        .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.replace('+', " ").into_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-            if let Ok(b) = u8::from_str_radix(hex, 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).expect("utf-8")
-}
-
 struct ParentTokens {
     access: String,
     refresh: String,
@@ -161,62 +95,7 @@ async fn sign_in(app: &TestApp, username: &str) -> ParentTokens {
 }
 
 async fn sign_in_for(app: &TestApp, username: &str, scope: &str) -> ParentTokens {
-    let http = no_redirects();
-    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-a-longer-verifier";
-    let challenge = auth::pkce::challenge_s256(verifier);
-    let params = [
-        ("response_type", "code"),
-        ("client_id", PHR),
-        ("redirect_uri", REDIRECT),
-        ("scope", scope),
-        ("state", "s-123"),
-        ("code_challenge", challenge.as_str()),
-        ("code_challenge_method", "S256"),
-        ("aud", app.base.as_str()),
-    ];
-    let page = http
-        .get(format!("{}/oauth/authorize", app.root))
-        .query(&params)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), 200);
-    assert!(page.text().await.unwrap().contains("name=\"password\""));
-    let mut form: Vec<(&str, &str)> = params.to_vec();
-    form.push(("username", username));
-    form.push(("password", PARENT_PASSWORD));
-    let redirect = http
-        .post(format!("{}/oauth/authorize", app.root))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(redirect.status(), 302, "{:?}", redirect.text().await);
-    let location = redirect.headers()["location"].to_str().unwrap().to_owned();
-    assert!(location.starts_with(REDIRECT), "{location}");
-    let returned = query_of(&location);
-    let get = |k: &str| {
-        returned
-            .iter()
-            .find(|(name, _)| name == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| panic!("{k} missing in {location}"))
-    };
-    assert_eq!(get("state"), "s-123");
-    let token = http
-        .post(format!("{}/oauth/token", app.root))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &get("code")),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", verifier),
-            ("client_id", PHR),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(token.status(), 200);
-    let body: Value = token.json().await.unwrap();
+    let body = musubi_tests::sign_in(app, PHR, username, scope).await;
     ParentTokens {
         access: body["access_token"].as_str().unwrap().to_owned(),
         refresh: body["refresh_token"]
@@ -921,22 +800,12 @@ async fn tokens_of_a_trusted_identity_provider_are_accepted_within_musubi_s_rule
     .await;
     // The same two families as elsewhere, seeded through the system client.
     for (family, child) in [("a", "child-a1"), ("b", "child-b1")] {
-        let r = app
-            .put(
-                &format!("Patient/{child}"),
-                &json!({"resourceType": "Patient", "id": child}),
-            )
-            .await;
-        assert_eq!(r.status, 201);
-        let r = app
-            .put(
-                &format!("RelatedPerson/rp-{family}"),
-                &json!({"resourceType": "RelatedPerson", "id": format!("rp-{family}"), "active": true,
-                    "identifier": [{"system": ACCOUNT, "value": format!("parent-{family}")}],
-                    "patient": {"reference": format!("Patient/{child}")}}),
-            )
-            .await;
-        assert_eq!(r.status, 201);
+        link_child(
+            &app,
+            family,
+            json!({"resourceType": "Patient", "id": child}),
+        )
+        .await;
     }
     let token = |client: &str, scope: &str, audience: &str| {
         let mut claims = auth::AccessClaims::new(

@@ -3,18 +3,16 @@
 //! are revoked; every disclosure, refusal and write leaves an AuditEvent a parent can list.
 
 use musubi_tests::{
-    Response, TEST_CLIENT_SECRET, TestApp, client_credentials_token, system_client,
+    ACCOUNT_SYSTEM as ACCOUNT, Response, TEST_CLIENT_SECRET, TestApp, client_credentials_token,
+    parent, phr_app, system_client,
 };
 use serde_json::{Value, json};
 
 const CHIYODA: &str = "131016";
 const CHUO: &str = "131024";
-const ACCOUNT: &str = "https://musubi.example.org/fhir/IdSystem/account";
 const MUNICIPALITY_EXTENSION: &str =
     "https://musubi.example.org/fhir/StructureDefinition/municipality-code";
 const PHR: &str = "consent-test-phr";
-const REDIRECT: &str = "http://127.0.0.1:9/callback";
-const PARENT_PASSWORD: &str = "a-long-parent-password";
 
 /// A municipality client of `code` with every read scope.
 fn municipality(id: &str, code: &str) -> auth::Client {
@@ -24,27 +22,7 @@ fn municipality(id: &str, code: &str) -> auth::Client {
 }
 
 fn phr_client() -> auth::Client {
-    auth::Client {
-        id: PHR.into(),
-        kind: auth::ClientKind::PhrApp,
-        medical_institution_code: None,
-        municipality_code: None,
-        grant_types: vec![auth::GrantType::AuthorizationCode],
-        scopes: ["patient/*.rs", "launch/patient", "fhirUser"]
-            .map(String::from)
-            .to_vec(),
-        redirect_uris: vec![REDIRECT.into()],
-        credentials: auth::Credentials::default(),
-    }
-}
-
-fn parent(username: &str) -> gateway::config::UserConfig {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let hash = HASH.get_or_init(|| auth::hash_secret(PARENT_PASSWORD).expect("hash"));
-    toml::from_str(&format!(
-        "username = {username:?}\npassword_hash = {hash:?}\n"
-    ))
-    .expect("user config")
+    phr_app(PHR, &["patient/*.rs", "launch/patient", "fhirUser"])
 }
 
 /// The test server with two municipalities (千代田区 is the family's home, 中央区 is not), a
@@ -760,56 +738,8 @@ async fn a_parent_lists_who_saw_their_child_s_records() {
 // ---- the parent's sign-in (authorization code with PKCE), as a PHR app runs it ----
 
 async fn sign_in(app: &TestApp, username: &str) -> String {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-consent-tests";
-    let challenge = auth::pkce::challenge_s256(verifier);
-    let params = [
-        ("response_type", "code"),
-        ("client_id", PHR),
-        ("redirect_uri", REDIRECT),
-        ("scope", "patient/*.rs launch/patient fhirUser"),
-        ("state", "s-1"),
-        ("code_challenge", challenge.as_str()),
-        ("code_challenge_method", "S256"),
-        ("aud", app.base.as_str()),
-    ];
-    let mut form: Vec<(&str, &str)> = params.to_vec();
-    form.push(("username", username));
-    form.push(("password", PARENT_PASSWORD));
-    let redirect = http
-        .post(format!("{}/oauth/authorize", app.root))
-        .form(&form)
-        .send()
-        .await
-        .expect("authorize");
-    assert_eq!(redirect.status(), 302, "{:?}", redirect.text().await);
-    let location = redirect.headers()["location"].to_str().unwrap().to_owned();
-    let code = location
-        .split_once('?')
-        .map_or("", |(_, q)| q)
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("code="))
-        .expect("code in the redirect")
-        .to_owned();
-    let token: Value = http
-        .post(format!("{}/oauth/token", app.root))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", verifier),
-            ("client_id", PHR),
-        ])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("token JSON");
-    token["access_token"]
+    musubi_tests::sign_in(app, PHR, username, "patient/*.rs launch/patient fhirUser").await
+        ["access_token"]
         .as_str()
         .expect("access token")
         .to_owned()

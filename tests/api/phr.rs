@@ -1,52 +1,25 @@
 //! The PHR app API (`/phr/v1`) end to end: a parent signed in through a PHR app posts and reads
 //! app JSON; the clinic reads the same data through FHIR.
 
-use musubi_tests::{Response, TestApp, match_ids};
+use musubi_tests::{Response, TestApp, link_child, match_ids, parent, phr_app};
 use serde_json::{Value, json};
 
-const ACCOUNT: &str = "https://musubi.example.org/fhir/IdSystem/account";
 const VACCINE_TYPE: &str = "https://musubi.example.org/fhir/CodeSystem/vaccine-type";
 const PHR: &str = "test-phr";
-const REDIRECT: &str = "http://127.0.0.1:9/callback";
-const PARENT_PASSWORD: &str = "a-long-parent-password";
 const SCOPES: &str = "patient/*.rs patient/QuestionnaireResponse.cu patient/Observation.cu \
     patient/Condition.cu patient/MedicationStatement.cu patient/AllergyIntolerance.cu \
     launch/patient fhirUser offline_access";
 
-fn parent(username: &str) -> gateway::config::UserConfig {
-    toml::from_str(&format!(
-        "username = {username:?}\npassword_hash = {:?}\n",
-        password_hash()
-    ))
-    .expect("user config")
-}
-
-fn password_hash() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| auth::hash_secret(PARENT_PASSWORD).expect("hash"))
-}
-
 fn phr_client() -> auth::Client {
-    auth::Client {
-        id: PHR.into(),
-        kind: auth::ClientKind::PhrApp,
-        medical_institution_code: None,
-        municipality_code: None,
-        grant_types: vec![
-            auth::GrantType::AuthorizationCode,
-            auth::GrantType::RefreshToken,
-        ],
-        scopes: [
+    phr_app(
+        PHR,
+        &[
             "patient/*.cruds",
             "launch/patient",
             "fhirUser",
             "offline_access",
-        ]
-        .map(String::from)
-        .to_vec(),
-        redirect_uris: vec![REDIRECT.into()],
-        credentials: auth::Credentials::default(),
-    }
+        ],
+    )
 }
 
 /// Two families: parent-a with child-a1 and parent-b with child-b1, both born 2025-03-01.
@@ -59,87 +32,21 @@ async fn two_families() -> TestApp {
     for (family, child) in [("a", "child-a1"), ("b", "child-b1")] {
         let patient = json!({"resourceType": "Patient", "id": child, "birthDate": "2025-03-01",
                              "gender": "female", "name": [{"text": format!("結 {family}")}]});
-        let r = app.put(&format!("Patient/{child}"), &patient).await;
-        assert_eq!(r.status, 201, "{}", r.text);
-        let related = json!({"resourceType": "RelatedPerson", "id": format!("rp-{family}"), "active": true,
-                             "identifier": [{"system": ACCOUNT, "value": format!("parent-{family}")}],
-                             "patient": {"reference": format!("Patient/{child}")}});
-        let r = app
-            .put(&format!("RelatedPerson/rp-{family}"), &related)
-            .await;
-        assert_eq!(r.status, 201, "{}", r.text);
+        link_child(&app, family, patient).await;
     }
     app
 }
 
-fn query_value(location: &str, name: &str) -> String {
-    let query = location.split_once('?').map_or("", |(_, q)| q);
-    let raw = query
-        .split('&')
-        .filter_map(|p| p.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-        .unwrap_or_else(|| panic!("{name} missing in {location}"));
-    // The values read here (code, state) are URL-safe.
-    raw.to_owned()
-}
-
-/// The authorization-code flow with PKCE, as a PHR app runs it for a parent.
+/// A parent's access token, signed in through the PHR app with the usual scopes.
 async fn sign_in(app: &TestApp, username: &str) -> String {
     sign_in_with(app, username, SCOPES).await
 }
 
 async fn sign_in_with(app: &TestApp, username: &str, scopes: &str) -> String {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-a-longer-verifier";
-    let challenge = auth::pkce::challenge_s256(verifier);
-    let mut form = vec![
-        ("response_type", "code"),
-        ("client_id", PHR),
-        ("redirect_uri", REDIRECT),
-        ("scope", scopes),
-        ("state", "s-123"),
-        ("code_challenge", challenge.as_str()),
-        ("code_challenge_method", "S256"),
-        ("aud", app.base.as_str()),
-    ];
-    let page = http
-        .get(format!("{}/oauth/authorize", app.root))
-        .query(&form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), 200);
-    form.push(("username", username));
-    form.push(("password", PARENT_PASSWORD));
-    let redirect = http
-        .post(format!("{}/oauth/authorize", app.root))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(redirect.status(), 302, "{:?}", redirect.text().await);
-    let location = redirect.headers()["location"].to_str().unwrap().to_owned();
-    assert!(location.starts_with(REDIRECT), "{location}");
-    assert_eq!(query_value(&location, "state"), "s-123");
-    let token = http
-        .post(format!("{}/oauth/token", app.root))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", query_value(&location, "code").as_str()),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", verifier),
-            ("client_id", PHR),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(token.status(), 200);
-    let body: Value = token.json().await.unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
+    musubi_tests::sign_in(app, PHR, username, scopes).await["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned()
 }
 
 async fn phr_post(
@@ -776,11 +683,7 @@ async fn from_the_parents_questionnaire_to_the_vaccination_in_the_parents_app() 
     .await;
     let child = json!({"resourceType": "Patient", "id": "child-a1", "birthDate": "2025-03-01",
                        "gender": "female", "name": [{"text": "結 a"}]});
-    assert_eq!(app.put("Patient/child-a1", &child).await.status, 201);
-    let link = json!({"resourceType": "RelatedPerson", "id": "rp-a", "active": true,
-                      "identifier": [{"system": ACCOUNT, "value": "parent-a"}],
-                      "patient": {"reference": "Patient/child-a1"}});
-    assert_eq!(app.put("RelatedPerson/rp-a", &link).await.status, 201);
+    link_child(&app, "a", child).await;
     let token = sign_in_with(
         &app,
         "parent-a",

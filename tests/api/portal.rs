@@ -6,58 +6,31 @@
 use std::path::PathBuf;
 
 use gateway::config::MynaPortalConfig;
-use musubi_tests::{Response, TestApp, match_ids};
+use musubi_tests::{Response, TestApp, link_child, match_ids, parent, phr_app};
 use portal_mock::{Category, ClientCredential, Fault, MockPortal, Scenario};
 use serde_json::{Value, json};
 
-const ACCOUNT: &str = "https://musubi.example.org/fhir/IdSystem/account";
 const VACCINE_TYPE: &str = "https://musubi.example.org/fhir/CodeSystem/vaccine-type";
 const DATA_SOURCE: &str = "https://musubi.example.org/fhir/IdSystem/data-source";
 const PHR: &str = "test-phr";
-const APP_REDIRECT: &str = "http://127.0.0.1:9/callback";
 const PORTAL_CLIENT: &str = "musubi-portal-test";
 /// The gateway's callback as registered with the portal. The test plays the browser: it reads
 /// the portal's redirect and sends its query to the test server's callback.
 const PORTAL_REDIRECT: &str = "https://musubi.example.org/phr/v1/myna-portal/callback";
 const PERSON: &str = "card-holder-a1";
-const PARENT_PASSWORD: &str = "a-long-parent-password";
 const SCOPES: &str = "patient/*.rs patient/Immunization.cu patient/Observation.cu \
     patient/DiagnosticReport.cu launch/patient fhirUser offline_access";
 
-fn parent(username: &str) -> gateway::config::UserConfig {
-    toml::from_str(&format!(
-        "username = {username:?}\npassword_hash = {:?}\n",
-        password_hash()
-    ))
-    .expect("user config")
-}
-
-fn password_hash() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| auth::hash_secret(PARENT_PASSWORD).expect("hash"))
-}
-
 fn phr_client() -> auth::Client {
-    auth::Client {
-        id: PHR.into(),
-        kind: auth::ClientKind::PhrApp,
-        medical_institution_code: None,
-        municipality_code: None,
-        grant_types: vec![
-            auth::GrantType::AuthorizationCode,
-            auth::GrantType::RefreshToken,
-        ],
-        scopes: [
+    phr_app(
+        PHR,
+        &[
             "patient/*.cruds",
             "launch/patient",
             "fhirUser",
             "offline_access",
-        ]
-        .map(String::from)
-        .to_vec(),
-        redirect_uris: vec![APP_REDIRECT.into()],
-        credentials: auth::Credentials::default(),
-    }
+        ],
+    )
 }
 
 /// The mock portal, the gateway pointed at it, and two families: parent-a with child-a1 and
@@ -92,15 +65,7 @@ async fn setup() -> Setup {
     for (family, child) in [("a", "child-a1"), ("b", "child-b1")] {
         let patient = json!({"resourceType": "Patient", "id": child, "birthDate": "2025-03-01",
                              "gender": "female", "name": [{"text": format!("結 {family}")}]});
-        let r = app.put(&format!("Patient/{child}"), &patient).await;
-        assert_eq!(r.status, 201, "{}", r.text);
-        let related = json!({"resourceType": "RelatedPerson", "id": format!("rp-{family}"), "active": true,
-                             "identifier": [{"system": ACCOUNT, "value": format!("parent-{family}")}],
-                             "patient": {"reference": format!("Patient/{child}")}});
-        let r = app
-            .put(&format!("RelatedPerson/rp-{family}"), &related)
-            .await;
-        assert_eq!(r.status, 201, "{}", r.text);
+        link_child(&app, family, patient).await;
     }
     Setup {
         mock,
@@ -139,56 +104,12 @@ fn query_value(location: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("{name} missing in {location}"))
 }
 
-/// The authorization-code flow with PKCE, as a PHR app runs it for a parent.
+/// A parent's access token, signed in through the PHR app.
 async fn sign_in(app: &TestApp, username: &str) -> String {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-a-longer-verifier";
-    let challenge = auth::pkce::challenge_s256(verifier);
-    let mut form = vec![
-        ("response_type", "code"),
-        ("client_id", PHR),
-        ("redirect_uri", APP_REDIRECT),
-        ("scope", SCOPES),
-        ("state", "s-123"),
-        ("code_challenge", challenge.as_str()),
-        ("code_challenge_method", "S256"),
-        ("aud", app.base.as_str()),
-    ];
-    let page = http
-        .get(format!("{}/oauth/authorize", app.root))
-        .query(&form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), 200);
-    form.push(("username", username));
-    form.push(("password", PARENT_PASSWORD));
-    let redirect = http
-        .post(format!("{}/oauth/authorize", app.root))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(redirect.status(), 302, "{:?}", redirect.text().await);
-    let location = redirect.headers()["location"].to_str().unwrap().to_owned();
-    let token = http
-        .post(format!("{}/oauth/token", app.root))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", query_value(&location, "code").as_str()),
-            ("redirect_uri", APP_REDIRECT),
-            ("code_verifier", verifier),
-            ("client_id", PHR),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(token.status(), 200);
-    let body: Value = token.json().await.unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
+    musubi_tests::sign_in(app, PHR, username, SCOPES).await["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned()
 }
 
 async fn phr_post(app: &TestApp, token: Option<&str>, path: &str) -> Response {

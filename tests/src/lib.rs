@@ -271,3 +271,126 @@ pub async fn client_credentials_token(
         .map(str::to_owned)
         .ok_or_else(|| body.to_string())
 }
+
+// ---- Parents, their children and the PHR app they sign in with ----
+
+/// The identifier system linking a parent's sign-in account to RelatedPerson resources.
+pub const ACCOUNT_SYSTEM: &str = "https://musubi.example.org/fhir/IdSystem/account";
+/// The redirect URI of the test PHR apps (nothing listens there: tests read the redirect).
+pub const PHR_REDIRECT: &str = "http://127.0.0.1:9/callback";
+/// Every test parent's password.
+pub const PARENT_PASSWORD: &str = "a-long-parent-password";
+
+/// A parent who signs in on `/oauth/authorize` with [`PARENT_PASSWORD`].
+pub fn parent(username: &str) -> gateway::config::UserConfig {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let hash = HASH.get_or_init(|| auth::hash_secret(PARENT_PASSWORD).expect("hash"));
+    toml::from_str(&format!(
+        "username = {username:?}\npassword_hash = {hash:?}\n"
+    ))
+    .expect("user config")
+}
+
+/// A public PHR app (authorization code with PKCE, refresh tokens) redirecting to
+/// [`PHR_REDIRECT`], allowed `scopes`.
+pub fn phr_app(id: &str, scopes: &[&str]) -> auth::Client {
+    auth::Client {
+        id: id.to_owned(),
+        kind: auth::ClientKind::PhrApp,
+        medical_institution_code: None,
+        municipality_code: None,
+        grant_types: vec![
+            auth::GrantType::AuthorizationCode,
+            auth::GrantType::RefreshToken,
+        ],
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        redirect_uris: vec![PHR_REDIRECT.into()],
+        credentials: auth::Credentials::default(),
+    }
+}
+
+/// Store the new `patient` (through the test's system client) and link it to the account
+/// `parent-{family}` by the active RelatedPerson `rp-{family}`.
+pub async fn link_child(app: &TestApp, family: &str, patient: Value) {
+    let id = patient["id"]
+        .as_str()
+        .expect("the patient has an id")
+        .to_owned();
+    let r = app.put(&format!("Patient/{id}"), &patient).await;
+    assert_eq!(r.status, 201, "Patient/{id}: {}", r.text);
+    let related = serde_json::json!({"resourceType": "RelatedPerson", "id": format!("rp-{family}"),
+        "active": true, "identifier": [{"system": ACCOUNT_SYSTEM, "value": format!("parent-{family}")}],
+        "patient": {"reference": format!("Patient/{id}")}});
+    let r = app
+        .put(&format!("RelatedPerson/rp-{family}"), &related)
+        .await;
+    assert_eq!(r.status, 201, "RelatedPerson/rp-{family}: {}", r.text);
+}
+
+/// The authorization-code flow with PKCE as a PHR app runs it for a parent: the sign-in page, the
+/// form post, the redirect back with the code and the same state, the token exchange. Returns
+/// the token response.
+pub async fn sign_in(app: &TestApp, client_id: &str, username: &str, scope: &str) -> Value {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-a-longer-verifier";
+    let challenge = auth::pkce::challenge_s256(verifier);
+    let mut form = vec![
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", PHR_REDIRECT),
+        ("scope", scope),
+        ("state", "s-123"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("aud", app.base.as_str()),
+    ];
+    let page = http
+        .get(format!("{}/oauth/authorize", app.root))
+        .query(&form)
+        .send()
+        .await
+        .expect("sign-in page");
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("name=\"password\""));
+    form.push(("username", username));
+    form.push(("password", PARENT_PASSWORD));
+    let redirect = http
+        .post(format!("{}/oauth/authorize", app.root))
+        .form(&form)
+        .send()
+        .await
+        .expect("sign-in");
+    assert_eq!(redirect.status(), 302, "{:?}", redirect.text().await);
+    let location = redirect.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(PHR_REDIRECT), "{location}");
+    let returned: Vec<(String, String)> = reqwest::Url::parse(&location)
+        .expect("redirect URL")
+        .query_pairs()
+        .into_owned()
+        .collect();
+    let get = |name: &str| {
+        returned
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{name} missing in {location}"))
+    };
+    assert_eq!(get("state"), "s-123");
+    let token = http
+        .post(format!("{}/oauth/token", app.root))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", get("code").as_str()),
+            ("redirect_uri", PHR_REDIRECT),
+            ("code_verifier", verifier),
+            ("client_id", client_id),
+        ])
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(token.status(), 200);
+    token.json().await.expect("token JSON")
+}
