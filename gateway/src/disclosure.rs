@@ -563,12 +563,15 @@ struct Logged {
 }
 
 /// The patient's consents and home municipality, read once per request.
-struct Facts {
-    consents: Vec<ConsentRecord>,
+/// What a consent decision about one patient needs from the store, read at decision time (so a
+/// revocation counts at once): at reads here and at delivery time in the outbox.
+pub(crate) struct Facts {
+    pub(crate) consents: Vec<ConsentRecord>,
     /// Active privacy consents that do not parse (stored before a policy change, or written
     /// around the gateway): their patient's records are withheld (fail closed).
-    unreadable: Vec<String>,
-    home: Option<String>,
+    pub(crate) unreadable: Vec<String>,
+    /// The patient's home municipality code.
+    pub(crate) home: Option<String>,
 }
 
 /// The decisions of one request.
@@ -691,7 +694,7 @@ impl<'c, 's> Enforcer<'c, 's> {
 
     fn by_consent(&mut self, patient: &PatientRef, resource: &Value) -> Result<Verdict, ApiError> {
         if !self.facts.contains_key(patient) {
-            let facts = load_facts(self.ctx, self.policy, patient)?;
+            let facts = consent_facts(self.ctx.state, self.policy, patient)?;
             self.facts.insert(patient.clone(), facts);
         }
         let facts = &self.facts[patient];
@@ -775,13 +778,17 @@ impl<'c, 's> Enforcer<'c, 's> {
     }
 }
 
-fn load_facts(ctx: &Ctx<'_>, policy: &Policy, patient: &PatientRef) -> Result<Facts, ApiError> {
+pub(crate) fn consent_facts(
+    state: &crate::state::AppState,
+    policy: &Policy,
+    patient: &PatientRef,
+) -> Result<Facts, ApiError> {
     let params = vec![
         ("patient".to_owned(), patient.as_str().to_owned()),
         ("status".to_owned(), "active".to_owned()),
     ];
     let query = search::parse_query(search::Registry::r4(), "Consent", &params, true)?;
-    let page = ctx.state.store.search(&SearchRequest {
+    let page = state.store.search(&SearchRequest {
         resource_type: "Consent",
         query: &query,
         offset: 0,
@@ -812,7 +819,7 @@ fn load_facts(ctx: &Ctx<'_>, policy: &Policy, patient: &PatientRef) -> Result<Fa
         ));
     }
     let id = patient.as_str().trim_start_matches("Patient/");
-    let home = match ctx.state.store.read("Patient", id)? {
+    let home = match state.store.read("Patient", id)? {
         Some(stored) if !stored.is_deleted() => {
             mappers::immunization::home_municipality(&body_of(&stored)?)
         }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use auth::Interaction;
-use consent::{ConsentRecord, Decision, Outcome, Party, PatientRef, Policy, Purpose};
+use consent::{Decision, Outcome, Party, PatientRef, Policy, Purpose};
 use identifiers::MunicipalityCode;
 use routing::{
     Channel, DeliveryEvent, DeliveryState, DeliveryStatus, Directory, EventKind, Failure,
@@ -843,23 +843,17 @@ fn recheck(state: &AppState, info: &Info) -> Result<Recheck, ApiError> {
         .map_err(|e| ApiError::internal(format!("delivery {}: {e}", info.id)))?;
     let recipient = party_of(state, info);
     let source = source_of(&content);
-    let (consents, unreadable) = consents_of(state, policy, &patient)?;
-    let home = match store.read("Patient", patient.as_str().trim_start_matches("Patient/"))? {
-        Some(stored) if !stored.is_deleted() => {
-            mappers::immunization::home_municipality(&body_of(&stored)?)
-        }
-        _ => None,
-    };
+    let facts = crate::disclosure::consent_facts(state, policy, &patient)?;
     let request = consent::Request {
         recipient: &recipient,
         source: source.as_ref(),
         purpose: &purpose,
         patient: &patient,
-        home_municipality: home.as_deref(),
+        home_municipality: facts.home.as_deref(),
         data: consent::Data::Resource(&content),
     };
-    let decision = consent::decide(policy, &request, &consents, OffsetDateTime::now_utc());
-    if unreadable && decision.reason != consent::ReasonCode::LegalBasis {
+    let decision = consent::decide(policy, &request, &facts.consents, OffsetDateTime::now_utc());
+    if !facts.unreadable.is_empty() && decision.reason != consent::ReasonCode::LegalBasis {
         return Ok(Recheck::Refuse(
             format!("an active consent of {patient} cannot be read"),
             Some(decision),
@@ -879,48 +873,6 @@ fn recheck(state: &AppState, info: &Info) -> Result<Recheck, ApiError> {
             Some(decision),
         ),
     })
-}
-
-/// The patient's active privacy consents; `true` when one of them cannot be read (fail closed).
-fn consents_of(
-    state: &AppState,
-    policy: &Policy,
-    patient: &PatientRef,
-) -> Result<(Vec<ConsentRecord>, bool), ApiError> {
-    let params = vec![
-        ("patient".to_owned(), patient.as_str().to_owned()),
-        ("status".to_owned(), "active".to_owned()),
-    ];
-    let query = search::parse_query(search::Registry::r4(), "Consent", &params, true)?;
-    let page = state.store.search(&SearchRequest {
-        resource_type: "Consent",
-        query: &query,
-        offset: 0,
-        count: MAX_SCAN,
-        need_total: false,
-    })?;
-    let mut consents = Vec::new();
-    let mut unreadable = page.has_more;
-    for version in &page.matches {
-        let resource = body_of(version)?;
-        let privacy = resource
-            .pointer("/scope/coding")
-            .and_then(Value::as_array)
-            .is_some_and(|codings| {
-                codings.iter().any(|c| {
-                    c.get("system").and_then(Value::as_str) == Some(consent::SCOPE_SYSTEM)
-                        && c.get("code").and_then(Value::as_str) == Some("patient-privacy")
-                })
-            });
-        if !privacy {
-            continue;
-        }
-        match ConsentRecord::parse(policy, &resource) {
-            Ok(record) => consents.push(record),
-            Err(_) => unreadable = true,
-        }
-    }
-    Ok((consents, unreadable))
 }
 
 /// The recipient as a consent party: a registered client with its organisation codes, or an
