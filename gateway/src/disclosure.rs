@@ -301,27 +301,10 @@ pub fn load_policy(extra_dir: Option<&Path>) -> Result<Policy, String> {
 }
 
 fn extra_files(extra_dir: Option<&Path>) -> Result<Vec<(String, String)>, String> {
-    let Some(dir) = consent_dir(extra_dir) else {
-        return Ok(Vec::new());
-    };
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-        .collect();
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|path| {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            Ok((name, text))
-        })
-        .collect()
+    match consent_dir(extra_dir) {
+        Some(dir) => crate::domain::read_folder(&dir).map_err(|e| e.to_string()),
+        None => Ok(Vec::new()),
+    }
 }
 
 fn consent_dir(extra_dir: Option<&Path>) -> Option<PathBuf> {
@@ -334,10 +317,9 @@ fn consent_dir(extra_dir: Option<&Path>) -> Option<PathBuf> {
 /// The policy of this process's configuration. The embedded one is parsed once; with extra
 /// files, once per data folder: like the embedded tables they live as long as the process (the
 /// configuration, and so the folder, does not change while it runs).
-fn policy(ctx: &Ctx<'_>) -> Result<&'static Policy, ApiError> {
+pub(crate) fn policy(state: &crate::state::AppState) -> Result<&'static Policy, ApiError> {
     let embedded = || Policy::embedded().map_err(|e| ApiError::internal(e.to_string()));
-    let Some(dir) = ctx
-        .state
+    let Some(dir) = state
         .config
         .profiles
         .extra_dir
@@ -490,7 +472,7 @@ fn check_consent(ctx: &Ctx<'_>, resource: &Value) -> Result<(), ApiError> {
     if !active || !is_privacy_consent(resource) {
         return Ok(());
     }
-    let policy = policy(ctx)?;
+    let policy = policy(ctx.state)?;
     let refuse = |e: consent::ConsentError| {
         let mut issue = e.to_issue();
         issue.diagnostics = format!(
@@ -592,7 +574,7 @@ impl<'c, 's> Enforcer<'c, 's> {
         };
         Ok(Some(Enforcer {
             ctx,
-            policy: policy(ctx)?,
+            policy: policy(ctx.state)?,
             recipient: party_of(ctx, caller),
             purpose: purpose_of(ctx, caller)?,
             now: OffsetDateTime::now_utc(),

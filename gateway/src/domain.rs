@@ -42,7 +42,7 @@ fn data_error(part: &'static str) -> impl Fn(String) -> DomainError {
 }
 
 /// The `*.json` files directly inside `dir`, in name order; a missing folder holds none.
-fn read_folder(dir: &Path) -> Result<Vec<(String, String)>, DomainError> {
+pub(crate) fn read_folder(dir: &Path) -> Result<Vec<(String, String)>, DomainError> {
     let read_error = |source| DomainError::Read {
         path: dir.to_owned(),
         source,

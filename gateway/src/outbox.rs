@@ -10,13 +10,13 @@
 //! created with "must not exist", so planning one record version twice can never queue it twice.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use auth::Interaction;
-use consent::{Decision, Outcome, Party, PatientRef, Policy, Purpose};
+use consent::{Decision, Outcome, Party, PatientRef, Purpose};
 use identifiers::MunicipalityCode;
 use routing::{
     Channel, DeliveryEvent, DeliveryState, DeliveryStatus, Directory, EventKind, Failure,
@@ -181,59 +181,12 @@ fn rules(state: &AppState) -> Result<&'static RoutingRules, ApiError> {
     if let Some(rules) = loaded.get(&dir) {
         return Ok(rules);
     }
-    let extra = json_files(&dir).map_err(ApiError::internal)?;
+    let extra = crate::domain::read_folder(&dir).map_err(|e| ApiError::internal(e.to_string()))?;
     let rules: &'static RoutingRules = Box::leak(Box::new(
         RoutingRules::load(&extra).map_err(|e| ApiError::internal(e.to_string()))?,
     ));
     loaded.insert(dir, rules);
     Ok(rules)
-}
-
-/// The consent policy, parsed once per extra folder (`disclosure::load_policy`).
-fn consent_policy(state: &AppState) -> Result<&'static Policy, ApiError> {
-    let extra = state
-        .config
-        .profiles
-        .extra_dir
-        .as_deref()
-        .filter(|d| !d.as_os_str().is_empty() && d.join("consent").is_dir());
-    let Some(extra) = extra else {
-        return Policy::embedded().map_err(|e| ApiError::internal(e.to_string()));
-    };
-    static LOADED: OnceLock<Mutex<HashMap<PathBuf, &'static Policy>>> = OnceLock::new();
-    let mut loaded = LOADED
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    if let Some(policy) = loaded.get(extra) {
-        return Ok(policy);
-    }
-    let policy: &'static Policy = Box::leak(Box::new(
-        crate::disclosure::load_policy(Some(extra)).map_err(ApiError::internal)?,
-    ));
-    loaded.insert(extra.to_owned(), policy);
-    Ok(policy)
-}
-
-fn json_files(dir: &Path) -> Result<Vec<(String, String)>, String> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-        .collect();
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|path| {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            Ok((name, text))
-        })
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -828,7 +781,7 @@ fn recheck(state: &AppState, info: &Info) -> Result<Recheck, ApiError> {
     if !state.config.consent.enforce {
         return Ok(Recheck::Send((!deleted).then_some(content), None));
     }
-    let policy = consent_policy(state)?;
+    let policy = crate::disclosure::policy(state)?;
     let Some(patient) = info
         .patient
         .as_deref()

@@ -9,7 +9,7 @@
 //! write checks as the FHIR API.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -132,29 +132,10 @@ fn read_file(what: &str, path: &Path) -> Result<String, String> {
 
 /// `{extra_dir}/portal/*.json` in name order: replacement or added portal tables.
 fn extra_tables(extra_dir: Option<&Path>) -> Result<Vec<(String, String)>, String> {
-    let Some(dir) = extra_dir
-        .filter(|d| !d.as_os_str().is_empty())
-        .map(|d| d.join("portal"))
-        .filter(|d| d.is_dir())
-    else {
-        return Ok(Vec::new());
-    };
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|path| {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            Ok((name, read_file("portal data file", &path)?))
-        })
-        .collect()
+    match extra_dir.filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => crate::domain::read_folder(&dir.join("portal")).map_err(|e| e.to_string()),
+        None => Ok(Vec::new()),
+    }
 }
 
 impl PortalService {
