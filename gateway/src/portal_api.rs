@@ -21,7 +21,6 @@ use portal::{
     VaccinationPull, reconcile, transaction,
 };
 use serde_json::{Value, json};
-use store::SearchRequest;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -672,30 +671,18 @@ async fn fetch(
 
 /// Every live Immunization of the patient, for de-duplication.
 fn patient_immunizations(state: &AppState, patient: &str) -> Result<Vec<Value>, ApiError> {
-    const PAGE: usize = 1000;
-    let params = [("patient".to_owned(), format!("Patient/{patient}"))];
-    let query = search::parse_query(search::Registry::r4(), "Immunization", &params, true)?;
-    let mut resources = Vec::new();
-    loop {
-        let page = state.store.search(&SearchRequest {
-            resource_type: "Immunization",
-            query: &query,
-            offset: resources.len(),
-            count: PAGE,
-            need_total: false,
-        })?;
-        for version in &page.matches {
-            resources.push(crate::domain::parse_stored(version)?);
-        }
-        if resources.len() > MAX_EXISTING {
-            return Err(ApiError::internal(format!(
-                "the patient has more than {MAX_EXISTING} Immunizations; de-duplication was not attempted"
-            )));
-        }
-        if page.matches.len() < PAGE {
-            return Ok(resources);
-        }
+    let resources = crate::domain::search_all(
+        state.store.as_ref(),
+        "Immunization",
+        "patient",
+        &format!("Patient/{patient}"),
+    )?;
+    if resources.len() > MAX_EXISTING {
+        return Err(ApiError::internal(format!(
+            "the patient has more than {MAX_EXISTING} Immunizations; de-duplication was not attempted"
+        )));
     }
+    Ok(resources)
 }
 
 /// Store a pull's resources in one commit (all or nothing, with their AuditEvents) after the

@@ -284,35 +284,29 @@ pub fn children_of(
     state: &AppState,
     account: &str,
 ) -> Result<std::collections::BTreeMap<String, String>, ApiError> {
-    let params = vec![(
-        "identifier".to_owned(),
-        format!("{ACCOUNT_SYSTEM}|{account}"),
-    )];
-    let query = search::parse_query(search::Registry::r4(), "RelatedPerson", &params, true)?;
-    let page = state.store.search(&store::SearchRequest {
-        resource_type: "RelatedPerson",
-        query: &query,
-        offset: 0,
-        count: 1000,
-        need_total: false,
-    })?;
+    let links = crate::domain::search_all(
+        state.store.as_ref(),
+        "RelatedPerson",
+        "identifier",
+        &format!("{ACCOUNT_SYSTEM}|{account}"),
+    )?;
     let mut children = std::collections::BTreeMap::new();
-    for version in &page.matches {
-        let related: Value = serde_json::from_slice(&version.body)
-            .map_err(|e| ApiError::internal(format!("a stored RelatedPerson is not JSON: {e}")))?;
+    for related in &links {
         if related.get("active").and_then(Value::as_bool) == Some(false) {
             continue;
         }
-        if let Some(id) = related
-            .pointer("/patient/reference")
-            .and_then(Value::as_str)
-            .and_then(|r| r.rsplit_once("Patient/"))
-            .map(|(_, id)| id)
-            .filter(|id| !id.is_empty() && !id.contains('/'))
-        {
+        if let (Some(id), Some(link)) = (
+            related
+                .pointer("/patient/reference")
+                .and_then(Value::as_str)
+                .and_then(|r| r.rsplit_once("Patient/"))
+                .map(|(_, id)| id)
+                .filter(|id| !id.is_empty() && !id.contains('/')),
+            related.get("id").and_then(Value::as_str),
+        ) {
             children
                 .entry(id.to_owned())
-                .or_insert_with(|| version.id.clone());
+                .or_insert_with(|| link.to_owned());
         }
     }
     Ok(children)
