@@ -114,8 +114,36 @@ peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
 disk = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(data) for f in fs) // (1 << 20)
 print(report["rowsRead"], report["rowsImported"], report["elapsedMs"], peak, disk, report["resourcesCreated"])
 PY
-rm -rf "$import_dir"
 echo "import: $(cat target/bench/import.txt) (rows, imported, ms, peak RSS MiB, disk MiB, resources)" >&2
+
+# The imported store (1 200 000 resources in the full run) served as it is: startup to the first
+# /healthz answer, idle RSS, then search and read latency on it with the same wrk parameters.
+echo "== the imported store: startup, search, read" >&2
+large_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+large_base="http://127.0.0.1:$large_port"
+started_at=$(date +%s%N)
+MUSUBI__LOG__LEVEL=warn target/release/musubi serve --listen "127.0.0.1:$large_port" --data-dir "$import_dir" &
+large=$!
+until curl -sf "$large_base/healthz" >/dev/null; do sleep 0.01; done
+large_startup_ms=$(( ($(date +%s%N) - started_at) / 1000000 ))
+large_rss=$(awk '/VmRSS/ {print $2}' "/proc/$large/status")
+large_token=$(curl -sf -u demo-clinic:demo-clinic-secret -d grant_type=client_credentials "$large_base/oauth/token" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+# A resident in the middle of the file (宛名番号 as the import's identifier): the search has to
+# find their five doses among all the stored ones.
+resident=$(printf '%07d' $(( import_rows / 10 )))
+large_get() { curl -sf -H "Authorization: Bearer $large_token" "$large_base/fhir/$1"; }
+large_patient=$(large_get "Patient?identifier=https://musubi.example.org/fhir/IdSystem/resident-number/131016%7C$resident" \
+  | python3 -c 'import json,sys; print("Patient/" + json.load(sys.stdin)["entry"][0]["resource"]["id"])')
+large_immunization=$(large_get "Immunization?patient=$large_patient&_count=1" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["entry"][0]["resource"]["id"])')
+WRK_TOKEN=$large_token WRK_PATH="/fhir/Immunization?patient=$large_patient&date=ge2020-01-01&_count=10&_total=none" \
+  run_wrk large-search -s conformance/bench/get_path.lua "$large_base"
+WRK_TOKEN=$large_token WRK_PATH="/fhir/Immunization/$large_immunization" \
+  run_wrk large-read -s conformance/bench/get_path.lua "$large_base"
+kill -TERM "$large"; wait "$large" || true
+echo "$large_startup_ms $large_rss" > target/bench/large.txt
+rm -rf "$import_dir"
 
 # Startup with everything the run stored: SIGTERM, start again, time until /healthz answers.
 kill -TERM "$server"; wait "$server" || true
