@@ -438,6 +438,27 @@ pub fn live_resource(
     }
 }
 
+/// The content of the newest version before `version` that is not a deletion: what a deleted
+/// record said last.
+pub fn last_content_before(
+    store: &dyn Store,
+    resource_type: &str,
+    id: &str,
+    version: u64,
+) -> Result<Option<Value>, ApiError> {
+    let mut number = version;
+    while number > 1 {
+        number -= 1;
+        if let Some(found) = store
+            .vread(resource_type, id, number)?
+            .filter(|v| !v.is_deleted())
+        {
+            return Ok(Some(parse_stored(&found)?));
+        }
+    }
+    Ok(None)
+}
+
 /// Every live resource of a type matching one search criterion, page by page.
 pub fn search_all(
     store: &dyn Store,
@@ -455,7 +476,7 @@ pub fn search_all(
 
 /// Call `each` with the stored version of every live resource of a type matching one search
 /// criterion, page by page, in the store's order.
-fn for_each_live(
+pub(crate) fn for_each_live(
     store: &dyn Store,
     resource_type: &str,
     param: &str,
