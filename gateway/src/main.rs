@@ -383,7 +383,7 @@ fn close_month(common: &Common, month: &str) -> Result<ExitCode, ExitCode> {
             .first()
             .map_or_else(|| "unknown error".to_owned(), |i| i.diagnostics.clone());
         eprintln!("musubi: the month close failed: {reason}");
-        if error.kind == gateway::error::ErrorKind::Invalid {
+        if error.kind == gateway::error::ErrorKind::BadRequest {
             ExitCode::from(2)
         } else {
             ExitCode::FAILURE

@@ -72,6 +72,8 @@ pub struct Record<'a> {
     /// The Organization id of the clinic's medical association (its `partOf`).
     pub association: Option<&'a str>,
     pub rules: &'a RuleCheck,
+    /// Why the consent engine refuses the record's delivery to the medical association now.
+    pub refused: Option<&'a str>,
 }
 
 /// What the month close makes of one record.
@@ -205,6 +207,9 @@ pub fn gather(
             "the clinic Organization is not partOf a medical association on this server",
         );
     };
+    if let Some(why) = record.refused {
+        return exception("refused", why);
+    }
     let eligibility = match record.rules {
         RuleCheck::Accepted => Eligibility::PubliclyFunded,
         RuleCheck::Rejected(_) => Eligibility::NotPubliclyFunded,
@@ -481,6 +486,7 @@ struct Loaded {
     clinic: Option<Value>,
     association: Option<String>,
     rules: RuleCheck,
+    refused: Option<String>,
 }
 
 /// The date an Immunization was given, when it names a whole day.
@@ -545,6 +551,7 @@ fn load(
     id: String,
     immunization: Value,
     deleted: bool,
+    open_tasks: &[(u64, Value)],
 ) -> Result<Loaded, ApiError> {
     let store = state.store.as_ref();
     let patient = match mappers::immunization::patient_id(&immunization) {
@@ -595,6 +602,12 @@ fn load(
     } else {
         RuleCheck::NotChecked("not a completed routine dose".to_owned())
     };
+    // The newest open delivery stands for the record: the consent re-check, as at any
+    // delivery time.
+    let refused = match open_tasks.last() {
+        Some((_, task)) if checkable => outbox::batch_refusal(state, task)?,
+        _ => None,
+    };
     Ok(Loaded {
         id,
         immunization,
@@ -603,6 +616,7 @@ fn load(
         clinic: clinic.map(|(_, content)| content),
         association,
         rules,
+        refused,
     })
 }
 
@@ -631,6 +645,10 @@ fn start_of(day: time::Date) -> OffsetDateTime {
 /// Closes `month` (docs/billing.md, "Month close in the gateway") in one store commit.
 pub async fn close(ctx: &Ctx<'_>, month: YearMonth) -> Result<Summary, ApiError> {
     let state = ctx.state;
+    // The close writes Claims and Tasks, so this server must serve them.
+    for resource_type in ["Claim", "Task"] {
+        crate::rest::check_type(state, resource_type)?;
+    }
     let store = state.store.as_ref();
     let data = billing_data(state)?;
     let directory = StoreDirectory::new(state);
@@ -653,7 +671,8 @@ pub async fn close(ctx: &Ctx<'_>, month: YearMonth) -> Result<Summary, ApiError>
     let mut exceptions = Vec::new();
     let mut findings: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (id, immunization, deleted) in month_records(state, month, &open_tasks)? {
-        let loaded = load(state, &directory, id, immunization, deleted)?;
+        let tasks = open_tasks.get(&id).map_or(&[][..], Vec::as_slice);
+        let loaded = load(state, &directory, id, immunization, deleted, tasks)?;
         let record = Record {
             id: &loaded.id,
             immunization: &loaded.immunization,
@@ -662,6 +681,7 @@ pub async fn close(ctx: &Ctx<'_>, month: YearMonth) -> Result<Summary, ApiError>
             clinic: loaded.clinic.as_ref(),
             association: loaded.association.as_deref(),
             rules: &loaded.rules,
+            refused: loaded.refused.as_deref(),
         };
         match gather(&record, |s, c| state.domain.vaccine_type_of(s, c)) {
             Gathered::Billable(v) => {
@@ -973,6 +993,7 @@ mod tests {
             clinic,
             association,
             rules,
+            refused: None,
         };
         gather(&record, vaccine_type)
     }
@@ -1032,6 +1053,7 @@ mod tests {
             clinic: Some(&c),
             association: Some("ma-1"),
             rules: &ok,
+            refused: None,
         };
         assert_eq!(
             gather(&record, vaccine_type),
@@ -1096,6 +1118,17 @@ mod tests {
         for (got, want) in cases {
             assert_eq!(kind(got), want);
         }
+        let record = Record {
+            id: "imm-1",
+            immunization: &i,
+            deleted: false,
+            patient: Some(&p),
+            clinic: Some(&c),
+            association: Some("ma-1"),
+            rules: &ok,
+            refused: Some("consent re-check at delivery: denied"),
+        };
+        assert_eq!(kind(gather(&record, vaccine_type)), "refused");
     }
 
     #[test]

@@ -1369,6 +1369,16 @@ pub(crate) fn focus_of(task: &Value) -> Option<(String, String)> {
     Some((info.focus_type, info.focus_id))
 }
 
+/// Why the consent engine refuses a monthly-batch delivery now (checked again at the month
+/// close, like any delivery at its time), or `None` when it permits it.
+pub(crate) fn batch_refusal(state: &AppState, task: &Value) -> Result<Option<String>, ApiError> {
+    let info = Info::of(task).map_err(ApiError::internal)?;
+    Ok(match recheck(state, &info)? {
+        Recheck::Send(..) => None,
+        Recheck::Refuse(reason, _) => Some(reason),
+    })
+}
+
 /// A monthly-batch Task the month close delivered: completed, with an output `claim` per
 /// Claim that carries the record, and the delivery's AuditEvent. `None` when the Task is not
 /// open (a second close changes nothing).

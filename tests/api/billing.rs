@@ -610,7 +610,11 @@ async fn a_month_closes_into_the_golden_claims_once_and_corrections_become_new_v
         .unwrap()
         .iter()
         .map(|e| &e["resource"])
-        .find(|a| a["action"] == "E")
+        .find(|a| {
+            a["outcomeDesc"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("delivered by monthly-batch in Claim/"))
+        })
         .unwrap_or_else(|| panic!("no delivery AuditEvent: {audits:#}"));
     assert_eq!(audit["outcome"], "0", "{audit:#}");
     assert_eq!(audit["purposeOfEvent"][0]["coding"][0]["code"], "HPAYMT");
