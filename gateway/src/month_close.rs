@@ -8,8 +8,7 @@
 //! `billing::close_month`, and writes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use billing::{
@@ -450,31 +449,14 @@ fn parse_month(text: &str) -> Result<YearMonth, ApiError> {
 /// The billing data of this process's configuration: the embedded files, then the `*.json`
 /// files of `{profiles.extra_dir}/billing/`; parsed once per folder.
 fn billing_data(state: &AppState) -> Result<&'static BillingData, ApiError> {
-    let invalid = |e: billing::BillingError| ApiError::internal(e.to_string());
-    let dir = state
-        .config
-        .profiles
-        .extra_dir
-        .as_deref()
-        .filter(|d| !d.as_os_str().is_empty())
-        .map(|d| d.join("billing"))
-        .filter(|d| d.is_dir());
-    let Some(dir) = dir else {
-        return BillingData::embedded().map_err(invalid);
-    };
-    static LOADED: OnceLock<Mutex<BTreeMap<PathBuf, &'static BillingData>>> = OnceLock::new();
-    let mut loaded = LOADED
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    if let Some(data) = loaded.get(&dir) {
-        return Ok(data);
-    }
-    let extra = crate::domain::read_folder(&dir).map_err(|e| ApiError::internal(e.to_string()))?;
-    let data: &'static BillingData =
-        Box::leak(Box::new(BillingData::load(&extra).map_err(invalid)?));
-    loaded.insert(dir, data);
-    Ok(data)
+    static LOADED: crate::domain::FolderCache<BillingData> = OnceLock::new();
+    crate::domain::folder_data(
+        state.config.profiles.extra_dir.as_deref(),
+        "billing",
+        &LOADED,
+        || BillingData::embedded().map_err(|e| ApiError::internal(e.to_string())),
+        |extra| BillingData::load(extra).map_err(|e| e.to_string()),
+    )
 }
 
 /// A record with what it needs, owned.

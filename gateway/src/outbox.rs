@@ -10,8 +10,7 @@
 //! created with "must not exist", so planning one record version twice can never queue it twice.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -162,31 +161,14 @@ pub(crate) fn same_content(new: &Value, live: &Value) -> bool {
 /// The routing rules of this process's configuration: the embedded files, then the `*.json`
 /// files of `{profiles.extra_dir}/routing/`; parsed once per folder, like the consent policy.
 fn rules(state: &AppState) -> Result<&'static RoutingRules, ApiError> {
-    let dir = state
-        .config
-        .profiles
-        .extra_dir
-        .as_deref()
-        .filter(|d| !d.as_os_str().is_empty())
-        .map(|d| d.join("routing"))
-        .filter(|d| d.is_dir());
-    let Some(dir) = dir else {
-        return RoutingRules::embedded().map_err(|e| ApiError::internal(e.to_string()));
-    };
-    static LOADED: OnceLock<Mutex<HashMap<PathBuf, &'static RoutingRules>>> = OnceLock::new();
-    let mut loaded = LOADED
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    if let Some(rules) = loaded.get(&dir) {
-        return Ok(rules);
-    }
-    let extra = crate::domain::read_folder(&dir).map_err(|e| ApiError::internal(e.to_string()))?;
-    let rules: &'static RoutingRules = Box::leak(Box::new(
-        RoutingRules::load(&extra).map_err(|e| ApiError::internal(e.to_string()))?,
-    ));
-    loaded.insert(dir, rules);
-    Ok(rules)
+    static LOADED: crate::domain::FolderCache<RoutingRules> = OnceLock::new();
+    crate::domain::folder_data(
+        state.config.profiles.extra_dir.as_deref(),
+        "routing",
+        &LOADED,
+        || RoutingRules::embedded().map_err(|e| ApiError::internal(e.to_string())),
+        |extra| RoutingRules::load(extra).map_err(|e| e.to_string()),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------

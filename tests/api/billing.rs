@@ -742,6 +742,37 @@ async fn a_month_closes_into_the_golden_claims_once_and_corrections_become_new_v
     totals.sort_unstable();
     // ma-chuo's claim, and 千代田区's settlement claim in its first and corrected versions.
     assert_eq!(totals, vec![18000, 18500, 27400], "{}", r.text);
+
+    // Both lines of ma-chiyoda's claim on 武蔵野市 are deleted: that Claim is withdrawn, and the
+    // two records are listed as not billed.
+    let musashino = claim_of(
+        &third,
+        "medical-association:ma-chiyoda",
+        "municipality:132039",
+    );
+    for id in ["imm-11", "imm-14"] {
+        let r = app.delete(&format!("Immunization/{id}")).await;
+        assert!(r.status == 200 || r.status == 204, "{}", r.text);
+    }
+    let fourth = close(&app, "2025-06").await;
+    let withdrawn: Vec<&Value> = named(&fourth, "withdrawn")
+        .into_iter()
+        .map(|w| &w["valueReference"]["reference"])
+        .collect();
+    assert_eq!(withdrawn, vec![&json!(musashino)], "{fourth:#}");
+    assert_eq!(app.get(&musashino).await.json()["status"], "cancelled");
+    // 129400 − 500 (the correction) − 20800 (the withdrawn claim)
+    assert_eq!(
+        named(&fourth, "association-total")[0]["valueMoney"]["value"],
+        108100
+    );
+    let not_billed = project(&fourth)["not_billed"].clone();
+    for id in ["imm-11", "imm-14"] {
+        assert!(
+            not_billed.as_array().unwrap().contains(&json!(id)),
+            "{not_billed}"
+        );
+    }
     app.stop().await;
 }
 
