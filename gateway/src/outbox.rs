@@ -1744,6 +1744,7 @@ mod tests {
         let t = OffsetDateTime::parse("2025-06-01T09:00:00.250Z", &Rfc3339).unwrap();
         let states = [
             DeliveryState::new(),
+            DeliveryState::scheduled(t),
             DeliveryState {
                 status: DeliveryStatus::InFlight { since: t },
                 attempts: 1,
@@ -1782,6 +1783,7 @@ mod tests {
             },
         ];
         let expected_status = [
+            "requested",
             "requested",
             "in-progress",
             "on-hold",
