@@ -233,17 +233,13 @@ pub fn decide(
     }
     let action = format!("{class} to {recipient} for {}", request.purpose);
 
-    if let Some(basis) = policy
-        .legal_bases()
-        .iter()
-        .find(|b| legal_basis_applies(b, request, &class, resource))
-    {
-        let mut d = Decision::new(
-            Outcome::Permit,
-            ReasonCode::LegalBasis,
-            format!("{action}: required by {} ({})", basis.law, basis.id),
-        );
-        d.legal_basis = Some(basis.id.clone());
+    let flow = Flow {
+        recipient: request.recipient,
+        source: request.source,
+        purpose: request.purpose,
+        home_municipality: request.home_municipality,
+    };
+    if let Some(d) = by_legal_basis(policy, &flow, &class, resource, &action) {
         return finish(d);
     }
 
@@ -442,9 +438,64 @@ fn actor_matches(m: &ActorMatch, party: &Party) -> bool {
     }
 }
 
+/// Who receives what from whom, for why: the parts of a request a legal basis looks at.
+struct Flow<'a> {
+    recipient: &'a Party,
+    source: Option<&'a Party>,
+    purpose: &'a Purpose,
+    home_municipality: Option<&'a str>,
+}
+
+/// The permit of the first legal basis that matches, if any.
+fn by_legal_basis(
+    policy: &Policy,
+    flow: &Flow<'_>,
+    class: &DataClass,
+    resource: Option<&Value>,
+    action: &str,
+) -> Option<Decision> {
+    let basis = policy
+        .legal_bases()
+        .iter()
+        .find(|b| legal_basis_applies(b, flow, class, resource))?;
+    let mut d = Decision::new(
+        Outcome::Permit,
+        ReasonCode::LegalBasis,
+        format!("{action}: required by {} ({})", basis.law, basis.id),
+    );
+    d.legal_basis = Some(basis.id.clone());
+    d.data_class = Some(class.clone());
+    Some(d)
+}
+
+/// Decides the disclosure of a record that names no single person, such as a claim batch
+/// covering many residents. No consent can be about such a record, so only a legal basis can
+/// permit it. `None` when the record is not classified or no basis applies: the caller then
+/// follows its own rule for records without a data subject.
+pub fn decide_without_subject(
+    policy: &Policy,
+    recipient: &Party,
+    source: Option<&Party>,
+    purpose: &Purpose,
+    resource: &Value,
+) -> Option<Decision> {
+    let Classification::Class(class) = policy.classify(resource) else {
+        return None;
+    };
+    policy.purpose(purpose)?;
+    let flow = Flow {
+        recipient,
+        source,
+        purpose,
+        home_municipality: None,
+    };
+    let action = format!("{class} to {} for {purpose}", describe(recipient));
+    by_legal_basis(policy, &flow, &class, Some(resource), &action)
+}
+
 fn legal_basis_applies(
     basis: &LegalBasis,
-    request: &Request<'_>,
+    request: &Flow<'_>,
     class: &DataClass,
     resource: Option<&Value>,
 ) -> bool {

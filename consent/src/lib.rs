@@ -16,7 +16,9 @@ mod pseudonym;
 mod record;
 mod redact;
 
-pub use decide::{Data, Decision, Outcome, ReasonCode, Redaction, Request, decide};
+pub use decide::{
+    Data, Decision, Outcome, ReasonCode, Redaction, Request, decide, decide_without_subject,
+};
 pub use error::ConsentError;
 pub use model::{
     CLIENT_ID_SYSTEM, DATA_CLASS_SYSTEM, DataClass, Identifier, MEDICAL_INSTITUTION_CODE_SYSTEM,

@@ -506,8 +506,8 @@ mod tests {
                 .purpose(&Purpose::new("PATRQT").expect("code"))
                 .is_some()
         );
-        assert_eq!(policy.data_classes().len(), 7);
-        assert_eq!(policy.legal_bases().len(), 3);
+        assert_eq!(policy.data_classes().len(), 8);
+        assert_eq!(policy.legal_bases().len(), 4);
     }
 
     #[test]
@@ -604,7 +604,7 @@ mod tests {
             .purpose(&Purpose::new("TREAT").expect("code"))
             .expect("TREAT");
         assert_eq!(treat.base_policy, BasePolicy::OptIn);
-        assert_eq!(policy.legal_bases().len(), 2);
+        assert_eq!(policy.legal_bases().len(), 3);
         let lab = json!({"resourceType": "Observation", "category": [{"coding": [
             {"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}]});
         assert_eq!(

@@ -3,7 +3,9 @@
 
 mod support;
 
-use consent::{Data, Outcome, Party, ReasonCode, Redaction, Request, decide};
+use consent::{
+    Data, Outcome, Party, ReasonCode, Redaction, Request, decide, decide_without_subject,
+};
 use serde_json::{Value, json};
 use support::*;
 use time::OffsetDateTime;
@@ -824,5 +826,41 @@ fn reason_codes_are_stable_strings() {
     ];
     for (code, text) in codes {
         assert_eq!(code.as_str(), text);
+    }
+}
+
+#[test]
+fn a_claim_batch_without_a_patient_is_decided_by_its_legal_basis_only() {
+    let claim = json!({"resourceType": "Claim", "id": "batch-1", "status": "active",
+        "identifier": [{"system": "https://musubi.example.org/fhir/IdSystem/claim-batch", "value": "batch-1"}],
+        "patient": {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason", "valueCode": "not-applicable"}]}});
+    let hpaymt = purpose("HPAYMT");
+    for recipient in [medical_association(), municipality(CHIYODA)] {
+        let d = decide_without_subject(policy(), &recipient, None, &hpaymt, &claim)
+            .expect("the claim batch basis applies");
+        assert_eq!(d.outcome, Outcome::Permit);
+        assert_eq!(d.reason, ReasonCode::LegalBasis);
+        assert_eq!(
+            d.legal_basis.as_deref(),
+            Some("routine-vaccination-claim-batch")
+        );
+        assert_eq!(d.data_class.as_ref().map(|c| c.as_str()), Some("claims"));
+    }
+    // Another purpose, another recipient kind, or a Claim that is not a batch: no basis.
+    let cases = [
+        (app(APP), "HPAYMT", claim.clone()),
+        (clinic(), "HPAYMT", claim.clone()),
+        (medical_association(), "PUBHLTH", claim.clone()),
+        (
+            medical_association(),
+            "HPAYMT",
+            json!({"resourceType": "Claim", "id": "other", "status": "active"}),
+        ),
+    ];
+    for (recipient, code, resource) in cases {
+        assert!(
+            decide_without_subject(policy(), &recipient, None, &purpose(code), &resource).is_none(),
+            "{recipient:?} {code} {resource}"
+        );
     }
 }

@@ -620,9 +620,22 @@ impl<'c, 's> Enforcer<'c, 's> {
         let patient = patient_of(resource);
         let verdict = match (&classification, &patient) {
             (Classification::Class(_), Some(patient)) => self.by_consent(patient, resource)?,
-            (Classification::Class(_), None) => self.fallback(
-                "no-data-subject",
-                "the record names no patient, so no consent can be about it",
+            // A record about many people (a claim batch): only a legal basis can permit it.
+            (Classification::Class(_), None) => consent::decide_without_subject(
+                self.policy,
+                &self.recipient,
+                source_of(resource).as_ref(),
+                &self.purpose,
+                resource,
+            )
+            .map_or_else(
+                || {
+                    self.fallback(
+                        "no-data-subject",
+                        "the record names no patient, so no consent can be about it",
+                    )
+                },
+                Verdict::from,
             ),
             _ => self.fallback(
                 ReasonCode::UnclassifiedData.as_str(),

@@ -438,6 +438,62 @@ pub fn live_resource(
     }
 }
 
+/// A process-wide cache of data parsed from a folder, one entry per folder.
+pub(crate) type FolderCache<T> = std::sync::OnceLock<Mutex<HashMap<PathBuf, &'static T>>>;
+
+/// Data of this process's configuration that the embedded files and the `*.json` files of
+/// `{profiles.extra_dir}/{folder}/` make together: the embedded data alone without such a
+/// folder; otherwise `load(extra files)`, parsed once per folder. Like the embedded tables it
+/// lives as long as the process (the configuration, and so the folder, does not change while it
+/// runs).
+pub(crate) fn folder_data<T: Sync + 'static>(
+    extra_dir: Option<&Path>,
+    folder: &str,
+    cache: &'static FolderCache<T>,
+    embedded: impl FnOnce() -> Result<&'static T, ApiError>,
+    load: impl FnOnce(&[(String, String)]) -> Result<T, String>,
+) -> Result<&'static T, ApiError> {
+    let dir = extra_dir
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(|d| d.join(folder))
+        .filter(|d| d.is_dir());
+    let Some(dir) = dir else {
+        return embedded();
+    };
+    let mut loaded = cache
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(data) = loaded.get(&dir) {
+        return Ok(data);
+    }
+    let extra = read_folder(&dir).map_err(|e| ApiError::internal(e.to_string()))?;
+    let data: &'static T = Box::leak(Box::new(load(&extra).map_err(ApiError::internal)?));
+    loaded.insert(dir, data);
+    Ok(data)
+}
+
+/// The content of the newest version before `version` that is not a deletion: what a deleted
+/// record said last.
+pub fn last_content_before(
+    store: &dyn Store,
+    resource_type: &str,
+    id: &str,
+    version: u64,
+) -> Result<Option<Value>, ApiError> {
+    let mut number = version;
+    while number > 1 {
+        number -= 1;
+        if let Some(found) = store
+            .vread(resource_type, id, number)?
+            .filter(|v| !v.is_deleted())
+        {
+            return Ok(Some(parse_stored(&found)?));
+        }
+    }
+    Ok(None)
+}
+
 /// Every live resource of a type matching one search criterion, page by page.
 pub fn search_all(
     store: &dyn Store,
@@ -455,7 +511,7 @@ pub fn search_all(
 
 /// Call `each` with the stored version of every live resource of a type matching one search
 /// criterion, page by page, in the store's order.
-fn for_each_live(
+pub(crate) fn for_each_live(
     store: &dyn Store,
     resource_type: &str,
     param: &str,

@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod format;
 pub mod http;
+pub mod month_close;
 pub mod municipal;
 pub mod operations;
 pub mod outbox;

@@ -83,6 +83,17 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Close a month of routine vaccinations: claim batches per medical association and
+    /// municipality as Claims with their deliveries (docs/billing.md). Stop the server on the
+    /// same data directory first, or use POST /routing/v1/month-close.
+    /// Exit status: 0 closed, 3 closed with exceptions (listed), 1 failed.
+    CloseMonth {
+        #[command(flatten)]
+        common: Common,
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        month: String,
+    },
     /// Hash a client secret or a user's password for the configuration (Argon2id PHC string).
     /// Reads the secret from standard input so it stays out of the shell history.
     HashSecret,
@@ -192,6 +203,7 @@ fn main() -> ExitCode {
                 output.as_deref(),
             )
         }),
+        Command::CloseMonth { common, month } => run(|| close_month(&common, &month)),
         Command::HashSecret => run(hash_secret),
     }
 }
@@ -358,4 +370,31 @@ fn export(
         eprintln!("left out: {reason}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn close_month(common: &Common, month: &str) -> Result<ExitCode, ExitCode> {
+    let config = load_config(common)?;
+    let state = offline_state(config)?;
+    let result = futures_executor::block_on(gateway::month_close::close_offline(&state, month));
+    shut_down(&state)?;
+    let summary = result.map_err(|error| {
+        let reason = error
+            .issues
+            .first()
+            .map_or_else(|| "unknown error".to_owned(), |i| i.diagnostics.clone());
+        eprintln!("musubi: the month close failed: {reason}");
+        if error.kind == gateway::error::ErrorKind::BadRequest {
+            ExitCode::from(2)
+        } else {
+            ExitCode::FAILURE
+        }
+    })?;
+    for line in summary.lines() {
+        println!("{line}");
+    }
+    Ok(if summary.exceptions.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }

@@ -10,8 +10,7 @@
 //! created with "must not exist", so planning one record version twice can never queue it twice.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -77,7 +76,7 @@ pub(crate) fn writes(ctx: &Ctx<'_>, mut writes: Vec<Write>) -> Result<Vec<Write>
         }
     }
     let rules = rules(state)?;
-    let directory = StoreDirectory { state };
+    let directory = StoreDirectory::new(state);
     let now = now_instant();
     // Versions this transaction assigns, for a Bundle writing one resource twice.
     let mut next_versions: HashMap<(String, String), u64> = HashMap::new();
@@ -138,7 +137,7 @@ pub(crate) fn writes(ctx: &Ctx<'_>, mut writes: Vec<Write>) -> Result<Vec<Write>
 
 /// Whether a write would store nothing new (the store compares the same compact bytes, without
 /// the server's `meta.versionId` and `meta.lastUpdated`).
-fn same_content(new: &Value, live: &Value) -> bool {
+pub(crate) fn same_content(new: &Value, live: &Value) -> bool {
     let strip = |value: &Value| {
         let mut value = value.clone();
         if let Some(object) = value.as_object_mut() {
@@ -162,31 +161,14 @@ fn same_content(new: &Value, live: &Value) -> bool {
 /// The routing rules of this process's configuration: the embedded files, then the `*.json`
 /// files of `{profiles.extra_dir}/routing/`; parsed once per folder, like the consent policy.
 fn rules(state: &AppState) -> Result<&'static RoutingRules, ApiError> {
-    let dir = state
-        .config
-        .profiles
-        .extra_dir
-        .as_deref()
-        .filter(|d| !d.as_os_str().is_empty())
-        .map(|d| d.join("routing"))
-        .filter(|d| d.is_dir());
-    let Some(dir) = dir else {
-        return RoutingRules::embedded().map_err(|e| ApiError::internal(e.to_string()));
-    };
-    static LOADED: OnceLock<Mutex<HashMap<PathBuf, &'static RoutingRules>>> = OnceLock::new();
-    let mut loaded = LOADED
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    if let Some(rules) = loaded.get(&dir) {
-        return Ok(rules);
-    }
-    let extra = crate::domain::read_folder(&dir).map_err(|e| ApiError::internal(e.to_string()))?;
-    let rules: &'static RoutingRules = Box::leak(Box::new(
-        RoutingRules::load(&extra).map_err(|e| ApiError::internal(e.to_string()))?,
-    ));
-    loaded.insert(dir, rules);
-    Ok(rules)
+    static LOADED: crate::domain::FolderCache<RoutingRules> = OnceLock::new();
+    crate::domain::folder_data(
+        state.config.profiles.extra_dir.as_deref(),
+        "routing",
+        &LOADED,
+        || RoutingRules::embedded().map_err(|e| ApiError::internal(e.to_string())),
+        |extra| RoutingRules::load(extra).map_err(|e| e.to_string()),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -194,8 +176,14 @@ fn rules(state: &AppState) -> Result<&'static RoutingRules, ApiError> {
 
 /// Resolves routing parties. Recipients are registered clients (by client id) where one
 /// exists, so the mailbox can tell them apart; otherwise `Organization/{id}`.
-struct StoreDirectory<'a> {
+pub(crate) struct StoreDirectory<'a> {
     state: &'a AppState,
+}
+
+impl<'a> StoreDirectory<'a> {
+    pub(crate) fn new(state: &'a AppState) -> Self {
+        Self { state }
+    }
 }
 
 impl StoreDirectory<'_> {
@@ -244,8 +232,11 @@ impl StoreDirectory<'_> {
         })
     }
 
-    /// `Organization/{id}` for a reference by id or by identifier.
-    fn organization_id(&self, organization: &OrganizationRef) -> Option<(String, Value)> {
+    /// The Organization a reference by id or by identifier names: its id and content.
+    pub(crate) fn organization_id(
+        &self,
+        organization: &OrganizationRef,
+    ) -> Option<(String, Value)> {
         match organization {
             OrganizationRef::Id(id) => self.read("Organization", id).map(|o| (id.clone(), o)),
             OrganizationRef::Identifier { system, value } => self
@@ -500,7 +491,7 @@ fn param(code: &str) -> Value {
     json!({"coding": [{"system": PARAMETER_SYSTEM, "code": code}], "text": code})
 }
 
-fn new_task(delivery: &routing::Delivery, patient: Option<&str>, now: &str) -> Value {
+pub(crate) fn new_task(delivery: &routing::Delivery, patient: Option<&str>, now: &str) -> Value {
     let recipient = &delivery.recipient;
     let owner = if recipient.id.starts_with("Organization/") {
         json!({"reference": recipient.id, "display": format!("{} {}", recipient.kind.code(), recipient.id)})
@@ -538,12 +529,27 @@ fn new_task(delivery: &routing::Delivery, patient: Option<&str>, now: &str) -> V
     task
 }
 
+/// A delivery Task that the worker and the mailbox hold back until `not_before` (a claim batch
+/// waits for its scheme's due day).
+pub(crate) fn scheduled_task(
+    delivery: &routing::Delivery,
+    not_before: OffsetDateTime,
+    now: &str,
+) -> Value {
+    let mut task = new_task(delivery, None, now);
+    set_state(&mut task, &DeliveryState::scheduled(not_before), now);
+    task
+}
+
 /// Writes the state machine's state into the Task: `status`, `businessStatus`,
 /// `statusReason`, `lastModified` and the `output` parameters.
 fn set_state(task: &mut Value, state: &DeliveryState, now: &str) {
     let instant = |t: &OffsetDateTime| format_time(*t);
     let (status, at, reason) = match &state.status {
         DeliveryStatus::Pending => ("requested", None, None),
+        DeliveryStatus::Scheduled { not_before } => {
+            ("requested", Some(("not-before", instant(not_before))), None)
+        }
         DeliveryStatus::InFlight { since } => {
             ("in-progress", Some(("since", instant(since))), None)
         }
@@ -624,6 +630,9 @@ fn state_of(task: &Value) -> Result<DeliveryState, String> {
     };
     let status = match code {
         "pending" => DeliveryStatus::Pending,
+        "scheduled" => DeliveryStatus::Scheduled {
+            not_before: time_of("not-before")?,
+        },
         "in-flight" => DeliveryStatus::InFlight {
             since: time_of("since")?,
         },
@@ -763,16 +772,13 @@ fn recheck(state: &AppState, info: &Info) -> Result<Recheck, ApiError> {
     };
     let deleted = version.is_deleted();
     let content = if deleted {
-        let mut number = info.focus_version;
-        let mut found = None;
-        while number > 1 && found.is_none() {
-            number -= 1;
-            found = store
-                .vread(&info.focus_type, &info.focus_id, number)?
-                .filter(|v| !v.is_deleted());
-        }
-        match found {
-            Some(v) => body_of(&v)?,
+        match crate::domain::last_content_before(
+            store,
+            &info.focus_type,
+            &info.focus_id,
+            info.focus_version,
+        )? {
+            Some(content) => content,
             None => return Ok(Recheck::Send(None, None)),
         }
     } else {
@@ -782,20 +788,32 @@ fn recheck(state: &AppState, info: &Info) -> Result<Recheck, ApiError> {
         return Ok(Recheck::Send((!deleted).then_some(content), None));
     }
     let policy = crate::disclosure::policy(state)?;
+    let purpose = Purpose::new(&info.purpose)
+        .map_err(|e| ApiError::internal(format!("delivery {}: {e}", info.id)))?;
+    let recipient = party_of(state, info);
+    let source = source_of(&content);
     let Some(patient) = info
         .patient
         .as_deref()
         .and_then(|p| PatientRef::parse(p).ok())
     else {
-        return Ok(Recheck::Refuse(
-            "the record names no patient, so no consent or legal basis can be checked".into(),
-            None,
-        ));
+        // A record about many people (a claim batch): only a legal basis can permit it.
+        return Ok(
+            match consent::decide_without_subject(
+                policy,
+                &recipient,
+                source.as_ref(),
+                &purpose,
+                &content,
+            ) {
+                Some(decision) => Recheck::Send((!deleted).then_some(content), Some(decision)),
+                None => Recheck::Refuse(
+                    "the record names no patient and no legal basis covers it".into(),
+                    None,
+                ),
+            },
+        );
     };
-    let purpose = Purpose::new(&info.purpose)
-        .map_err(|e| ApiError::internal(format!("delivery {}: {e}", info.id)))?;
-    let recipient = party_of(state, info);
-    let source = source_of(&content);
     let facts = crate::disclosure::consent_facts(state, policy, &patient)?;
     let request = consent::Request {
         recipient: &recipient,
@@ -1301,6 +1319,98 @@ async fn send(
 }
 
 // ---------------------------------------------------------------------------------------------
+// The monthly-batch channel, consumed by the month close (crate::month_close).
+
+/// The monthly-batch Tasks of a record that are still open (`requested`), with their versions.
+pub(crate) fn open_batch_tasks(state: &AppState) -> Result<Vec<(u64, Value)>, ApiError> {
+    let mut tasks = scan_all(state, Channel::MonthlyBatch)?;
+    tasks.retain(|(_, task)| task.get("status").and_then(Value::as_str) == Some("requested"));
+    Ok(tasks)
+}
+
+/// Every Task of a channel, page by page (the month close must see all of them, not the first
+/// [`MAX_SCAN`]).
+fn scan_all(state: &AppState, channel: Channel) -> Result<Vec<(u64, Value)>, ApiError> {
+    let mut tasks = Vec::new();
+    crate::domain::for_each_live(
+        state.store.as_ref(),
+        "Task",
+        "code",
+        &format!("{CHANNEL_SYSTEM}|{}", channel.code()),
+        |version| {
+            tasks.push((version.version, body_of(version)?));
+            Ok(())
+        },
+    )?;
+    Ok(tasks)
+}
+
+/// The record a delivery Task is about, as `(type, id)`.
+pub(crate) fn focus_of(task: &Value) -> Option<(String, String)> {
+    let info = Info::of(task).ok()?;
+    Some((info.focus_type, info.focus_id))
+}
+
+/// Why the consent engine refuses a monthly-batch delivery now (checked again at the month
+/// close, like any delivery at its time), or `None` when it permits it.
+pub(crate) fn batch_refusal(state: &AppState, task: &Value) -> Result<Option<String>, ApiError> {
+    let info = Info::of(task).map_err(ApiError::internal)?;
+    Ok(match recheck(state, &info)? {
+        Recheck::Send(..) => None,
+        Recheck::Refuse(reason, _) => Some(reason),
+    })
+}
+
+/// A monthly-batch Task the month close delivered: completed, with an output `claim` per
+/// Claim that carries the record, and the delivery's AuditEvent. `None` when the Task is not
+/// open (a second close changes nothing).
+pub(crate) fn deliver_in_batch(
+    state: &AppState,
+    task: &Value,
+    claims: &[String],
+) -> Result<Option<(Value, Write)>, ApiError> {
+    let info = Info::of(task).map_err(ApiError::internal)?;
+    let current = state_of(task).map_err(ApiError::internal)?;
+    if !matches!(current.status, DeliveryStatus::Pending) {
+        return Ok(None);
+    }
+    let policy = retry_policy(state, info.channel)?;
+    let now = OffsetDateTime::now_utc();
+    let started = step(&current, DeliveryEvent::Start { now }, &policy)?;
+    let next = step(&started, DeliveryEvent::Succeeded { now }, &policy)?;
+    let mut task = task.clone();
+    set_state(&mut task, &next, &format_time(now));
+    if let Some(output) = task.get_mut("output").and_then(Value::as_array_mut) {
+        output.extend(claims.iter().map(|claim| {
+            json!({"type": param("claim"), "valueReference": {"reference": format!("Claim/{claim}")}})
+        }));
+    }
+    let description = format!(
+        "delivered by monthly-batch in {}",
+        claims
+            .iter()
+            .map(|c| format!("Claim/{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let audit = delivery_audit(&info, "0", &description, None);
+    Ok(Some((task, audit)))
+}
+
+/// A monthly-batch Task the month close could not bill: it stays open (`requested`) with the
+/// reason in `statusReason`. `None` when it already says so.
+pub(crate) fn hold_in_batch(task: &Value, reason: &str) -> Option<Value> {
+    if task.pointer("/statusReason/text").and_then(Value::as_str) == Some(reason) {
+        return None;
+    }
+    let mut task = task.clone();
+    let object = task.as_object_mut()?;
+    object.insert("statusReason".into(), json!({"text": reason}));
+    object.insert("lastModified".into(), json!(now_instant()));
+    Some(task)
+}
+
+// ---------------------------------------------------------------------------------------------
 // HTTP: the mailbox and the operator commands.
 
 /// Register `/routing/v1`.
@@ -1314,7 +1424,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/inbox/{task}/ack", web::post().to(ack))
             .route("/deliveries", web::get().to(deliveries))
             .route("/deliveries/{task}/$replay", web::post().to(replay))
-            .route("/deliveries/{task}/$discard", web::post().to(discard)),
+            .route("/deliveries/{task}/$discard", web::post().to(discard))
+            .route(
+                "/month-close",
+                web::post().to(crate::month_close::close_route),
+            ),
     );
 }
 
@@ -1326,7 +1440,7 @@ fn fhir_json(status: actix_web::http::StatusCode, value: &Value) -> HttpResponse
         .body(value.to_string())
 }
 
-fn answer(result: Result<Value, ApiError>) -> HttpResponse {
+pub(crate) fn answer(result: Result<Value, ApiError>) -> HttpResponse {
     match result {
         Ok(value) => fhir_json(actix_web::http::StatusCode::OK, &value),
         Err(error) => error_response(&error, None),
@@ -1378,6 +1492,9 @@ async fn inbox_bundle(state: &AppState, req: &HttpRequest) -> Result<Value, ApiE
             continue;
         }
         let current = state_of(&task).map_err(ApiError::internal)?;
+        if !current.is_due(OffsetDateTime::now_utc()) {
+            continue;
+        }
         let policy = retry_policy(state, info.channel)?;
         match recheck(state, &info)? {
             Recheck::Refuse(reason, decision) => {
@@ -1488,7 +1605,7 @@ fn outbox_task(state: &AppState, id: &str) -> Result<(u64, Value), ApiError> {
 }
 
 /// Operator commands need a system client with full Task access (`system/Task.cruds`).
-fn operator(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+pub(crate) fn operator(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
     let access = caller_access(req);
     let caller = caller(&access)?;
     if caller.claims.fhir_user.is_some() || caller.claims.patient.is_some() {
@@ -1627,6 +1744,7 @@ mod tests {
         let t = OffsetDateTime::parse("2025-06-01T09:00:00.250Z", &Rfc3339).unwrap();
         let states = [
             DeliveryState::new(),
+            DeliveryState::scheduled(t),
             DeliveryState {
                 status: DeliveryStatus::InFlight { since: t },
                 attempts: 1,
@@ -1665,6 +1783,7 @@ mod tests {
             },
         ];
         let expected_status = [
+            "requested",
             "requested",
             "in-progress",
             "on-hold",

@@ -1,5 +1,6 @@
-//! The delivery state machine: pending → in-flight → delivered | retry-wait | dead, plus refusal
-//! at delivery time (a consent withdrawn while queued) and the operator's replay and discard.
+//! The delivery state machine: pending (or scheduled, not before a due day) → in-flight →
+//! delivered | retry-wait | dead, plus refusal at delivery time (a consent withdrawn while
+//! queued) and the operator's replay and discard.
 //! Transitions are pure functions of the state, the event and the retry policy.
 
 use time::OffsetDateTime;
@@ -12,6 +13,8 @@ use crate::retry::{Failure, RetryDecision, RetryPolicy, decide};
 pub enum DeliveryStatus {
     /// Queued, due now.
     Pending,
+    /// Queued, but not to be delivered before `not_before` (a claim batch waits for its due day).
+    Scheduled { not_before: OffsetDateTime },
     /// An attempt started at `since` and has not reported back.
     InFlight { since: OffsetDateTime },
     /// Waiting for its next attempt.
@@ -31,6 +34,7 @@ impl DeliveryStatus {
     pub fn code(&self) -> &'static str {
         match self {
             DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Scheduled { .. } => "scheduled",
             DeliveryStatus::InFlight { .. } => "in-flight",
             DeliveryStatus::RetryWait { .. } => "retry-wait",
             DeliveryStatus::Delivered { .. } => "delivered",
@@ -66,11 +70,20 @@ impl DeliveryState {
         }
     }
 
+    /// A newly queued delivery that must not start before `not_before`.
+    pub fn scheduled(not_before: OffsetDateTime) -> Self {
+        Self {
+            status: DeliveryStatus::Scheduled { not_before },
+            ..Self::new()
+        }
+    }
+
     /// Whether a worker may start an attempt at `now`.
     pub fn is_due(&self, now: OffsetDateTime) -> bool {
         match self.status {
             DeliveryStatus::Pending => true,
-            DeliveryStatus::RetryWait { until } => until <= now,
+            DeliveryStatus::Scheduled { not_before: until }
+            | DeliveryStatus::RetryWait { until } => until <= now,
             _ => false,
         }
     }
@@ -147,7 +160,10 @@ pub fn transition(
             attempts: state.attempts.saturating_add(1),
             last_error: state.last_error.clone(),
         }),
-        (DeliveryStatus::RetryWait { until }, DeliveryEvent::Start { now }) => {
+        (
+            DeliveryStatus::Scheduled { not_before: until } | DeliveryStatus::RetryWait { until },
+            DeliveryEvent::Start { now },
+        ) => {
             if now < *until {
                 return Err(RoutingError::NotDue { until: *until });
             }
@@ -177,6 +193,7 @@ pub fn transition(
         }
         (
             DeliveryStatus::Pending
+            | DeliveryStatus::Scheduled { .. }
             | DeliveryStatus::InFlight { .. }
             | DeliveryStatus::RetryWait { .. },
             DeliveryEvent::Refused { now, reason },
@@ -380,6 +397,33 @@ mod tests {
             assert!(transition(&refused, DeliveryEvent::Replay, &POLICY).is_err());
             assert!(transition(&refused, DeliveryEvent::Start { now: at(100) }, &POLICY).is_err());
         }
+    }
+
+    #[test]
+    fn a_scheduled_delivery_does_not_start_before_its_day() {
+        let due = at(60 * 24);
+        let scheduled = DeliveryState::scheduled(due);
+        assert_eq!(scheduled.status.code(), "scheduled");
+        assert!(!scheduled.is_due(at(0)));
+        assert!(!scheduled.is_due(due - time::Duration::seconds(1)));
+        assert!(scheduled.is_due(due));
+        let early = transition(&scheduled, DeliveryEvent::Start { now: at(0) }, &POLICY);
+        assert!(matches!(early, Err(RoutingError::NotDue { until }) if until == due));
+        let started =
+            transition(&scheduled, DeliveryEvent::Start { now: due }, &POLICY).expect("due");
+        assert_eq!(started.status, DeliveryStatus::InFlight { since: due });
+        assert_eq!(started.attempts, 1);
+        let refused = transition(
+            &scheduled,
+            DeliveryEvent::Refused {
+                now: at(0),
+                reason: "consent withdrawn".to_owned(),
+            },
+            &POLICY,
+        )
+        .expect("refusable while waiting");
+        assert_eq!(refused.status.code(), "refused");
+        assert!(transition(&scheduled, DeliveryEvent::Succeeded { now: due }, &POLICY).is_err());
     }
 
     #[test]

@@ -19,7 +19,8 @@ pub enum RoutingError {
         from: &'static str,
         event: &'static str,
     },
-    /// A retry was started before its backoff had elapsed.
-    #[error("the delivery is waiting for its retry at {until}; it is not due yet")]
+    /// A retry was started before its backoff had elapsed, or a scheduled delivery before its
+    /// day.
+    #[error("the delivery is waiting until {until}; it is not due yet")]
     NotDue { until: time::OffsetDateTime },
 }

@@ -14,7 +14,8 @@ pub use error::RoutingError;
 pub use path::ElementPath;
 pub use plan::{
     Delivery, DeliveryId, Directory, Event, MUNICIPALITY_EXTENSION, OrganizationRef, Plan,
-    Recipient, RecipientKind, Unresolved, home_municipality, patient_id, plan,
+    Recipient, RecipientKind, Unresolved, home_municipality, organization_municipality, patient_id,
+    plan,
 };
 pub use retry::{
     DeadReason, Failure, RetryDecision, RetryPolicy, backoff, backoff_ceiling, decide,

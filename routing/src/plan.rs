@@ -360,6 +360,24 @@ pub fn home_municipality(patient: &Value) -> Result<Option<MunicipalityCode>, St
     Ok(None)
 }
 
+/// The municipality an Organization (a clinic) is in: the municipality-code extension on its
+/// first address that has one, whatever the address's `use`, else on the Organization itself.
+/// Read like [`home_municipality`]; an unparsable code is an error.
+pub fn organization_municipality(organization: &Value) -> Result<Option<MunicipalityCode>, String> {
+    let addresses = match organization.get("address") {
+        Some(Value::Array(items)) => items.iter().collect(),
+        _ => Vec::new(),
+    };
+    for holder in addresses.into_iter().chain(std::iter::once(organization)) {
+        if let Some(text) = extension_code(holder) {
+            return MunicipalityCode::parse(&text)
+                .map(Some)
+                .map_err(|e| format!("{MUNICIPALITY_EXTENSION}: {e}"));
+        }
+    }
+    Ok(None)
+}
+
 fn extension_code(holder: &Value) -> Option<String> {
     let Value::Array(extensions) = holder.get("extension")? else {
         return None;

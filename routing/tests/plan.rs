@@ -4,7 +4,7 @@ use identifiers::MunicipalityCode;
 use routing::{
     Basis, Channel, DeliveryId, Directory, Event, EventKind, OrganizationRef, PartyRole,
     PurposeOfUse, Recipient, RecipientKind, RoutingError, RoutingRules, home_municipality,
-    patient_id, plan,
+    organization_municipality, patient_id, plan,
 };
 use serde_json::{Value, json};
 
@@ -652,6 +652,30 @@ fn home_municipality_reads_the_address_extension() {
             (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
         }
     }
+}
+
+#[test]
+fn a_clinic_municipality_is_read_from_any_address_of_the_organization() {
+    const EXT: &str = "https://musubi.example.org/fhir/StructureDefinition/municipality-code";
+    let work = json!({"resourceType": "Organization", "address": [
+        {"use": "work", "text": "東京都千代田区", "extension": [{"url": EXT, "valueCode": "131016"}]}]});
+    assert_eq!(
+        organization_municipality(&work)
+            .expect("valid")
+            .map(|c| c.to_string()),
+        Some("131016".to_owned())
+    );
+    let own = json!({"resourceType": "Organization", "extension": [{"url": EXT, "valueString": "131024"}]});
+    assert_eq!(
+        organization_municipality(&own)
+            .expect("valid")
+            .map(|c| c.to_string()),
+        Some("131024".to_owned())
+    );
+    let none = json!({"resourceType": "Organization", "address": [{"text": "東京都中央区"}]});
+    assert_eq!(organization_municipality(&none).expect("valid"), None);
+    let bad = json!({"resourceType": "Organization", "address": [{"extension": [{"url": EXT, "valueCode": "131017"}]}]});
+    assert!(organization_municipality(&bad).is_err());
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Musubi's integration tests: each starts the real server on port 0 and talks HTTP to it.
 
 mod access;
+mod billing;
 mod bundles;
 mod consent;
 mod crud;
