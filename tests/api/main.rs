@@ -2,6 +2,7 @@
 
 mod access;
 mod bundles;
+mod channels;
 mod consent;
 mod crud;
 mod errors;

@@ -46,6 +46,9 @@ pub struct TestApp {
     /// The test client's access token.
     pub token: String,
     pub data_dir: PathBuf,
+    /// The running server's state, for tests that drive a worker round themselves
+    /// (`gateway::outbox::poll`) instead of waiting for it.
+    pub state: actix_web::web::Data<gateway::state::AppState>,
     handle: actix_web::dev::ServerHandle,
     store: Arc<dyn store::Store>,
     _temp: Option<tempfile::TempDir>,
@@ -103,6 +106,7 @@ impl TestApp {
             .await
             .expect("start server");
         let handle = running.server.handle();
+        let state = running.state.clone();
         tokio::spawn(running.server);
         // The workers start asynchronously; a connection that arrives before they run can be
         // dropped, so wait until the server answers (with a client of its own: a pooled
@@ -143,6 +147,7 @@ impl TestApp {
             token,
             client,
             data_dir: data_dir.to_owned(),
+            state,
             handle,
             store,
             _temp: None,
