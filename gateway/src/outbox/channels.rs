@@ -430,7 +430,7 @@ async fn pack_files(state: &AppState, recipient: &str, checked: Vec<Checked>) ->
             return packed;
         }
     };
-    let mut rows: BTreeMap<Kind, (Vec<(String, String)>, Vec<Queued>)> = BTreeMap::new();
+    let mut rows: BTreeMap<Kind, FileRows> = BTreeMap::new();
     for checked in checked {
         let kind = match &checked {
             Checked::Record(..) => Kind::Records,
@@ -481,6 +481,9 @@ async fn pack_files(state: &AppState, recipient: &str, checked: Vec<Checked>) ->
     }
     packed
 }
+
+/// A file in the making: its rows (sort key, row text) and the Tasks they come from.
+type FileRows = (Vec<(String, String)>, Vec<Queued>);
 
 impl Checked {
     fn split(self) -> (Queued, Value) {
@@ -671,6 +674,10 @@ async fn file_parcel(
 async fn send(state: &AppState, http: &reqwest::Client, due: Vec<Queued>) -> usize {
     let mut parcels: BTreeMap<String, Vec<Queued>> = BTreeMap::new();
     for queued in due {
+        // A recipient without an endpoint pulls its parcels: nothing to send.
+        if parcel_endpoint(state, queued.info.channel, &queued.info.recipient).is_none() {
+            continue;
+        }
         if let Some(parcel) = queued.parcel.clone() {
             parcels.entry(parcel).or_default().push(queued);
         }
@@ -769,29 +776,41 @@ async fn push(
     Ok(count)
 }
 
+/// Where a recipient's parcels of a channel are POSTed, or `None` when it pulls them: a
+/// municipality's files go to `routing.municipal_files[code]`, a district team's digests to its
+/// rest-hook endpoint (`routing.endpoints`).
+fn parcel_endpoint(state: &AppState, channel: Channel, recipient: &str) -> Option<String> {
+    let routing = &state.config.routing;
+    match channel {
+        Channel::WeeklyDigest => routing
+            .endpoints
+            .get(recipient)
+            .map(|endpoint| format!("{}/Bundle", endpoint.trim_end_matches('/'))),
+        _ => {
+            let code = municipality_code_of(state, recipient)?;
+            routing.municipal_files.get(code.as_str()).cloned()
+        }
+    }
+}
+
 /// The request that delivers a parcel, or `None` when its recipient pulls it: a municipal file
-/// is POSTed as it is to `routing.municipal_files[code]`; a digest is a FHIR create of the
-/// Bundle at the recipient's rest-hook endpoint (`routing.endpoints`).
+/// as it is, with its id and kind in headers; a digest as a FHIR create of the Bundle, with its
+/// id in the rest-hook delivery-id header.
 fn parcel_request(
     state: &AppState,
     http: &reqwest::Client,
     parcel: &Parcel,
 ) -> Option<reqwest::RequestBuilder> {
-    let routing = &state.config.routing;
+    let url = parcel_endpoint(state, parcel.channel, &parcel.recipient)?;
     let request = match parcel.channel {
-        Channel::WeeklyDigest => {
-            let endpoint = routing.endpoints.get(&parcel.recipient)?;
-            http.post(format!("{}/Bundle", endpoint.trim_end_matches('/')))
-                .header(DELIVERY_ID_HEADER, &parcel.id)
-                .header("accept", "application/fhir+json")
-        }
-        _ => {
-            let code = municipality_code_of(state, &parcel.recipient)?;
-            let url = routing.municipal_files.get(code.as_str())?;
-            http.post(url)
-                .header(FILE_ID_HEADER, &parcel.id)
-                .header(FILE_KIND_HEADER, parcel.kind.code())
-        }
+        Channel::WeeklyDigest => http
+            .post(url)
+            .header(DELIVERY_ID_HEADER, &parcel.id)
+            .header("accept", "application/fhir+json"),
+        _ => http
+            .post(url)
+            .header(FILE_ID_HEADER, &parcel.id)
+            .header(FILE_KIND_HEADER, parcel.kind.code()),
     };
     Some(
         request
