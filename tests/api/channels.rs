@@ -340,8 +340,17 @@ async fn a_municipality_pulls_its_residents_routine_immunizations_in_one_file() 
 struct Received {
     /// Answer 503 to this many more requests before answering 201.
     fail_next: usize,
-    /// (file id, file kind, status answered, body)
-    requests: Vec<(String, String, u16, Vec<u8>)>,
+    requests: Vec<Request>,
+}
+
+/// One request an endpoint received, and the status it answered.
+struct Request {
+    path: String,
+    file_id: String,
+    file_kind: String,
+    delivery_id: String,
+    status: u16,
+    body: Vec<u8>,
 }
 
 type Endpoint = Arc<Mutex<Received>>;
@@ -361,18 +370,21 @@ async fn receive(data: web::Data<Endpoint>, req: HttpRequest, body: web::Bytes) 
             .unwrap_or_default()
             .to_owned()
     };
-    let entry = (
-        header("x-musubi-file-id"),
-        header("x-musubi-file-kind"),
+    let request = Request {
+        path: req.path().to_owned(),
+        file_id: header("x-musubi-file-id"),
+        file_kind: header("x-musubi-file-kind"),
+        delivery_id: header("x-musubi-delivery-id"),
         status,
-        body.to_vec(),
-    );
-    received.requests.push(entry);
+        body: body.to_vec(),
+    };
+    received.requests.push(request);
     HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
 }
 
-/// A file endpoint on 127.0.0.1:0; its URL.
-fn file_endpoint(endpoint: &Endpoint) -> String {
+/// An endpoint on 127.0.0.1:0 standing in for a municipality's file API or a team's FHIR
+/// server; its base URL.
+fn endpoint_url(endpoint: &Endpoint) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let data = web::Data::new(endpoint.clone());
@@ -386,14 +398,14 @@ fn file_endpoint(endpoint: &Endpoint) -> String {
     .unwrap()
     .run();
     tokio::spawn(server);
-    format!("http://{addr}/registers/131024/files")
+    format!("http://{addr}/base")
 }
 
 #[tokio::test]
 async fn a_file_endpoint_that_fails_then_recovers_receives_each_file_once() {
     let endpoint = Endpoint::default();
     endpoint.lock().unwrap().fail_next = 1;
-    let url = file_endpoint(&endpoint);
+    let url = format!("{}/registers/131024/files", endpoint_url(&endpoint));
     let app = spawn(|config| {
         config.routing.municipal_files.insert(CHUO.into(), url);
     })
@@ -425,15 +437,12 @@ async fn a_file_endpoint_that_fails_then_recovers_receives_each_file_once() {
     let file = output_str(&done, "file").unwrap().to_owned();
     {
         let received = endpoint.lock().unwrap();
-        let statuses: Vec<u16> = received.requests.iter().map(|r| r.2).collect();
+        let statuses: Vec<u16> = received.requests.iter().map(|r| r.status).collect();
         assert_eq!(statuses, vec![503, 201], "exactly once after the outage");
-        assert!(
-            received
-                .requests
-                .iter()
-                .all(|r| r.0 == file && r.1 == "records")
-        );
-        let parsed = parse_file(CHUO, &received.requests[1].3);
+        assert!(received.requests.iter().all(|r| r.file_id == file
+            && r.file_kind == "records"
+            && r.path == "/base/registers/131024/files"));
+        let parsed = parse_file(CHUO, &received.requests[1].body);
         assert_eq!(parsed.len(), 1);
         same_vaccination(&parsed[0], &sent);
     }
@@ -445,10 +454,13 @@ async fn a_file_endpoint_that_fails_then_recovers_receives_each_file_once() {
     round(&app).await;
     let received = endpoint.lock().unwrap();
     assert_eq!(received.requests.len(), 3, "one more file");
-    let (deletions, kind, status, body) = &received.requests[2];
-    assert_eq!((kind.as_str(), *status), ("deletions", 201));
-    assert_ne!(deletions, &file);
-    let parsed = parse_file(CHUO, body);
+    let deletions = &received.requests[2];
+    assert_eq!(
+        (deletions.file_kind.as_str(), deletions.status),
+        ("deletions", 201)
+    );
+    assert_ne!(deletions.file_id, file);
+    let parsed = parse_file(CHUO, &deletions.body);
     assert_eq!(parsed.len(), 1);
     same_vaccination(&parsed[0], &sent);
 }
@@ -538,7 +550,8 @@ fn team_consent(patient: &str, team: &str) -> Value {
     })
 }
 
-async fn family(app: &TestApp, patient: &str, code: &str, consent: bool) {
+/// A resident with a guardian, and the guardian's consent for `team` if any.
+async fn family(app: &TestApp, patient: &str, code: &str, team: Option<&str>) {
     resident(app, patient, code, &format!("n-{patient}")).await;
     put(
         app,
@@ -546,8 +559,8 @@ async fn family(app: &TestApp, patient: &str, code: &str, consent: bool) {
                "patient": {"reference": format!("Patient/{patient}")}}),
     )
     .await;
-    if consent {
-        put(app, team_consent(patient, "team-chuo")).await;
+    if let Some(team) = team {
+        put(app, team_consent(patient, team)).await;
     }
 }
 
@@ -562,13 +575,19 @@ async fn queued_last_week(app: &TestApp, mut task: Value) {
 #[tokio::test]
 async fn a_district_team_gets_one_digest_a_week_of_the_records_it_may_see() {
     let app = spawn(|_| {}).await;
-    family(&app, "p-a", CHUO, true).await;
-    family(&app, "p-b", CHUO, false).await;
+    family(&app, "p-a", CHUO, Some("team-chuo")).await;
+    family(&app, "p-b", CHUO, None).await;
+    family(&app, "p-c", CHUO, Some("team-chuo")).await;
     put(&app, needs_care("obs-a1", "p-a")).await;
     put(&app, needs_care("obs-a2", "p-a")).await;
     put(&app, needs_care("obs-b1", "p-b")).await;
+    put(&app, needs_care("obs-c1", "p-c")).await;
+    // p-c's guardian withdraws the consent while the record waits for the digest.
+    let mut withdrawn = team_consent("p-c", "team-chuo");
+    withdrawn["status"] = json!("inactive");
+    put(&app, withdrawn).await;
     let queued = tasks(&app, "weekly-digest").await;
-    assert_eq!(queued.len(), 3, "{queued:#?}");
+    assert_eq!(queued.len(), 4, "{queued:#?}");
     assert!(
         queued
             .iter()
@@ -602,15 +621,24 @@ async fn a_district_team_gets_one_digest_a_week_of_the_records_it_may_see() {
             .unwrap()
             .clone()
     };
-    let refused = of("Observation/obs-b1/");
-    assert_eq!(
-        refused["status"], "rejected",
-        "no consent for the team: {refused:#}"
-    );
-    let audits = audit_outcomes(&app, refused["id"].as_str().unwrap()).await;
-    assert_eq!(audits.len(), 1, "{audits:?}");
-    assert_eq!(audits[0].0, "4");
-    assert!(output(&refused, "digest").is_none());
+    for record in ["Observation/obs-b1/", "Observation/obs-c1/"] {
+        let refused = of(record);
+        assert_eq!(
+            refused["status"], "rejected",
+            "no consent for the team: {refused:#}"
+        );
+        assert!(
+            refused["statusReason"]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("consent re-check at delivery"),
+            "{refused:#}"
+        );
+        let audits = audit_outcomes(&app, refused["id"].as_str().unwrap()).await;
+        assert_eq!(audits.len(), 1, "{audits:?}");
+        assert_eq!(audits[0].0, "4");
+        assert!(output(&refused, "digest").is_none());
+    }
     let digest = output_str(&of("Observation/obs-a1/"), "digest")
         .unwrap()
         .to_owned();
@@ -733,4 +761,45 @@ async fn a_district_team_gets_one_digest_a_week_of_the_records_it_may_see() {
     assert_ne!(built[0], digest);
     let fresh = task(&app, fresh["id"].as_str().unwrap()).await;
     assert_eq!(output_str(&fresh, "digest"), Some(built[0].as_str()));
+}
+
+#[tokio::test]
+async fn a_team_with_an_endpoint_receives_its_digest_by_rest_hook_once() {
+    let endpoint = Endpoint::default();
+    endpoint.lock().unwrap().fail_next = 1;
+    let url = format!("{}/fhir", endpoint_url(&endpoint));
+    let app = spawn(|config| {
+        config.routing.endpoints.insert("team-minato".into(), url);
+    })
+    .await;
+    family(&app, "p-m", MINATO, Some("team-minato")).await;
+    put(&app, needs_care("obs-m1", "p-m")).await;
+    let queued = tasks(&app, "weekly-digest").await;
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0]["owner"]["identifier"]["value"], "team-minato");
+    let id = queued[0]["id"].as_str().unwrap().to_owned();
+    queued_last_week(&app, queued[0].clone()).await;
+
+    round(&app).await;
+    assert_eq!(task(&app, &id).await["status"], "on-hold");
+    round(&app).await;
+    let done = task(&app, &id).await;
+    assert_eq!(done["status"], "completed", "{done:#}");
+    let digest = output_str(&done, "digest").unwrap().to_owned();
+    round(&app).await;
+    let received = endpoint.lock().unwrap();
+    let statuses: Vec<u16> = received.requests.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![503, 201]);
+    let last = &received.requests[1];
+    assert_eq!(last.path, "/base/fhir/Bundle");
+    assert_eq!(last.delivery_id, digest);
+    let bundle: Value = serde_json::from_slice(&last.body).unwrap();
+    assert_eq!(bundle["type"], "collection");
+    assert_eq!(bundle["entry"][1]["resource"]["id"], "obs-m1");
+    // Pushed, so there is nothing to pull.
+    let team = token(&app, "team-minato").await;
+    assert_eq!(
+        listed_ids(&get_as(&app, &team, "digests").await.json()),
+        Vec::<String>::new()
+    );
 }

@@ -171,15 +171,18 @@ impl Queued {
             .map(IsoWeek::of)
     }
 
-    /// Moves the Task with `event` and stores it with `audits`; the new state and version.
+    /// Moves the Task through `events` and stores the end state once, with `audits`.
     async fn record(
         &mut self,
         state: &AppState,
-        event: DeliveryEvent,
+        events: Vec<DeliveryEvent>,
         audits: Vec<Write>,
     ) -> Result<(), ApiError> {
         let policy = retry_policy(state, self.info.channel)?;
-        let next = step(&self.delivery, event, &policy)?;
+        let mut next = self.delivery.clone();
+        for event in events {
+            next = step(&next, event, &policy)?;
+        }
         self.version = save(state, self.version, &mut self.task, &next, audits).await?;
         self.delivery = next;
         Ok(())
@@ -188,15 +191,14 @@ impl Queued {
     /// An attempt that failed before anything was sent (the record cannot go in a parcel).
     async fn fail(&mut self, state: &AppState, failure: Failure) -> Result<(), ApiError> {
         let now = OffsetDateTime::now_utc();
-        self.record(state, DeliveryEvent::Start { now }, Vec::new())
-            .await?;
+        let failed = DeliveryEvent::Failed {
+            now,
+            failure,
+            random: random(),
+        };
         self.record(
             state,
-            DeliveryEvent::Failed {
-                now,
-                failure,
-                random: random(),
-            },
+            vec![DeliveryEvent::Start { now }, failed],
             Vec::new(),
         )
         .await
@@ -216,8 +218,12 @@ impl Queued {
             decision,
         );
         let now = OffsetDateTime::now_utc();
-        self.record(state, DeliveryEvent::Refused { now, reason }, vec![audit])
-            .await
+        self.record(
+            state,
+            vec![DeliveryEvent::Refused { now, reason }],
+            vec![audit],
+        )
+        .await
     }
 }
 
@@ -291,7 +297,11 @@ async fn load(
         if matches!(queued.delivery.status, DeliveryStatus::InFlight { .. }) {
             let random = *jitter.entry(queued.parcel.clone()).or_insert_with(random);
             let abandoned = queued
-                .record(state, DeliveryEvent::Abandoned { now, random }, Vec::new())
+                .record(
+                    state,
+                    vec![DeliveryEvent::Abandoned { now, random }],
+                    Vec::new(),
+                )
                 .await;
             if abandoned.is_err() {
                 log_failure(
@@ -729,7 +739,7 @@ async fn push(
     for mut queued in members {
         let now = OffsetDateTime::now_utc();
         match queued
-            .record(state, DeliveryEvent::Start { now }, Vec::new())
+            .record(state, vec![DeliveryEvent::Start { now }], Vec::new())
             .await
         {
             Ok(()) => started.push(queued),
@@ -766,7 +776,7 @@ async fn push(
             ),
         };
         log_failure(
-            queued.record(state, event, audits).await,
+            queued.record(state, vec![event], audits).await,
             "a parcel delivery could not be recorded",
         );
         if let DeliveryStatus::Dead { reason, .. } = &queued.delivery.status {
@@ -966,13 +976,12 @@ async fn ack_parcel(
     let mut tasks = Vec::new();
     for mut queued in members {
         let now = OffsetDateTime::now_utc();
-        queued
-            .record(state, DeliveryEvent::Start { now }, Vec::new())
-            .await?;
         let audit = delivery_audit(&queued.info, "0", &description, None);
-        queued
-            .record(state, DeliveryEvent::Succeeded { now }, vec![audit])
-            .await?;
+        let events = vec![
+            DeliveryEvent::Start { now },
+            DeliveryEvent::Succeeded { now },
+        ];
+        queued.record(state, events, vec![audit]).await?;
         tasks.push(json!({"fullUrl": format!("Task/{}", queued.info.id), "resource": queued.task}));
     }
     Ok(json!({"resourceType": "Bundle", "type": "collection", "entry": tasks}))
