@@ -787,15 +787,17 @@ async fn a_team_with_an_endpoint_receives_its_digest_by_rest_hook_once() {
     assert_eq!(done["status"], "completed", "{done:#}");
     let digest = output_str(&done, "digest").unwrap().to_owned();
     round(&app).await;
-    let received = endpoint.lock().unwrap();
-    let statuses: Vec<u16> = received.requests.iter().map(|r| r.status).collect();
-    assert_eq!(statuses, vec![503, 201]);
-    let last = &received.requests[1];
-    assert_eq!(last.path, "/base/fhir/Bundle");
-    assert_eq!(last.delivery_id, digest);
-    let bundle: Value = serde_json::from_slice(&last.body).unwrap();
-    assert_eq!(bundle["type"], "collection");
-    assert_eq!(bundle["entry"][1]["resource"]["id"], "obs-m1");
+    {
+        let received = endpoint.lock().unwrap();
+        let statuses: Vec<u16> = received.requests.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, vec![503, 201]);
+        let last = &received.requests[1];
+        assert_eq!(last.path, "/base/fhir/Bundle");
+        assert_eq!(last.delivery_id, digest);
+        let bundle: Value = serde_json::from_slice(&last.body).unwrap();
+        assert_eq!(bundle["type"], "collection");
+        assert_eq!(bundle["entry"][1]["resource"]["id"], "obs-m1");
+    }
     // Pushed, so there is nothing to pull.
     let team = token(&app, "team-minato").await;
     assert_eq!(
