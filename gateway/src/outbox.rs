@@ -1105,6 +1105,22 @@ fn scan(
     statuses: &str,
     recipient: Option<&str>,
 ) -> Result<Vec<StoredVersion>, ApiError> {
+    let tag = recipient.map(|recipient| {
+        (
+            "_tag".to_owned(),
+            format!("{RECIPIENT_TAG_SYSTEM}|{recipient}"),
+        )
+    });
+    scan_where(state, channel, statuses, tag.into_iter().collect())
+}
+
+/// [`scan`] with further search criteria.
+fn scan_where(
+    state: &AppState,
+    channel: Channel,
+    statuses: &str,
+    criteria: Vec<(String, String)>,
+) -> Result<Vec<StoredVersion>, ApiError> {
     let mut params = vec![
         (
             "code".to_owned(),
@@ -1112,12 +1128,7 @@ fn scan(
         ),
         ("status".to_owned(), statuses.to_owned()),
     ];
-    if let Some(recipient) = recipient {
-        params.push((
-            "_tag".to_owned(),
-            format!("{RECIPIENT_TAG_SYSTEM}|{recipient}"),
-        ));
-    }
+    params.extend(criteria);
     let query = search::parse_query(search::Registry::r4(), "Task", &params, true)?;
     Ok(state
         .store

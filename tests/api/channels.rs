@@ -251,6 +251,11 @@ async fn a_municipality_pulls_its_residents_routine_immunizations_in_one_file() 
         filed.iter().all(|t| t["status"] == "requested"),
         "waiting to be pulled"
     );
+    // Each is tagged with its file, so the Tasks not yet in a file are one search.
+    let r = app
+        .get("Task?code=https://musubi.example.org/fhir/CodeSystem/routing-channel|municipal-file&_tag:not=https://musubi.example.org/fhir/CodeSystem/routing-parcel-id|")
+        .await;
+    assert_eq!(r.json()["total"], 0, "{}", r.text);
     // More rounds build nothing new.
     round(&app).await;
     round(&app).await;

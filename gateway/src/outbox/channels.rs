@@ -25,6 +25,8 @@ use super::*;
 const PARCEL_TYPE: &str = "Binary";
 /// `Binary.meta.tag`: what the parcel holds (`records`, `deletions`, `digest`).
 pub const PARCEL_KIND_SYSTEM: &str = "https://musubi.example.org/fhir/CodeSystem/routing-parcel";
+/// `Task.meta.tag`: the parcel that carries the delivery, so Tasks not yet in one are one search.
+pub const PARCEL_TAG_SYSTEM: &str = "https://musubi.example.org/fhir/CodeSystem/routing-parcel-id";
 /// `Binary.meta.tag`: the ISO week (`2026-W48`) a weekly digest covers.
 pub const WEEK_SYSTEM: &str = "https://musubi.example.org/fhir/CodeSystem/iso-week";
 /// `Bundle.identifier` of a weekly digest.
@@ -250,22 +252,48 @@ pub(super) async fn poll(state: &AppState, http: &reqwest::Client) -> Result<usi
     let now = OffsetDateTime::now_utc();
     let mut handled = 0;
     for channel in COLLECTED {
-        let queue = load(state, channel, now).await?;
-        let (filed, waiting): (Vec<_>, Vec<_>) =
-            queue.into_iter().partition(|q| q.parcel.is_some());
-        let waiting = waiting
+        let waiting = load(state, channel, now, unfiled())
+            .await?
             .into_iter()
+            .filter(|q| q.parcel.is_none())
             .filter(|q| {
                 channel != Channel::WeeklyDigest || q.week().is_none_or(|w| w.has_ended(now))
             })
             .collect();
-        let (built, counted) = build(state, channel, waiting).await;
-        handled += counted;
-        let mut due: Vec<Queued> = filed.into_iter().chain(built).collect();
-        due.retain(|q| q.delivery.is_due(now));
-        handled += send(state, http, due).await;
+        handled += build(state, channel, waiting).await;
+        // Per recipient with an endpoint, so parcels waiting to be pulled by others never
+        // crowd a scan.
+        for recipient in pushed_to(state, channel) {
+            let mut due = load(state, channel, now, vec![recipient_tag(&recipient)]).await?;
+            due.retain(|q| q.parcel.is_some() && q.delivery.is_due(now));
+            handled += send(state, http, due).await;
+        }
     }
     Ok(handled)
+}
+
+/// Search criteria for Tasks not yet in a parcel.
+fn unfiled() -> Vec<(String, String)> {
+    vec![("_tag:not".to_owned(), format!("{PARCEL_TAG_SYSTEM}|"))]
+}
+
+fn recipient_tag(recipient: &str) -> (String, String) {
+    (
+        "_tag".to_owned(),
+        format!("{RECIPIENT_TAG_SYSTEM}|{recipient}"),
+    )
+}
+
+/// The registered municipality clients whose parcels of this channel are pushed.
+fn pushed_to(state: &AppState, channel: Channel) -> Vec<String> {
+    state
+        .config
+        .clients
+        .iter()
+        .filter(|c| c.kind == auth::ClientKind::Municipality)
+        .filter(|c| parcel_endpoint(state, channel, &c.id).is_some())
+        .map(|c| c.id.clone())
+        .collect()
 }
 
 /// The channel's open Tasks. Unreadable ones are dead-lettered; attempts that never reported
@@ -274,10 +302,11 @@ async fn load(
     state: &AppState,
     channel: Channel,
     now: OffsetDateTime,
+    criteria: Vec<(String, String)>,
 ) -> Result<Vec<Queued>, ApiError> {
     let mut queue = Vec::new();
     let mut jitter: HashMap<Option<String>, u64> = HashMap::new();
-    for version in scan(state, channel, "requested,in-progress,on-hold", None)? {
+    for version in scan_where(state, channel, "requested,in-progress,on-hold", criteria)? {
         let task = body_of(&version)?;
         let (delivery, info) = match (state_of(&task), Info::of(&task)) {
             (Ok(delivery), Ok(info)) => (delivery, info),
@@ -323,9 +352,9 @@ enum Checked {
 }
 
 /// Re-checks consent for each due Task not yet in a parcel, settles refusals and failures, and
-/// stores the parcels of the rest: per recipient (and, for digests, per week). The Tasks now in
-/// a parcel, and how many Tasks were settled otherwise.
-async fn build(state: &AppState, channel: Channel, waiting: Vec<Queued>) -> (Vec<Queued>, usize) {
+/// stores the parcels of the rest: per recipient (and, for digests, per week). The number of
+/// Tasks handled.
+async fn build(state: &AppState, channel: Channel, waiting: Vec<Queued>) -> usize {
     let now = OffsetDateTime::now_utc();
     let mut groups: BTreeMap<(String, Option<IsoWeek>), Vec<Checked>> = BTreeMap::new();
     let mut settled = 0;
@@ -379,7 +408,7 @@ async fn build(state: &AppState, channel: Channel, waiting: Vec<Queued>) -> (Vec
         settled += 1;
         log_failure(result, "a parcel delivery could not be recorded");
     }
-    let mut filed = Vec::new();
+    let mut filed = 0;
     for ((recipient, week), checked) in groups {
         let packed = match channel {
             Channel::WeeklyDigest => pack_digest(state, &recipient, week, checked).await,
@@ -389,14 +418,14 @@ async fn build(state: &AppState, channel: Channel, waiting: Vec<Queued>) -> (Vec
         for (parcel, members) in packed.parcels {
             let id = parcel.id.clone();
             match file_parcel(state, &parcel, members).await {
-                Ok(members) => filed.extend(members),
+                Ok(count) => filed += count,
                 Err(error) => {
                     tracing::warn!(parcel = %id, error = %reason_of(&error), "a parcel could not be stored; its deliveries wait for the next round")
                 }
             }
         }
     }
-    (filed, settled)
+    filed + settled
 }
 
 /// Weekly digests are per week; municipal files are not.
@@ -645,12 +674,12 @@ fn digest_bundle(
 }
 
 /// Stores the parcel and writes its id into every carried Task, in one commit: either the
-/// parcel exists with all its Tasks pointing at it, or nothing changed.
+/// parcel exists with all its Tasks pointing at it, or nothing changed. The number of Tasks.
 async fn file_parcel(
     state: &AppState,
     parcel: &Parcel,
     mut members: Vec<Queued>,
-) -> Result<Vec<Queued>, ApiError> {
+) -> Result<usize, ApiError> {
     let now = now_instant();
     let name = parcel_output(parcel.channel);
     let mut writes = vec![Write {
@@ -664,6 +693,13 @@ async fn file_parcel(
             outputs.push(json!({"type": param(name), "valueString": parcel.id}));
         }
         queued.task["lastModified"] = json!(now);
+        if let Some(tags) = queued
+            .task
+            .pointer_mut("/meta/tag")
+            .and_then(Value::as_array_mut)
+        {
+            tags.push(json!({"system": PARCEL_TAG_SYSTEM, "code": parcel.id}));
+        }
         writes.push(Write {
             resource_type: "Task".to_owned(),
             id: queued.info.id.clone(),
@@ -671,23 +707,14 @@ async fn file_parcel(
             action: WriteAction::Put(queued.task.clone()),
         });
     }
-    let committed = state.store.commit(writes).await?;
-    for (queued, committed) in members.iter_mut().zip(committed.iter().skip(1)) {
-        queued.version = committed.version.version;
-        queued.parcel = Some(parcel.id.clone());
-    }
-    Ok(members)
+    state.store.commit(writes).await?;
+    Ok(members.len())
 }
 
-/// Sends each parcel with due Tasks to its recipient's endpoint; a recipient without one
-/// pulls it instead. The number of Tasks attempted.
+/// Sends each parcel with due Tasks to its recipient's endpoint. The number of Tasks attempted.
 async fn send(state: &AppState, http: &reqwest::Client, due: Vec<Queued>) -> usize {
     let mut parcels: BTreeMap<String, Vec<Queued>> = BTreeMap::new();
     for queued in due {
-        // A recipient without an endpoint pulls its parcels: nothing to send.
-        if parcel_endpoint(state, queued.info.channel, &queued.info.recipient).is_none() {
-            continue;
-        }
         if let Some(parcel) = queued.parcel.clone() {
             parcels.entry(parcel).or_default().push(queued);
         }
@@ -942,9 +969,11 @@ async fn ack_parcel(
     channel: Channel,
     id: &str,
 ) -> Result<Value, ApiError> {
-    let parcel = owned_parcel(state, req, channel, id)?;
+    // Parcel ids include the recipient, so the parcel's tag finds only the caller's Tasks.
+    owned_parcel(state, req, channel, id)?;
     let mut members = Vec::new();
-    for version in scan(state, channel, "requested", Some(&parcel.recipient))? {
+    let carried = vec![("_tag".to_owned(), format!("{PARCEL_TAG_SYSTEM}|{id}"))];
+    for version in scan_where(state, channel, "requested", carried)? {
         let task = body_of(&version)?;
         if parcel_of(&task, channel).as_deref() != Some(id) {
             continue;
@@ -1003,7 +1032,7 @@ async fn build_week(state: &AppState, req: &HttpRequest) -> Result<Value, ApiErr
         .ok_or_else(|| ApiError::bad_request("week is required, as YYYY-Www (e.g. 2026-W48)"))?;
     let week = IsoWeek::parse(&week).map_err(|e| ApiError::bad_request(e).at("week"))?;
     let now = OffsetDateTime::now_utc();
-    let waiting: Vec<Queued> = load(state, Channel::WeeklyDigest, now)
+    let waiting: Vec<Queued> = load(state, Channel::WeeklyDigest, now, unfiled())
         .await?
         .into_iter()
         .filter(|q| q.parcel.is_none() && q.week() == Some(week))
