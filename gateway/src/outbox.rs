@@ -3,6 +3,7 @@
 //! commit as the record; a worker delivers due Tasks by rest-hook after re-checking consent,
 //! retrying with backoff and dead-lettering; recipients without an endpoint pull their Tasks
 //! from the mailbox (`/routing/v1/inbox`); operators list, replay and discard dead letters.
+//! Municipal files and weekly digests travel in parcels (`channels`).
 //!
 //! The Task is the outbox row and the per-record delivery status at once: `focus` is the
 //! record's version, `owner` the recipient, `code` the channel, `businessStatus` and `output`
