@@ -74,6 +74,14 @@ pub struct RoutingConfig {
     /// rest-hook deliveries are POSTed to. A recipient not listed pulls from the mailbox.
     #[serde(default)]
     pub endpoints: std::collections::BTreeMap<String, String>,
+    /// Municipality code → the URL its municipal files are POSTed to. A municipality not listed
+    /// pulls its files from `/routing/v1/files`.
+    #[serde(default)]
+    pub municipal_files: std::collections::BTreeMap<String, String>,
+    /// Municipality code → the client id of its district team (地区担当), a registered
+    /// `municipality` client; the team receives the weekly digest of records needing care.
+    #[serde(default)]
+    pub district_teams: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for RoutingConfig {
@@ -85,6 +93,8 @@ impl Default for RoutingConfig {
             request_timeout_secs: default_routing_timeout_secs(),
             retry: None,
             endpoints: std::collections::BTreeMap::new(),
+            municipal_files: std::collections::BTreeMap::new(),
+            district_teams: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -875,6 +885,28 @@ impl Config {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(format!(
                     "routing.endpoints.{recipient:?} must be an http:// or https:// URL, got {url:?}"
+                ));
+            }
+        }
+        for (code, url) in &routing.municipal_files {
+            identifiers::MunicipalityCode::parse(code)
+                .map_err(|e| format!("routing.municipal_files.{code:?}: {e}"))?;
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "routing.municipal_files.{code:?} must be an http:// or https:// URL, got {url:?}"
+                ));
+            }
+        }
+        for (code, team) in &routing.district_teams {
+            identifiers::MunicipalityCode::parse(code)
+                .map_err(|e| format!("routing.district_teams.{code:?}: {e}"))?;
+            let registered = self
+                .clients
+                .iter()
+                .any(|c| &c.id == team && c.kind == auth::ClientKind::Municipality);
+            if !registered {
+                return Err(format!(
+                    "routing.district_teams.{code:?} names {team:?}, which is not a registered municipality client"
                 ));
             }
         }

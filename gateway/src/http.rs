@@ -994,15 +994,11 @@ async fn municipal_export(state: State, req: HttpRequest) -> HttpResponse {
     match result {
         Ok((params, export)) => {
             let encoding = params.encoding.unwrap_or(params.layout.encoding());
-            let charset = match encoding {
-                municipal::Encoding::Cp932 => "Shift_JIS",
-                _ => "utf-8",
-            };
             for reason in &export.skipped {
                 tracing::info!(reason = %reason, "municipal export: record left out");
             }
             HttpResponse::Ok()
-                .content_type(format!("text/csv; charset={charset}"))
+                .content_type(crate::municipal::csv_content_type(encoding))
                 .insert_header((
                     header::CONTENT_DISPOSITION,
                     format!(

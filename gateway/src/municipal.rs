@@ -439,18 +439,28 @@ pub fn export(
             )),
         }
     }
-    rows.sort();
     let count = rows.len();
-    let file = municipal::export_file(
-        layout,
-        encoding.unwrap_or(layout.encoding()),
-        rows.into_iter().map(|(_, row)| row),
-    );
+    let file = render(layout, encoding.unwrap_or(layout.encoding()), rows);
     Ok(Export {
         file,
         rows: count,
         skipped,
     })
+}
+
+/// A file of `layout` from `export_row` rows (sort key, row), in the canonical order.
+pub fn render(layout: &Layout, encoding: Encoding, mut rows: Vec<(String, String)>) -> Vec<u8> {
+    rows.sort();
+    municipal::export_file(layout, encoding, rows.into_iter().map(|(_, row)| row))
+}
+
+/// The `Content-Type` of a CSV file in `encoding`.
+pub fn csv_content_type(encoding: Encoding) -> String {
+    let charset = match encoding {
+        Encoding::Cp932 => "Shift_JIS",
+        Encoding::Utf8 | Encoding::Utf8Bom => "utf-8",
+    };
+    format!("text/csv; charset={charset}")
 }
 
 /// The JSON form of an export (PMH style).

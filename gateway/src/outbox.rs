@@ -3,6 +3,7 @@
 //! commit as the record; a worker delivers due Tasks by rest-hook after re-checking consent,
 //! retrying with backoff and dead-lettering; recipients without an endpoint pull their Tasks
 //! from the mailbox (`/routing/v1/inbox`); operators list, replay and discard dead letters.
+//! Municipal files and weekly digests travel in parcels (`channels`).
 //!
 //! The Task is the outbox row and the per-record delivery status at once: `focus` is the
 //! record's version, `owner` the recipient, `code` the channel, `businessStatus` and `output`
@@ -31,6 +32,8 @@ use crate::error::{ApiError, ErrorKind};
 use crate::http::{caller_access, error_response};
 use crate::rest::Ctx;
 use crate::state::AppState;
+
+mod channels;
 
 /// The channel of a delivery Task (`Task.code`), with the `routing` channel codes.
 pub const CHANNEL_SYSTEM: &str = "https://musubi.example.org/fhir/CodeSystem/routing-channel";
@@ -310,9 +313,11 @@ impl Directory for StoreDirectory<'_> {
         })
     }
 
-    /// The first registered municipality client with this local-government code.
+    /// The first registered municipality client with this local-government code that is not
+    /// one of the district teams (`routing.district_teams`).
     fn municipality(&self, code: &MunicipalityCode) -> Option<Recipient> {
         let code = code.to_string();
+        let routing = &self.state.config.routing;
         self.state
             .config
             .clients
@@ -320,13 +325,21 @@ impl Directory for StoreDirectory<'_> {
             .find(|c| {
                 c.kind == auth::ClientKind::Municipality
                     && c.municipality_code.as_deref() == Some(&code)
+                    && !routing.district_teams.values().any(|team| team == &c.id)
             })
             .map(|c| self.recipient(RecipientKind::Municipality, c.id.clone()))
     }
 
-    /// No directory of district teams (地区担当) exists yet, so such routes stay unresolved.
-    fn district_team_of(&self, _: &MunicipalityCode, _: &str) -> Option<Recipient> {
-        None
+    /// The municipality's district team (地区担当) from `routing.district_teams`. One team per
+    /// municipality: Musubi does not know which area of the town a team covers.
+    fn district_team_of(&self, code: &MunicipalityCode, _: &str) -> Option<Recipient> {
+        let team = self
+            .state
+            .config
+            .routing
+            .district_teams
+            .get(code.as_str())?;
+        Some(self.recipient(RecipientKind::Municipality, team.clone()))
     }
 
     /// A clinic: the registered clinic client with one of the Organization's
@@ -587,6 +600,23 @@ fn set_state(task: &mut Value, state: &DeliveryState, now: &str) {
     if let Some(error) = &state.last_error {
         output.push(json!({"type": param("last-error"), "valueString": error}));
     }
+    // Outputs a channel or the month close adds (the file, digest or Claims that carried the
+    // record) outlive the state.
+    let kept = object
+        .get("output")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|o| {
+            let name = o.pointer("/type/coding/0/code").and_then(Value::as_str);
+            !matches!(
+                name,
+                Some("attempts" | "not-before" | "since" | "next-attempt" | "at" | "last-error")
+            )
+        })
+        .cloned()
+        .collect::<Vec<_>>();
+    output.extend(kept);
     object.insert("output".into(), Value::Array(output));
 }
 
@@ -763,26 +793,16 @@ enum Recheck {
 /// Decides the delivery again with the consents stored now: a consent withdrawn while the
 /// record waited refuses it. The record of a deletion is decided on its last content.
 fn recheck(state: &AppState, info: &Info) -> Result<Recheck, ApiError> {
-    let store = state.store.as_ref();
-    let Some(version) = store.vread(&info.focus_type, &info.focus_id, info.focus_version)? else {
-        return Ok(Recheck::Refuse(
-            format!("{} no longer exists", info.focus()),
-            None,
-        ));
-    };
-    let deleted = version.is_deleted();
-    let content = if deleted {
-        match crate::domain::last_content_before(
-            store,
-            &info.focus_type,
-            &info.focus_id,
-            info.focus_version,
-        )? {
-            Some(content) => content,
-            None => return Ok(Recheck::Send(None, None)),
+    let (content, deleted) = match focus_content(state, info)? {
+        Focus::Missing => {
+            return Ok(Recheck::Refuse(
+                format!("{} no longer exists", info.focus()),
+                None,
+            ));
         }
-    } else {
-        body_of(&version)?
+        Focus::DeletedWithoutContent => return Ok(Recheck::Send(None, None)),
+        Focus::Record(content) => (content, false),
+        Focus::Deleted(content) => (content, true),
     };
     if !state.config.consent.enforce {
         return Ok(Recheck::Send((!deleted).then_some(content), None));
@@ -844,6 +864,40 @@ fn recheck(state: &AppState, info: &Info) -> Result<Recheck, ApiError> {
             Some(decision),
         ),
     })
+}
+
+/// What a delivery's focus version holds.
+enum Focus {
+    /// The version is not stored.
+    Missing,
+    /// The record as of that version.
+    Record(Value),
+    /// A deletion, with the last content before it.
+    Deleted(Value),
+    /// A deletion of which no earlier content is stored.
+    DeletedWithoutContent,
+}
+
+/// The record a delivery is about; for a deletion, the last version before it.
+fn focus_content(state: &AppState, info: &Info) -> Result<Focus, ApiError> {
+    let store = state.store.as_ref();
+    let Some(version) = store.vread(&info.focus_type, &info.focus_id, info.focus_version)? else {
+        return Ok(Focus::Missing);
+    };
+    if !version.is_deleted() {
+        return Ok(Focus::Record(body_of(&version)?));
+    }
+    Ok(
+        match crate::domain::last_content_before(
+            store,
+            &info.focus_type,
+            &info.focus_id,
+            info.focus_version,
+        )? {
+            Some(content) => Focus::Deleted(content),
+            None => Focus::DeletedWithoutContent,
+        },
+    )
 }
 
 /// The recipient as a consent party: a registered client with its organisation codes, or an
@@ -1001,7 +1055,8 @@ pub fn spawn_worker(state: web::Data<AppState>) {
     });
 }
 
-/// One pass: every due rest-hook Task, each on its own (a failing one never stops the others).
+/// One pass: every due rest-hook Task, each on its own (a failing one never stops the others),
+/// then the collected channels (municipal files, weekly digests; `channels.rs`).
 pub async fn poll(state: &AppState, http: &reqwest::Client) -> Result<usize, ApiError> {
     let now = OffsetDateTime::now_utc();
     let mut due = Vec::new();
@@ -1024,20 +1079,8 @@ pub async fn poll(state: &AppState, http: &reqwest::Client) -> Result<usize, Api
             break;
         }
     }
-    // A Task whose state cannot be read is dead-lettered with the reason, not retried forever.
-    for (version, mut task, error) in broken {
-        tracing::warn!(%error, "an outbox Task is unreadable; it is dead-lettered");
-        let dead = DeliveryState {
-            status: DeliveryStatus::Dead {
-                reason: format!("unreadable delivery Task: {error}"),
-                at: now,
-            },
-            attempts: 0,
-            last_error: None,
-        };
-        if let Err(error) = save(state, version, &mut task, &dead, Vec::new()).await {
-            tracing::warn!(error = %reason_of(&error), "an unreadable Task could not be dead-lettered");
-        }
+    for (version, task, error) in broken {
+        dead_letter_unreadable(state, version, task, &error).await;
     }
     let count = due.len();
     let mut due = due.into_iter();
@@ -1058,7 +1101,23 @@ pub async fn poll(state: &AppState, http: &reqwest::Client) -> Result<usize, Api
             }
         }
     }
-    Ok(count)
+    Ok(count + channels::poll(state, http).await?)
+}
+
+/// A Task whose state cannot be read is dead-lettered with the reason, not retried forever.
+async fn dead_letter_unreadable(state: &AppState, version: u64, mut task: Value, error: &str) {
+    tracing::warn!(%error, "an outbox Task is unreadable; it is dead-lettered");
+    let dead = DeliveryState {
+        status: DeliveryStatus::Dead {
+            reason: format!("unreadable delivery Task: {error}"),
+            at: OffsetDateTime::now_utc(),
+        },
+        attempts: 0,
+        last_error: None,
+    };
+    if let Err(error) = save(state, version, &mut task, &dead, Vec::new()).await {
+        tracing::warn!(error = %reason_of(&error), "an unreadable Task could not be dead-lettered");
+    }
 }
 
 /// Outbox Tasks of a channel in the given Task statuses, optionally of one recipient (at most
@@ -1069,6 +1128,22 @@ fn scan(
     statuses: &str,
     recipient: Option<&str>,
 ) -> Result<Vec<StoredVersion>, ApiError> {
+    let tag = recipient.map(|recipient| {
+        (
+            "_tag".to_owned(),
+            format!("{RECIPIENT_TAG_SYSTEM}|{recipient}"),
+        )
+    });
+    scan_where(state, channel, statuses, tag.into_iter().collect())
+}
+
+/// [`scan`] with further search criteria.
+fn scan_where(
+    state: &AppState,
+    channel: Channel,
+    statuses: &str,
+    criteria: Vec<(String, String)>,
+) -> Result<Vec<StoredVersion>, ApiError> {
     let mut params = vec![
         (
             "code".to_owned(),
@@ -1076,12 +1151,7 @@ fn scan(
         ),
         ("status".to_owned(), statuses.to_owned()),
     ];
-    if let Some(recipient) = recipient {
-        params.push((
-            "_tag".to_owned(),
-            format!("{RECIPIENT_TAG_SYSTEM}|{recipient}"),
-        ));
-    }
+    params.extend(criteria);
     let query = search::parse_query(search::Registry::r4(), "Task", &params, true)?;
     Ok(state
         .store
@@ -1287,6 +1357,12 @@ async fn send(
     }
     .header(DELIVERY_ID_HEADER, &info.id)
     .header("accept", "application/fhir+json");
+    outcome_of(request).await
+}
+
+/// Sends a delivery request and classifies the answer: 2xx delivered; a timeout, a refused
+/// connection, 408, 429 or 5xx transient (with `Retry-After`); any other answer permanent.
+async fn outcome_of(request: reqwest::RequestBuilder) -> Result<(), Failure> {
     let response = request.send().await.map_err(|e| Failure::Transient {
         reason: if e.is_timeout() {
             "the recipient did not answer in time".to_owned()
@@ -1428,7 +1504,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(
                 "/month-close",
                 web::post().to(crate::month_close::close_route),
-            ),
+            )
+            .configure(channels::configure),
     );
 }
 

@@ -4,6 +4,7 @@
 
 mod delivery;
 mod error;
+mod parcel;
 mod path;
 mod plan;
 mod retry;
@@ -11,6 +12,7 @@ mod rules;
 
 pub use delivery::{DeliveryEvent, DeliveryState, DeliveryStatus, transition};
 pub use error::RoutingError;
+pub use parcel::{IsoWeek, JAPAN, digest_id, file_id};
 pub use path::ElementPath;
 pub use plan::{
     Delivery, DeliveryId, Directory, Event, MUNICIPALITY_EXTENSION, OrganizationRef, Plan,

@@ -6,7 +6,6 @@ use std::fmt;
 
 use identifiers::{MUNICIPALITY_CODE_SYSTEM, MunicipalityCode};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::path::ElementPath;
 use crate::rules::{
@@ -134,8 +133,7 @@ pub struct DeliveryId(String);
 
 impl DeliveryId {
     pub fn new(rule_id: &str, event: &Event<'_>, recipient: &Recipient) -> Self {
-        let mut hasher = Sha256::new();
-        for part in [
+        Self(crate::parcel::hashed_id(&[
             "musubi-delivery-v1",
             rule_id,
             event.resource_type,
@@ -143,17 +141,7 @@ impl DeliveryId {
             event.version,
             recipient.kind.code(),
             recipient.id.as_str(),
-        ] {
-            // Length-prefixed, so no two different part lists hash the same text.
-            hasher.update((part.len() as u64).to_be_bytes());
-            hasher.update(part.as_bytes());
-        }
-        let digest = hasher.finalize();
-        let mut hex = String::with_capacity(32);
-        for byte in &digest[..16] {
-            hex.push_str(&format!("{byte:02x}"));
-        }
-        Self(hex)
+        ]))
     }
 
     pub fn as_str(&self) -> &str {

@@ -3,6 +3,7 @@
 mod access;
 mod billing;
 mod bundles;
+mod channels;
 mod consent;
 mod crud;
 mod errors;

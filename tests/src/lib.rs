@@ -46,8 +46,8 @@ pub struct TestApp {
     /// The test client's access token.
     pub token: String,
     pub data_dir: PathBuf,
-    /// The server's state, for tests that drive the outbox worker's pass themselves
-    /// (`gateway::outbox::poll`).
+    /// The running server's state, for tests that drive a worker round themselves
+    /// (`gateway::outbox::poll`) instead of waiting for it.
     pub state: actix_web::web::Data<gateway::state::AppState>,
     handle: actix_web::dev::ServerHandle,
     store: Arc<dyn store::Store>,

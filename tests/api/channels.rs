@@ -1,0 +1,812 @@
+//! The collected routing channels end to end: a routine Immunization reaches its home
+//! municipality in a municipal file (pulled, or pushed to a file endpoint that fails and then
+//! recovers) exactly once and parses back to the same record; records needing care reach the
+//! district team in one weekly digest per week, with consent re-checked per record.
+//! Each test drives the worker's rounds itself (`gateway::outbox::poll`).
+
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use gateway::config::{Config, RetryOverride};
+use musubi_tests::{TEST_CLIENT_SECRET, TestApp, client_credentials_token, system_client};
+use serde_json::{Value, json};
+
+/// 中央区: the residents' home.
+const CHUO: &str = "131024";
+/// 港区: another municipality.
+const MINATO: &str = "131032";
+const MUNICIPALITY_EXTENSION: &str =
+    "https://musubi.example.org/fhir/StructureDefinition/municipality-code";
+const CLIENT_ID_SYSTEM: &str = "https://musubi.example.org/fhir/IdSystem/client-id";
+
+fn municipality(id: &str, code: &str) -> auth::Client {
+    let mut client = system_client(id, auth::ClientKind::Municipality, &["system/*.rs"]);
+    client.municipality_code = Some(code.to_owned());
+    client
+}
+
+/// Two municipalities, each with its district team; the worker's own timer is effectively off
+/// (the test runs the rounds) and failed attempts are due again at once.
+async fn spawn(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    TestApp::spawn_with(|config| {
+        config.clients.push(municipality("city-chuo", CHUO));
+        config.clients.push(municipality("city-minato", MINATO));
+        config.clients.push(municipality("team-chuo", CHUO));
+        config.clients.push(municipality("team-minato", MINATO));
+        config
+            .routing
+            .district_teams
+            .insert(CHUO.into(), "team-chuo".into());
+        config
+            .routing
+            .district_teams
+            .insert(MINATO.into(), "team-minato".into());
+        config.routing.poll_interval_ms = 3_600_000;
+        config.routing.retry = Some(RetryOverride {
+            base_delay_ms: 0,
+            max_delay_ms: 0,
+            max_attempts: 5,
+        });
+        adjust(config);
+    })
+    .await
+}
+
+/// One worker round.
+async fn round(app: &TestApp) -> usize {
+    gateway::outbox::poll(&app.state, &reqwest::Client::new())
+        .await
+        .expect("the worker round runs")
+}
+
+async fn put(app: &TestApp, resource: Value) -> Value {
+    let path = format!(
+        "{}/{}",
+        resource["resourceType"].as_str().unwrap(),
+        resource["id"].as_str().unwrap()
+    );
+    let r = app.put(&path, &resource).await;
+    assert!(r.status == 200 || r.status == 201, "PUT {path}: {}", r.text);
+    r.json()
+}
+
+/// A resident of `code`, with the municipality's resident number (宛名番号) the file needs.
+async fn resident(app: &TestApp, id: &str, code: &str, number: &str) {
+    let system =
+        municipal::resident_identifier_system(&identifiers::MunicipalityCode::parse(code).unwrap());
+    put(
+        app,
+        json!({"resourceType": "Patient", "id": id, "birthDate": "2024-05-10", "gender": "female",
+            "identifier": [{"system": system, "value": number}],
+            "name": [{"text": "中央 花子"}],
+            "address": [{"use": "home", "text": "東京都中央区築地1-1-1",
+                "extension": [{"url": MUNICIPALITY_EXTENSION, "valueCode": code}]}]}),
+    )
+    .await;
+}
+
+fn routine_immunization(id: &str, patient: &str, vaccine: &str, date: &str) -> Value {
+    json!({"resourceType": "Immunization", "id": id, "status": "completed",
+        "vaccineCode": {"coding": [{"system": "https://musubi.example.org/fhir/CodeSystem/vaccine-type", "code": vaccine}]},
+        "patient": {"reference": format!("Patient/{patient}")}, "occurrenceDateTime": date,
+        "lotNumber": "LOT-1", "primarySource": true,
+        "fundingSource": {"coding": [{"system": "https://musubi.example.org/fhir/CodeSystem/funding-source", "code": "routine"}]}})
+}
+
+/// The outbox Tasks of a channel, by id.
+async fn tasks(app: &TestApp, channel: &str) -> Vec<Value> {
+    let r = app
+        .get(&format!(
+            "Task?code=https://musubi.example.org/fhir/CodeSystem/routing-channel|{channel}&_count=100"
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json()["entry"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e["resource"].clone())
+        .collect()
+}
+
+async fn task(app: &TestApp, id: &str) -> Value {
+    let r = app.get(&format!("Task/{id}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json()
+}
+
+fn output<'t>(task: &'t Value, name: &str) -> Option<&'t Value> {
+    task["output"]
+        .as_array()?
+        .iter()
+        .find(|o| o["type"]["text"] == name)
+}
+
+fn output_str<'t>(task: &'t Value, name: &str) -> Option<&'t str> {
+    output(task, name).and_then(|o| o["valueString"].as_str())
+}
+
+async fn audit_outcomes(app: &TestApp, task_id: &str) -> Vec<(String, String)> {
+    let r = app.get(&format!("AuditEvent?entity=Task/{task_id}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json()["entry"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| &e["resource"])
+        .filter(|a| a["type"]["code"] == "110106")
+        .map(|a| {
+            (
+                a["outcome"].as_str().unwrap_or_default().to_owned(),
+                a["outcomeDesc"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn token(app: &TestApp, client: &str) -> String {
+    client_credentials_token(
+        &app.anonymous(),
+        &app.root,
+        client,
+        TEST_CLIENT_SECRET,
+        None,
+    )
+    .await
+    .unwrap()
+}
+
+async fn get_as(app: &TestApp, token: &str, path: &str) -> musubi_tests::Response {
+    app.send(
+        app.anonymous()
+            .get(format!("{}/routing/v1/{path}", app.root))
+            .bearer_auth(token),
+    )
+    .await
+}
+
+async fn post_as(app: &TestApp, token: &str, path: &str) -> musubi_tests::Response {
+    app.send(
+        app.anonymous()
+            .post(format!("{}/routing/v1/{path}", app.root))
+            .bearer_auth(token),
+    )
+    .await
+}
+
+fn listed_ids(listing: &Value) -> Vec<String> {
+    listing["entry"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The records a municipal file maps back to, with the municipal crate's import.
+fn parse_file(code: &str, bytes: &[u8]) -> Vec<Value> {
+    let code = identifiers::MunicipalityCode::parse(code).unwrap();
+    let layout = municipal::Layouts::embedded()
+        .unwrap()
+        .resolve("musubi-vaccination", &code)
+        .unwrap();
+    let import = municipal::Import::new(&layout, &code, bytes, municipal::EncodingChoice::Auto)
+        .expect("the file has the layout's header");
+    import
+        .map(|row| row.expect("every row maps"))
+        .flat_map(|row| row.resources)
+        .map(|r| r.resource)
+        .filter(|r| r["resourceType"] == "Immunization")
+        .collect()
+}
+
+fn same_vaccination(parsed: &Value, sent: &Value) {
+    assert_eq!(
+        parsed["vaccineCode"]["coding"][0]["code"],
+        sent["vaccineCode"]["coding"][0]["code"]
+    );
+    assert_eq!(
+        parsed["occurrenceDateTime"].as_str().unwrap().get(..10),
+        sent["occurrenceDateTime"].as_str().unwrap().get(..10)
+    );
+    assert_eq!(parsed["lotNumber"], sent["lotNumber"]);
+}
+
+#[tokio::test]
+async fn a_municipality_pulls_its_residents_routine_immunizations_in_one_file() {
+    let app = spawn(|_| {}).await;
+    resident(&app, "p-chuo", CHUO, "000123").await;
+    let sent = routine_immunization("imm-1", "p-chuo", "hib", "2024-07-10");
+    put(&app, sent.clone()).await;
+    put(
+        &app,
+        routine_immunization("imm-2", "p-chuo", "pcv", "2024-07-10"),
+    )
+    .await;
+    let queued = tasks(&app, "municipal-file").await;
+    assert_eq!(queued.len(), 2, "{queued:#?}");
+    assert!(
+        queued
+            .iter()
+            .all(|t| t["owner"]["identifier"]["value"] == "city-chuo")
+    );
+    assert!(queued.iter().all(|t| t["status"] == "requested"));
+
+    round(&app).await;
+    let filed = tasks(&app, "municipal-file").await;
+    let file = output_str(&filed[0], "file")
+        .expect("the Task names its file")
+        .to_owned();
+    assert!(
+        filed
+            .iter()
+            .all(|t| output_str(t, "file") == Some(file.as_str())),
+        "one file: {filed:#?}"
+    );
+    assert!(
+        filed.iter().all(|t| t["status"] == "requested"),
+        "waiting to be pulled"
+    );
+    // Each is tagged with its file, so the Tasks not yet in a file are one search.
+    let r = app
+        .get("Task?code=https://musubi.example.org/fhir/CodeSystem/routing-channel|municipal-file&_tag:not=https://musubi.example.org/fhir/CodeSystem/routing-parcel-id|")
+        .await;
+    assert_eq!(r.json()["total"], 0, "{}", r.text);
+    // More rounds build nothing new.
+    round(&app).await;
+    round(&app).await;
+
+    let chuo = token(&app, "city-chuo").await;
+    let listing = get_as(&app, &chuo, "files").await;
+    assert_eq!(listing.status, 200, "{}", listing.text);
+    assert_eq!(listed_ids(&listing.json()), vec![file.clone()]);
+    let r = get_as(&app, &chuo, &format!("files/{file}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
+    let parsed = parse_file(CHUO, r.text.as_bytes());
+    assert_eq!(parsed.len(), 2, "{}", r.text);
+    let hib = parsed
+        .iter()
+        .find(|i| i["vaccineCode"]["coding"][0]["code"] == "hib")
+        .expect("the hib row");
+    same_vaccination(hib, &sent);
+
+    // Another municipality neither sees nor acknowledges it.
+    let minato = token(&app, "city-minato").await;
+    assert_eq!(
+        listed_ids(&get_as(&app, &minato, "files").await.json()),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        get_as(&app, &minato, &format!("files/{file}")).await.status,
+        404
+    );
+    assert_eq!(
+        post_as(&app, &minato, &format!("files/{file}/ack"))
+            .await
+            .status,
+        404
+    );
+
+    let r = post_as(&app, &chuo, &format!("files/{file}/ack")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    for t in tasks(&app, "municipal-file").await {
+        assert_eq!(t["status"], "completed", "{t:#}");
+        assert_eq!(output_str(&t, "file"), Some(file.as_str()));
+        let audits = audit_outcomes(&app, t["id"].as_str().unwrap()).await;
+        assert_eq!(audits.len(), 1, "{audits:?}");
+        assert_eq!(audits[0].0, "0");
+        assert!(audits[0].1.contains(&file), "{audits:?}");
+    }
+    assert_eq!(
+        post_as(&app, &chuo, &format!("files/{file}/ack"))
+            .await
+            .status,
+        409
+    );
+    assert_eq!(
+        listed_ids(&get_as(&app, &chuo, "files").await.json()),
+        Vec::<String>::new()
+    );
+    // The file stays readable after the ack.
+    assert_eq!(
+        get_as(&app, &chuo, &format!("files/{file}")).await.status,
+        200
+    );
+    // The operator sees the delivered Tasks with their state.
+    let r = app
+        .send(app.client.get(format!(
+            "{}/routing/v1/deliveries?status=completed",
+            app.root
+        )))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let delivered: Vec<Value> = r.json()["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"].clone())
+        .filter(|t| t["code"]["coding"][0]["code"] == "municipal-file")
+        .collect();
+    assert_eq!(delivered.len(), 2);
+    assert!(
+        delivered
+            .iter()
+            .all(|t| t["businessStatus"]["coding"][0]["code"] == "delivered")
+    );
+}
+
+/// What the municipality's file endpoint received, and how it answers.
+#[derive(Default)]
+struct Received {
+    /// Answer 503 to this many more requests before answering 201.
+    fail_next: usize,
+    requests: Vec<Request>,
+}
+
+/// One request an endpoint received, and the status it answered.
+struct Request {
+    path: String,
+    file_id: String,
+    file_kind: String,
+    delivery_id: String,
+    status: u16,
+    body: Vec<u8>,
+}
+
+type Endpoint = Arc<Mutex<Received>>;
+
+async fn receive(data: web::Data<Endpoint>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let mut received = data.lock().unwrap();
+    let status = if received.fail_next > 0 {
+        received.fail_next -= 1;
+        503
+    } else {
+        201
+    };
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let request = Request {
+        path: req.path().to_owned(),
+        file_id: header("x-musubi-file-id"),
+        file_kind: header("x-musubi-file-kind"),
+        delivery_id: header("x-musubi-delivery-id"),
+        status,
+        body: body.to_vec(),
+    };
+    received.requests.push(request);
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
+}
+
+/// An endpoint on 127.0.0.1:0 standing in for a municipality's file API or a team's FHIR
+/// server; its base URL.
+fn endpoint_url(endpoint: &Endpoint) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let data = web::Data::new(endpoint.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .default_service(web::to(receive))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    format!("http://{addr}/base")
+}
+
+#[tokio::test]
+async fn a_file_endpoint_that_fails_then_recovers_receives_each_file_once() {
+    let endpoint = Endpoint::default();
+    endpoint.lock().unwrap().fail_next = 1;
+    let url = format!("{}/registers/131024/files", endpoint_url(&endpoint));
+    let app = spawn(|config| {
+        config.routing.municipal_files.insert(CHUO.into(), url);
+    })
+    .await;
+    resident(&app, "p-chuo", CHUO, "000123").await;
+    let sent = routine_immunization("imm-1", "p-chuo", "hib", "2024-07-10");
+    put(&app, sent.clone()).await;
+    let id = tasks(&app, "municipal-file").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    round(&app).await;
+    let waiting = task(&app, &id).await;
+    assert_eq!(
+        waiting["status"], "on-hold",
+        "the first attempt met a 503: {waiting:#}"
+    );
+    assert_eq!(
+        output_str(&waiting, "last-error"),
+        Some("the recipient answered HTTP 503")
+    );
+    round(&app).await;
+    let done = task(&app, &id).await;
+    assert_eq!(done["status"], "completed", "{done:#}");
+    assert_eq!(output(&done, "attempts").unwrap()["valueUnsignedInt"], 2);
+    round(&app).await;
+    round(&app).await;
+    let file = output_str(&done, "file").unwrap().to_owned();
+    {
+        let received = endpoint.lock().unwrap();
+        let statuses: Vec<u16> = received.requests.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, vec![503, 201], "exactly once after the outage");
+        assert!(received.requests.iter().all(|r| r.file_id == file
+            && r.file_kind == "records"
+            && r.path == "/base/registers/131024/files"));
+        let parsed = parse_file(CHUO, &received.requests[1].body);
+        assert_eq!(parsed.len(), 1);
+        same_vaccination(&parsed[0], &sent);
+    }
+    assert_eq!(audit_outcomes(&app, &id).await.len(), 1);
+
+    // A deletion reaches the municipality as a file of the rows to remove.
+    let r = app.delete("Immunization/imm-1").await;
+    assert!(r.status == 200 || r.status == 204, "{}", r.text);
+    round(&app).await;
+    let received = endpoint.lock().unwrap();
+    assert_eq!(received.requests.len(), 3, "one more file");
+    let deletions = &received.requests[2];
+    assert_eq!(
+        (deletions.file_kind.as_str(), deletions.status),
+        ("deletions", 201)
+    );
+    assert_ne!(deletions.file_id, file);
+    let parsed = parse_file(CHUO, &deletions.body);
+    assert_eq!(parsed.len(), 1);
+    same_vaccination(&parsed[0], &sent);
+}
+
+#[tokio::test]
+async fn a_resident_the_layout_cannot_hold_is_dead_lettered_without_blocking_the_file() {
+    let app = spawn(|_| {}).await;
+    resident(&app, "p-chuo", CHUO, "000123").await;
+    // No resident number: the layout's required 宛名番号 column cannot be filled.
+    put(
+        &app,
+        json!({"resourceType": "Patient", "id": "p-unknown", "birthDate": "2024-05-10", "gender": "male",
+            "name": [{"text": "番号 なし"}],
+            "address": [{"use": "home", "text": "東京都中央区",
+                "extension": [{"url": MUNICIPALITY_EXTENSION, "valueCode": CHUO}]}]}),
+    )
+    .await;
+    put(
+        &app,
+        routine_immunization("imm-ok", "p-chuo", "hib", "2024-07-10"),
+    )
+    .await;
+    put(
+        &app,
+        routine_immunization("imm-bad", "p-unknown", "hib", "2024-07-10"),
+    )
+    .await;
+    round(&app).await;
+    let all = tasks(&app, "municipal-file").await;
+    let by_focus = |record: &str| {
+        all.iter()
+            .find(|t| {
+                t["focus"]["reference"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(record)
+            })
+            .unwrap()
+            .clone()
+    };
+    let bad = by_focus("Immunization/imm-bad/");
+    assert_eq!(bad["status"], "failed", "{bad:#}");
+    assert!(
+        bad["statusReason"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("宛名番号"),
+        "{bad:#}"
+    );
+    let ok = by_focus("Immunization/imm-ok/");
+    assert!(output_str(&ok, "file").is_some(), "{ok:#}");
+    let r = app
+        .send(
+            app.client
+                .get(format!("{}/routing/v1/deliveries?status=failed", app.root)),
+        )
+        .await;
+    assert!(r.text.contains("宛名番号"), "{}", r.text);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weekly digests.
+
+fn needs_care(id: &str, patient: &str) -> Value {
+    json!({"resourceType": "Observation", "id": id, "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "exam"}]}],
+        "code": {"text": "乳幼児健診 判定"},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "effectiveDateTime": "2026-11-20",
+        "valueCodeableConcept": {"coding": [{"system": "https://musubi.example.org/fhir/CodeSystem/checkup-judgement", "code": "refer"}]}})
+}
+
+/// The guardian's consent to share check-ups with the district team for care coordination.
+fn team_consent(patient: &str, team: &str) -> Value {
+    json!({
+        "resourceType": "Consent", "id": format!("consent-{patient}"), "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": format!("Patient/{patient}")},
+        "dateTime": "2026-04-01T09:00:00+09:00",
+        "performer": [{"reference": format!("RelatedPerson/rp-{patient}")}],
+        "provision": {"type": "permit",
+            "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
+                       "reference": {"identifier": {"system": CLIENT_ID_SYSTEM, "value": team}}}],
+            "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "COC"}],
+            "class": [{"system": "https://musubi.example.org/fhir/CodeSystem/data-class", "code": "checkups"}]}
+    })
+}
+
+/// A resident with a guardian, and the guardian's consent for `team` if any.
+async fn family(app: &TestApp, patient: &str, code: &str, team: Option<&str>) {
+    resident(app, patient, code, &format!("n-{patient}")).await;
+    put(
+        app,
+        json!({"resourceType": "RelatedPerson", "id": format!("rp-{patient}"), "active": true,
+               "patient": {"reference": format!("Patient/{patient}")}}),
+    )
+    .await;
+    if let Some(team) = team {
+        put(app, team_consent(patient, team)).await;
+    }
+}
+
+/// Moves a Task's queueing time back a week, as if the record had been routed last week.
+async fn queued_last_week(app: &TestApp, mut task: Value) {
+    task["authoredOn"] = json!("2026-11-18T10:00:00.000Z");
+    let id = task["id"].as_str().unwrap().to_owned();
+    let r = app.put(&format!("Task/{id}"), &task).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[tokio::test]
+async fn a_district_team_gets_one_digest_a_week_of_the_records_it_may_see() {
+    let app = spawn(|_| {}).await;
+    family(&app, "p-a", CHUO, Some("team-chuo")).await;
+    family(&app, "p-b", CHUO, None).await;
+    family(&app, "p-c", CHUO, Some("team-chuo")).await;
+    put(&app, needs_care("obs-a1", "p-a")).await;
+    put(&app, needs_care("obs-a2", "p-a")).await;
+    put(&app, needs_care("obs-b1", "p-b")).await;
+    put(&app, needs_care("obs-c1", "p-c")).await;
+    // p-c's guardian withdraws the consent while the record waits for the digest.
+    let mut withdrawn = team_consent("p-c", "team-chuo");
+    withdrawn["status"] = json!("inactive");
+    put(&app, withdrawn).await;
+    let queued = tasks(&app, "weekly-digest").await;
+    assert_eq!(queued.len(), 4, "{queued:#?}");
+    assert!(
+        queued
+            .iter()
+            .all(|t| t["owner"]["identifier"]["value"] == "team-chuo")
+    );
+
+    // This week has not ended: the worker waits.
+    round(&app).await;
+    assert!(
+        tasks(&app, "weekly-digest")
+            .await
+            .iter()
+            .all(|t| output(t, "digest").is_none())
+    );
+
+    // Queued in week 2026-W47, which has ended: the worker makes the digest.
+    for t in queued {
+        queued_last_week(&app, t).await;
+    }
+    round(&app).await;
+    let after = tasks(&app, "weekly-digest").await;
+    let of = |record: &str| {
+        after
+            .iter()
+            .find(|t| {
+                t["focus"]["reference"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(record)
+            })
+            .unwrap()
+            .clone()
+    };
+    for record in ["Observation/obs-b1/", "Observation/obs-c1/"] {
+        let refused = of(record);
+        assert_eq!(
+            refused["status"], "rejected",
+            "no consent for the team: {refused:#}"
+        );
+        assert!(
+            refused["statusReason"]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("consent re-check at delivery"),
+            "{refused:#}"
+        );
+        let audits = audit_outcomes(&app, refused["id"].as_str().unwrap()).await;
+        assert_eq!(audits.len(), 1, "{audits:?}");
+        assert_eq!(audits[0].0, "4");
+        assert!(output(&refused, "digest").is_none());
+    }
+    let digest = output_str(&of("Observation/obs-a1/"), "digest")
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        output_str(&of("Observation/obs-a2/"), "digest"),
+        Some(digest.as_str())
+    );
+
+    let team = token(&app, "team-chuo").await;
+    let listing = get_as(&app, &team, "digests").await;
+    assert_eq!(listing.status, 200, "{}", listing.text);
+    assert_eq!(listed_ids(&listing.json()), vec![digest.clone()]);
+    let r = get_as(&app, &team, &format!("digests/{digest}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("content-type"), Some("application/fhir+json"));
+    let bundle = r.json();
+    assert_eq!(bundle["type"], "collection");
+    assert_eq!(bundle["identifier"]["value"], digest.as_str());
+    let list = &bundle["entry"][0]["resource"];
+    assert_eq!(list["resourceType"], "List");
+    assert!(
+        list["title"].as_str().unwrap().contains("2026-W47"),
+        "{list:#}"
+    );
+    let mut records: Vec<&str> = bundle["entry"].as_array().unwrap()[1..]
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().unwrap())
+        .collect();
+    records.sort_unstable();
+    assert_eq!(records, vec!["obs-a1", "obs-a2"]);
+
+    // Building the week again (operator) changes nothing; the other team has no digest.
+    let r = app
+        .send(
+            app.client
+                .post(format!("{}/routing/v1/digests?week=2026-W47", app.root)),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(listed_ids(&r.json()), vec![digest.clone()]);
+    round(&app).await;
+    assert_eq!(
+        listed_ids(&get_as(&app, &team, "digests").await.json()),
+        vec![digest.clone()]
+    );
+    let other = token(&app, "team-minato").await;
+    assert_eq!(
+        listed_ids(&get_as(&app, &other, "digests").await.json()),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        get_as(&app, &other, &format!("digests/{digest}"))
+            .await
+            .status,
+        404
+    );
+    // The city itself is not the district team: the digest is not its to read.
+    let city = token(&app, "city-chuo").await;
+    assert_eq!(
+        get_as(&app, &city, &format!("digests/{digest}"))
+            .await
+            .status,
+        404
+    );
+    // Only an operator builds digests, and only for a real week.
+    assert_eq!(
+        post_as(&app, &team, "digests?week=2026-W47").await.status,
+        403
+    );
+    let r = app
+        .send(
+            app.client
+                .post(format!("{}/routing/v1/digests?week=2026-W54", app.root)),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+
+    let r = post_as(&app, &team, &format!("digests/{digest}/ack")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        task(&app, of("Observation/obs-a1/")["id"].as_str().unwrap()).await["status"],
+        "completed"
+    );
+    assert_eq!(
+        post_as(&app, &team, &format!("digests/{digest}/ack"))
+            .await
+            .status,
+        409
+    );
+
+    // A record of this week waits for the week's end, unless the operator builds it now.
+    put(&app, needs_care("obs-a3", "p-a")).await;
+    round(&app).await;
+    let fresh = tasks(&app, "weekly-digest")
+        .await
+        .into_iter()
+        .find(|t| {
+            t["focus"]["reference"]
+                .as_str()
+                .unwrap()
+                .starts_with("Observation/obs-a3/")
+        })
+        .unwrap();
+    assert!(output(&fresh, "digest").is_none(), "{fresh:#}");
+    let authored = time::OffsetDateTime::parse(
+        fresh["authoredOn"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let week = routing::IsoWeek::of(authored);
+    let r = app
+        .send(
+            app.client
+                .post(format!("{}/routing/v1/digests?week={week}", app.root)),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let built = listed_ids(&r.json());
+    assert_eq!(built.len(), 1);
+    assert_ne!(built[0], digest);
+    let fresh = task(&app, fresh["id"].as_str().unwrap()).await;
+    assert_eq!(output_str(&fresh, "digest"), Some(built[0].as_str()));
+}
+
+#[tokio::test]
+async fn a_team_with_an_endpoint_receives_its_digest_by_rest_hook_once() {
+    let endpoint = Endpoint::default();
+    endpoint.lock().unwrap().fail_next = 1;
+    let url = format!("{}/fhir", endpoint_url(&endpoint));
+    let app = spawn(|config| {
+        config.routing.endpoints.insert("team-minato".into(), url);
+    })
+    .await;
+    family(&app, "p-m", MINATO, Some("team-minato")).await;
+    put(&app, needs_care("obs-m1", "p-m")).await;
+    let queued = tasks(&app, "weekly-digest").await;
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0]["owner"]["identifier"]["value"], "team-minato");
+    let id = queued[0]["id"].as_str().unwrap().to_owned();
+    queued_last_week(&app, queued[0].clone()).await;
+
+    round(&app).await;
+    assert_eq!(task(&app, &id).await["status"], "on-hold");
+    round(&app).await;
+    let done = task(&app, &id).await;
+    assert_eq!(done["status"], "completed", "{done:#}");
+    let digest = output_str(&done, "digest").unwrap().to_owned();
+    round(&app).await;
+    {
+        let received = endpoint.lock().unwrap();
+        let statuses: Vec<u16> = received.requests.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, vec![503, 201]);
+        let last = &received.requests[1];
+        assert_eq!(last.path, "/base/fhir/Bundle");
+        assert_eq!(last.delivery_id, digest);
+        let bundle: Value = serde_json::from_slice(&last.body).unwrap();
+        assert_eq!(bundle["type"], "collection");
+        assert_eq!(bundle["entry"][1]["resource"]["id"], "obs-m1");
+    }
+    // Pushed, so there is nothing to pull.
+    let team = token(&app, "team-minato").await;
+    assert_eq!(
+        listed_ids(&get_as(&app, &team, "digests").await.json()),
+        Vec::<String>::new()
+    );
+}
