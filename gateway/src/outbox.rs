@@ -806,7 +806,13 @@ fn recheck(state: &AppState, info: &Info) -> Result<Recheck, ApiError> {
                 &purpose,
                 &content,
             ) {
-                Some(decision) => Recheck::Send((!deleted).then_some(content), Some(decision)),
+                Some(decision) if decision.outcome == Outcome::Permit => {
+                    Recheck::Send((!deleted).then_some(content), Some(decision))
+                }
+                Some(decision) => Recheck::Refuse(
+                    format!("consent re-check at delivery: {}", decision.explanation),
+                    Some(decision),
+                ),
                 None => Recheck::Refuse(
                     "the record names no patient and no legal basis covers it".into(),
                     None,
@@ -863,16 +869,7 @@ fn party_of(state: &AppState, info: &Info) -> Party {
             organization: Some(info.recipient.clone()),
         };
     }
-    let mut party = Party::client(kind, &info.recipient);
-    if let Some(client) = state.config.clients.iter().find(|c| c.id == info.recipient) {
-        if let Some(code) = &client.medical_institution_code {
-            party = party.with_identifier(consent::Identifier::medical_institution(code));
-        }
-        if let Some(code) = &client.municipality_code {
-            party = party.with_identifier(consent::Identifier::municipality(code));
-        }
-    }
-    party
+    crate::disclosure::client_party(state, kind, &info.recipient)
 }
 
 /// A provider-recorded Immunization comes from a clinic (as `disclosure` reads it).
