@@ -730,8 +730,39 @@ async fn a_month_closes_into_the_golden_claims_once_and_corrections_become_new_v
         "municipality:131016",
     );
     assert_eq!(stored(&app, &claim).1, 2);
-    // Two new delivery Tasks: one per new Claim version.
+    // Two new delivery Tasks: one per new Claim version. The older versions' deliveries, still
+    // waiting for their recipients (mailboxes), are superseded in the same commit.
     assert_eq!(total_of(&app, "Task").await, tasks_after_correction + 2);
+    let mut superseded: Vec<&str> = references(&third, "superseded");
+    superseded.sort_unstable();
+    let mut replaced: Vec<String> = named(&first, "batch")
+        .into_iter()
+        .filter(|b| {
+            named(&third, "batch").iter().any(|t| {
+                part(t, "claim") == part(b, "claim") && part(t, "change")["valueCode"] == "updated"
+            })
+        })
+        .map(|b| {
+            part(b, "delivery")["valueReference"]["reference"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    replaced.sort_unstable();
+    assert_eq!(superseded, replaced);
+    for task in &replaced {
+        let task = app.get(task).await.json();
+        assert_eq!(task["status"], "cancelled", "{task:#}");
+        assert_eq!(task["businessStatus"]["coding"][0]["code"], "superseded");
+        assert!(
+            task["statusReason"]["text"]
+                .as_str()
+                .unwrap()
+                .ends_with("/_history/2"),
+            "{task:#}"
+        );
+    }
     assert_eq!(claim_count(&app), claims_before);
 
     // 医師会 and municipalities read the Claims that name them under the claims legal basis…
@@ -782,8 +813,8 @@ async fn a_month_closes_into_the_golden_claims_once_and_corrections_become_new_v
         .map(|e| e["resource"]["total"]["value"].as_u64().unwrap())
         .collect();
     totals.sort_unstable();
-    // ma-chuo's claim, and 千代田区's settlement claim in its first and corrected versions.
-    assert_eq!(totals, vec![18000, 18500, 27400], "{}", r.text);
+    // ma-chuo's claim, and 千代田区's settlement claim in its corrected version only.
+    assert_eq!(totals, vec![18000, 27400], "{}", r.text);
 
     // Both lines of ma-chiyoda's claim on 武蔵野市 are deleted: that Claim is withdrawn, and the
     // two records are listed as not billed.
@@ -802,6 +833,9 @@ async fn a_month_closes_into_the_golden_claims_once_and_corrections_become_new_v
         .map(|w| &w["valueReference"]["reference"])
         .collect();
     assert_eq!(withdrawn, vec![&json!(musashino)], "{fourth:#}");
+    // 武蔵野市 had not fetched it: its delivery is superseded, and no cancellation is sent.
+    assert_eq!(references(&fourth, "superseded").len(), 1, "{fourth:#}");
+    assert!(references(&fourth, "withdrawal-delivery").is_empty());
     assert_eq!(stored(&app, &musashino).0["status"], "cancelled");
     // 129400 − 500 (the correction) − 20800 (the withdrawn claim)
     assert_eq!(
@@ -818,17 +852,23 @@ async fn a_month_closes_into_the_golden_claims_once_and_corrections_become_new_v
     app.stop().await;
 }
 
-/// What the 千代田区 endpoint received: (path, delivery id).
-type Received = Arc<Mutex<Vec<(String, String)>>>;
+/// What the 千代田区 endpoint received: (path, delivery id, the Claim's status).
+type Received = Arc<Mutex<Vec<(String, String, String)>>>;
 
-async fn receive(data: web::Data<Received>, req: HttpRequest) -> HttpResponse {
+async fn receive(data: web::Data<Received>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let id = req
         .headers()
         .get("x-musubi-delivery-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    data.lock().unwrap().push((req.path().to_owned(), id));
+    let status = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|claim| claim["status"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    data.lock()
+        .unwrap()
+        .push((req.path().to_owned(), id, status));
     HttpResponse::Created().finish()
 }
 
@@ -908,7 +948,10 @@ async fn a_claim_is_delivered_on_its_due_day_and_not_before() {
     let http = reqwest::Client::new();
     gateway::outbox::poll(&app.state, &http).await.unwrap();
     let got = received.lock().unwrap().clone();
-    assert_eq!(got, vec![("/fhir/Claim".to_owned(), past.clone())]);
+    assert_eq!(
+        got,
+        vec![("/fhir/Claim".to_owned(), past.clone(), "active".to_owned())]
+    );
     assert_eq!(
         app.get(&format!("Task/{past}")).await.json()["status"],
         "completed"
@@ -929,5 +972,142 @@ async fn a_claim_is_delivered_on_its_due_day_and_not_before() {
     // A second pass still leaves it alone.
     assert_eq!(gateway::outbox::poll(&app.state, &http).await.unwrap(), 0);
     assert_eq!(received.lock().unwrap().len(), 1);
+    app.stop().await;
+}
+
+fn references<'v>(parameters: &'v Value, name: &str) -> Vec<&'v str> {
+    named(parameters, name)
+        .into_iter()
+        .filter_map(|p| p["valueReference"]["reference"].as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_newer_claim_version_replaces_a_waiting_delivery_and_follows_a_delivered_one() {
+    let received: Received = Arc::default();
+    let extra = tempfile::tempdir().unwrap();
+    let app = spawn(&extra, Some(endpoint(&received))).await;
+    seed_organizations(&app).await;
+    let http = reqwest::Client::new();
+    // June 2025 (due 10 July 2025, past) and this month (due next month, in the future).
+    let jst = time::UtcOffset::from_hms(9, 0, 0).unwrap();
+    let this_month = time::OffsetDateTime::now_utc()
+        .to_offset(jst)
+        .date()
+        .replace_day(1)
+        .unwrap();
+    let day = |d: time::Date| format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day());
+    let month = format!(
+        "{:04}-{:02}",
+        this_month.year(),
+        u8::from(this_month.month())
+    );
+    put(&app, patient("p-past", "2024-05-01", "131016")).await;
+    put(
+        &app,
+        immunization("imm-past", "p-past", "clinic-c1", "mr", 1, "2025-06-02"),
+    )
+    .await;
+    let born = this_month
+        .replace_year(this_month.year() - 1)
+        .unwrap()
+        .previous_day()
+        .unwrap();
+    put(&app, patient("p-now", &day(born), "131016")).await;
+    put(
+        &app,
+        immunization("imm-now", "p-now", "clinic-c1", "mr", 1, &day(this_month)),
+    )
+    .await;
+    let first = delivery_of(&close(&app, "2025-06").await);
+    let waiting = close(&app, &month).await;
+    let future = delivery_of(&waiting);
+    let future_claim = part(named(&waiting, "batch")[0], "claim")["valueReference"]["reference"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    gateway::outbox::poll(&app.state, &http).await.unwrap();
+    assert_eq!(received.lock().unwrap().len(), 1);
+
+    // A correction after the first version was delivered: it stays delivered, and the new
+    // version follows.
+    put(
+        &app,
+        immunization("imm-past", "p-past", "clinic-c1", "mr", 1, "2025-06-03"),
+    )
+    .await;
+    let corrected = close(&app, "2025-06").await;
+    assert_eq!(
+        part(named(&corrected, "batch")[0], "change")["valueCode"],
+        "updated"
+    );
+    assert!(
+        references(&corrected, "superseded").is_empty(),
+        "{corrected:#}"
+    );
+    let second = delivery_of(&corrected);
+    assert_ne!(second, first);
+    assert_eq!(
+        app.get(&format!("Task/{first}")).await.json()["status"],
+        "completed"
+    );
+    gateway::outbox::poll(&app.state, &http).await.unwrap();
+    let got: Vec<String> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, id, _)| id.clone())
+        .collect();
+    assert_eq!(got, vec![first.clone(), second.clone()]);
+
+    // Its only vaccination deleted, the delivered Claim is withdrawn: the cancellation is
+    // delivered too.
+    let r = app.delete("Immunization/imm-past").await;
+    assert!(r.status == 200 || r.status == 204, "{}", r.text);
+    let withdrawn = close(&app, "2025-06").await;
+    assert_eq!(
+        references(&withdrawn, "withdrawn").len(),
+        1,
+        "{withdrawn:#}"
+    );
+    assert!(references(&withdrawn, "superseded").is_empty());
+    let cancellation = references(&withdrawn, "withdrawal-delivery");
+    assert_eq!(cancellation.len(), 1, "{withdrawn:#}");
+    let cancellation = cancellation[0].trim_start_matches("Task/").to_owned();
+    gateway::outbox::poll(&app.state, &http).await.unwrap();
+    let last = received.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        last,
+        (
+            "/fhir/Claim".to_owned(),
+            cancellation,
+            "cancelled".to_owned()
+        )
+    );
+
+    // The Claim still waiting for its due day is withdrawn before it went: its delivery is
+    // superseded (cancelled), and nothing is sent.
+    let r = app.delete("Immunization/imm-now").await;
+    assert!(r.status == 200 || r.status == 204, "{}", r.text);
+    let before = received.lock().unwrap().len();
+    let withdrawn = close(&app, &month).await;
+    assert_eq!(
+        references(&withdrawn, "withdrawn"),
+        vec![future_claim.as_str()]
+    );
+    assert_eq!(
+        references(&withdrawn, "superseded"),
+        vec![format!("Task/{future}").as_str()]
+    );
+    assert!(references(&withdrawn, "withdrawal-delivery").is_empty());
+    let task = app.get(&format!("Task/{future}")).await.json();
+    assert_eq!(task["status"], "cancelled");
+    assert_eq!(task["businessStatus"]["coding"][0]["code"], "superseded");
+    assert_eq!(
+        task["statusReason"]["text"],
+        format!("superseded by {future_claim}/_history/2")
+    );
+    gateway::outbox::poll(&app.state, &http).await.unwrap();
+    assert_eq!(received.lock().unwrap().len(), before);
     app.stop().await;
 }
