@@ -1111,3 +1111,81 @@ async fn a_newer_claim_version_replaces_a_waiting_delivery_and_follows_a_deliver
     assert_eq!(received.lock().unwrap().len(), before);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_demo_operator_closes_a_month_and_reads_no_records() {
+    let extra = tempfile::tempdir().unwrap();
+    let app = spawn(&extra, None).await;
+    seed_organizations(&app).await;
+    put(&app, patient("p-op", "2024-05-01", "131016")).await;
+    put(
+        &app,
+        immunization("imm-op", "p-op", "clinic-c1", "mr", 1, "2025-06-02"),
+    )
+    .await;
+    let http = app.anonymous();
+    let token = |id: &'static str, secret: &'static str| {
+        client_credentials_token(&http, &app.root, id, secret, None)
+    };
+    let close_as = |token: String| {
+        app.send(
+            http.post(format!("{}/routing/v1/month-close?month=2025-06", app.root))
+                .bearer_auth(token)
+                .header("accept", "application/fhir+json"),
+        )
+    };
+    // The README's walkthrough: the demo operator closes the month …
+    let operator = token("demo-operator", "demo-operator-secret")
+        .await
+        .unwrap();
+    let r = close_as(operator.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(named(&r.json(), "batch").len(), 1, "{}", r.text);
+    // … which no other demo client may do.
+    for (id, secret) in [
+        ("demo-medical-association", "demo-association-secret"),
+        ("demo-municipality", "demo-municipality-secret"),
+        ("demo-clinic", "demo-clinic-secret"),
+    ] {
+        let r = close_as(token(id, secret).await.unwrap()).await;
+        assert_eq!(r.status, 403, "{id}: {}", r.text);
+    }
+    // The operator reads no record: no scope for them, and the Tasks it may handle through
+    // /routing/v1 are withheld from it on /fhir (no consent can be about a Task).
+    for path in [
+        "Immunization/imm-op",
+        "Patient/p-op",
+        "Claim?_summary=count",
+    ] {
+        let r = app
+            .send(
+                http.get(app.url(path))
+                    .bearer_auth(&operator)
+                    .header("accept", "application/fhir+json"),
+            )
+            .await;
+        assert_eq!(r.status, 403, "{path}: {}", r.text);
+    }
+    let r = app
+        .send(
+            http.get(app.url("Task?_summary=count"))
+                .bearer_auth(&operator)
+                .header("accept", "application/fhir+json"),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["total"], 0);
+    assert!(total_of(&app, "Task").await > 0);
+    let r = app
+        .send(
+            http.get(format!(
+                "{}/routing/v1/deliveries?status=requested",
+                app.root
+            ))
+            .bearer_auth(&operator),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json()["total"].as_u64().unwrap() > 0, "{}", r.text);
+    app.stop().await;
+}
