@@ -2,7 +2,8 @@
 //! routine Immunizations become `billing` claim batches, stored as R4 Claims with one delivery
 //! Task each to the billed party (held back until the scheme's due day), while the month's
 //! `monthly-batch` Tasks are completed with a reference to their Claims or left open with the
-//! reason; everything in one store commit.
+//! reason, and the deliveries of older Claim versions that have not started are superseded;
+//! everything in one store commit.
 //!
 //! [`gather`] and [`Summary::parameters`] are pure; [`close`] reads the store, runs them and
 //! `billing::close_month`, and writes.
