@@ -310,6 +310,7 @@ mod tests {
             kind: ClientKind::Municipality,
             medical_institution_code: None,
             municipality_code: Some("131016".into()),
+            organization: None,
             grant_types: vec![GrantType::ClientCredentials],
             scopes: vec!["system/*.rs".into()],
             redirect_uris: vec![],

@@ -110,6 +110,11 @@ pub struct Client {
     /// The local-government code (全国地方公共団体コード, 6 digits) it acts for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub municipality_code: Option<String>,
+    /// The Organization resource it acts for, as `Organization/{id}` on this server: how a
+    /// medical association (医師会), which has no code of its own, is recognised where a record
+    /// names it (e.g. as a claim batch's provider).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
     pub grant_types: Vec<GrantType>,
     /// The scopes it may be granted (SMART scope strings, wildcards allowed).
     pub scopes: Vec<String>,
@@ -286,6 +291,9 @@ fn validate(client: Client) -> Result<RegisteredClient, String> {
         10,
     )?;
     check_code("municipality_code", client.municipality_code.as_deref(), 6)?;
+    if let Some(organization) = &client.organization {
+        check_organization(organization)?;
+    }
     match client.kind {
         ClientKind::ClinicEmr if client.medical_institution_code.is_none() => {
             return Err("a clinic-emr client needs medical_institution_code".into());
@@ -380,6 +388,23 @@ fn validate(client: Client) -> Result<RegisteredClient, String> {
         keys,
         fingerprint,
     })
+}
+
+/// `Organization/{id}` with a FHIR id (1–64 of `A-Z a-z 0-9 - .`), as a local reference.
+fn check_organization(reference: &str) -> Result<(), String> {
+    let id = reference.strip_prefix("Organization/").unwrap_or_default();
+    let valid = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "organization {reference:?} must be Organization/{{id}} (a FHIR id: 1-64 letters, digits, '-' or '.')"
+        ))
+    }
 }
 
 /// Digit count only: the check digit is validated by the `identifiers` crate.
@@ -480,6 +505,7 @@ mod tests {
             kind: ClientKind::ClinicEmr,
             medical_institution_code: Some("1312345678".into()),
             municipality_code: None,
+            organization: None,
             grant_types: vec![GrantType::ClientCredentials],
             scopes: vec![
                 "system/Immunization.cruds".into(),
@@ -499,6 +525,7 @@ mod tests {
             kind: ClientKind::PhrApp,
             medical_institution_code: None,
             municipality_code: None,
+            organization: None,
             grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
             scopes: vec![
                 "patient/*.rs".into(),
@@ -539,9 +566,19 @@ mod tests {
             scopes = ["system/*.rs"]
             [clients.credentials.jwks]
             keys = [{{ kty = "EC", kid = "k1", crv = "P-256", x = "{x}", y = "{y}" }}]
+
+            [[clients]]
+            id = "ma"
+            kind = "medical-association"
+            organization = "Organization/ma-chiyoda"
+            grant_types = ["client_credentials"]
+            scopes = ["system/Claim.rs"]
+            [clients.credentials]
+            secret_hash = "{}"
             "#,
             secret_hash(),
             "cd".repeat(31),
+            secret_hash(),
             x = P256_X,
             y = P256_Y,
         );
@@ -556,6 +593,10 @@ mod tests {
         assert_eq!(city.keys.len(), 1);
         assert_eq!(city.scopes.to_string(), "system/*.rs");
         assert!(registry.get("clinic-a").unwrap().fingerprint.is_some());
+        assert_eq!(
+            registry.get("ma").unwrap().client.organization.as_deref(),
+            Some("Organization/ma-chiyoda")
+        );
     }
 
     /// A valid P-256 point (the generator), base64url.
@@ -595,6 +636,16 @@ mod tests {
                 })],
                 "clinic-a",
                 "needs municipality_code",
+            ),
+            (
+                vec![with(|c| c.organization = Some("ma-1".into()))],
+                "clinic-a",
+                "must be Organization/{id}",
+            ),
+            (
+                vec![with(|c| c.organization = Some("Organization/ma 1".into()))],
+                "clinic-a",
+                "must be Organization/{id}",
             ),
             (
                 vec![with(|c| c.grant_types.clear())],

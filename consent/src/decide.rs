@@ -11,7 +11,9 @@ use time::OffsetDateTime;
 
 use crate::Policy;
 use crate::model::{DataClass, Identifier, Party, PatientRef, Purpose, SharingLevel};
-use crate::policy::{BasePolicy, Classification, LegalBasis, RecipientRelation, condition_holds};
+use crate::policy::{
+    BasePolicy, Classification, LegalBasis, RecipientRelation, condition_holds, names_party,
+};
 use crate::record::{
     ActorMatch, ActorRole, ClassMatch, ConsentRecord, Provision, ProvisionType, type_and_id,
 };
@@ -89,6 +91,9 @@ pub enum ReasonCode {
     BasePolicyOptIn,
     /// A pseudonym was asked for without a research consent that permits it.
     NoResearchConsent,
+    /// A record without a patient, of a class only a legal basis discloses, and no basis
+    /// applies (e.g. a claim batch that does not name the recipient).
+    NoLegalBasis,
 }
 
 impl ReasonCode {
@@ -106,6 +111,7 @@ impl ReasonCode {
             ReasonCode::BasePolicyOptOut => "base-policy-opt-out",
             ReasonCode::BasePolicyOptIn => "base-policy-opt-in",
             ReasonCode::NoResearchConsent => "no-research-consent",
+            ReasonCode::NoLegalBasis => "no-legal-basis",
         }
     }
 }
@@ -470,8 +476,9 @@ fn by_legal_basis(
 
 /// Decides the disclosure of a record that names no single person, such as a claim batch
 /// covering many residents. No consent can be about such a record, so only a legal basis can
-/// permit it. `None` when the record is not classified or no basis applies: the caller then
-/// follows its own rule for records without a data subject.
+/// permit it. When none applies, a record of a class marked `legalBasisOnly` is denied
+/// (`no-legal-basis`); otherwise the answer is `None` (also for an unclassified record or an
+/// unknown purpose), and the caller follows its own rule for records without a data subject.
 pub fn decide_without_subject(
     policy: &Policy,
     recipient: &Party,
@@ -490,7 +497,17 @@ pub fn decide_without_subject(
         home_municipality: None,
     };
     let action = format!("{class} to {} for {purpose}", describe(recipient));
-    by_legal_basis(policy, &flow, &class, Some(resource), &action)
+    by_legal_basis(policy, &flow, &class, Some(resource), &action).or_else(|| {
+        policy.legal_basis_only(&class).then(|| {
+            let mut d = Decision::new(
+                Outcome::Deny,
+                ReasonCode::NoLegalBasis,
+                format!("{action}: only a legal basis discloses {class} and none applies"),
+            );
+            d.data_class = Some(class.clone());
+            d
+        })
+    })
 }
 
 fn legal_basis_applies(
@@ -518,11 +535,19 @@ fn legal_basis_applies(
             return false;
         }
     }
-    if !basis.resource.is_empty() {
+    if !basis.resource.is_empty() || !basis.recipient_named_in.is_empty() {
         let Some(resource) = resource else {
             return false;
         };
         if !basis.resource.iter().all(|c| condition_holds(resource, c)) {
+            return false;
+        }
+        if !basis.recipient_named_in.is_empty()
+            && !basis
+                .recipient_named_in
+                .iter()
+                .any(|path| names_party(resource, path, request.recipient))
+        {
             return false;
         }
     }

@@ -8,7 +8,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::ConsentError;
-use crate::model::{DATA_CLASS_SYSTEM, DataClass, Purpose, RecipientKind};
+use crate::model::{DATA_CLASS_SYSTEM, DataClass, Identifier, Party, Purpose, RecipientKind};
+use crate::record::type_and_id;
 
 /// What applies when no consent of the person applies to a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -93,6 +94,12 @@ pub struct LegalBasis {
     /// Conditions on the resource itself (e.g. a routine vaccination).
     #[serde(default)]
     pub resource: Vec<ElementCondition>,
+    /// Elements of the resource (dotted paths to References) of which one must name the
+    /// recipient: by `reference` to the recipient's Organization, or by an `identifier` the
+    /// recipient is registered with. Empty: any recipient of the listed kinds. A request that
+    /// gives only a data class never meets a basis that lists elements here.
+    #[serde(default)]
+    pub recipient_named_in: Vec<String>,
     /// The law, article or contract the flow rests on.
     pub law: String,
     pub source: String,
@@ -135,6 +142,8 @@ pub struct Policy {
     pub(crate) legal_bases: Vec<LegalBasis>,
     /// Data class code → Japanese name.
     pub(crate) classes: BTreeMap<String, String>,
+    /// Classes whose records without a patient only a legal basis discloses.
+    pub(crate) legal_basis_only: BTreeSet<String>,
     pub(crate) rules: Vec<ClassRule>,
     pub(crate) unprotected: BTreeSet<String>,
     /// Resource type (or `*`) → top-level elements an identity-only disclosure keeps.
@@ -163,6 +172,10 @@ struct LegalBasesFile {
 struct ClassEntry {
     code: String,
     ja: String,
+    /// Records of this class that name no patient are disclosed under a legal basis only: with
+    /// none, they are denied (not left to the caller's fallback).
+    #[serde(default)]
+    legal_basis_only: bool,
 }
 
 #[derive(Deserialize)]
@@ -258,6 +271,11 @@ impl Policy {
                 let file: DataClassesFile = serde_json::from_value(value).map_err(parse_err)?;
                 let _ = file.description;
                 for class in file.classes {
+                    if class.legal_basis_only {
+                        self.legal_basis_only.insert(class.code.clone());
+                    } else {
+                        self.legal_basis_only.remove(&class.code);
+                    }
                     self.classes.insert(class.code, class.ja);
                 }
                 let mut rules = file.rules;
@@ -334,6 +352,19 @@ impl Policy {
                 ));
             }
             check_conditions("legal-bases", &basis.resource)?;
+            if basis
+                .recipient_named_in
+                .iter()
+                .any(|path| path.is_empty() || path.split('.').any(|step| step.is_empty()))
+            {
+                return Err(err(
+                    "legal-bases",
+                    format!(
+                        "legal basis {}: recipientNamedIn needs element paths such as \"insurer\"",
+                        basis.id
+                    ),
+                ));
+            }
         }
         if self.identity_keep.is_empty() {
             return Err(err(
@@ -378,6 +409,12 @@ impl Policy {
                 ),
             })
         }
+    }
+
+    /// Whether records of `class` that name no patient are disclosed under a legal basis only
+    /// (`"legalBasisOnly": true` in data-classes.json).
+    pub fn legal_basis_only(&self, class: &DataClass) -> bool {
+        self.legal_basis_only.contains(class.as_str())
     }
 
     /// Every declared data class.
@@ -461,6 +498,30 @@ pub(crate) fn condition_holds(resource: &Value, condition: &ElementCondition) ->
                     .as_deref()
                     .is_none_or(|code| coding.get("code").and_then(Value::as_str) == Some(code))
         })
+}
+
+/// Whether a Reference at `path` names `party`: by `reference` to the party's Organization, or
+/// by an `identifier` the party is registered with.
+pub(crate) fn names_party(resource: &Value, path: &str, party: &Party) -> bool {
+    values_at(resource, path).iter().any(|reference| {
+        let by_reference = reference
+            .get("reference")
+            .and_then(Value::as_str)
+            .and_then(type_and_id)
+            .is_some_and(|r| party.organization.as_deref() == Some(r.as_str()));
+        let by_identifier = reference.get("identifier").is_some_and(|identifier| {
+            match (
+                identifier.get("system").and_then(Value::as_str),
+                identifier.get("value").and_then(Value::as_str),
+            ) {
+                (Some(system), Some(value)) => {
+                    party.identifiers.contains(&Identifier::new(system, value))
+                }
+                _ => false,
+            }
+        });
+        by_reference || by_identifier
+    })
 }
 
 /// Every value at a dotted path, arrays flattened.

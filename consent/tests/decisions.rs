@@ -823,6 +823,7 @@ fn reason_codes_are_stable_strings() {
         (ReasonCode::BasePolicyOptOut, "base-policy-opt-out"),
         (ReasonCode::BasePolicyOptIn, "base-policy-opt-in"),
         (ReasonCode::NoResearchConsent, "no-research-consent"),
+        (ReasonCode::NoLegalBasis, "no-legal-basis"),
     ];
     for (code, text) in codes {
         assert_eq!(code.as_str(), text);
@@ -830,15 +831,39 @@ fn reason_codes_are_stable_strings() {
 }
 
 #[test]
-fn a_claim_batch_without_a_patient_is_decided_by_its_legal_basis_only() {
-    let claim = json!({"resourceType": "Claim", "id": "batch-1", "status": "active",
-        "identifier": [{"system": "https://musubi.example.org/fhir/IdSystem/claim-batch", "value": "batch-1"}],
-        "patient": {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason", "valueCode": "not-applicable"}]}});
+fn a_claim_batch_is_disclosed_only_to_the_parties_it_names() {
+    const MUNICIPALITY_CODE: &str = "https://musubi.example.org/fhir/IdSystem/municipality-code";
+    // 千代田区医師会 claims from 千代田区 (first leg); 千代田区 claims from 新宿区 (second leg).
+    let batch = |id: &str, provider: Value, insurer: Value| {
+        json!({"resourceType": "Claim", "id": id, "status": "active",
+            "identifier": [{"system": "https://musubi.example.org/fhir/IdSystem/claim-batch", "value": id}],
+            "patient": {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason", "valueCode": "not-applicable"}]},
+            "provider": provider, "insurer": insurer})
+    };
+    let by_code = |code: &str| json!({"type": "Organization", "identifier": {"system": MUNICIPALITY_CODE, "value": code}});
+    let first_leg = batch(
+        "batch-1",
+        json!({"reference": "Organization/ma-chiyoda"}),
+        by_code(CHIYODA),
+    );
+    let second_leg = batch("batch-2", by_code(CHIYODA), by_code(SHINJUKU));
+    let association = |organization: Option<&str>| {
+        let mut party = medical_association();
+        party.organization = organization.map(str::to_owned);
+        party
+    };
     let hpaymt = purpose("HPAYMT");
-    for recipient in [medical_association(), municipality(CHIYODA)] {
-        let d = decide_without_subject(policy(), &recipient, None, &hpaymt, &claim)
-            .expect("the claim batch basis applies");
-        assert_eq!(d.outcome, Outcome::Permit);
+    let decide = |recipient: &Party, claim: &Value| {
+        decide_without_subject(policy(), recipient, None, &hpaymt, claim)
+    };
+    for (recipient, claim) in [
+        (association(Some("Organization/ma-chiyoda")), &first_leg),
+        (municipality(CHIYODA), &first_leg),
+        (municipality(CHIYODA), &second_leg),
+        (municipality(SHINJUKU), &second_leg),
+    ] {
+        let d = decide(&recipient, claim).expect("the claim batch basis applies");
+        assert_eq!(d.outcome, Outcome::Permit, "{recipient:?} {claim}");
         assert_eq!(d.reason, ReasonCode::LegalBasis);
         assert_eq!(
             d.legal_basis.as_deref(),
@@ -846,21 +871,39 @@ fn a_claim_batch_without_a_patient_is_decided_by_its_legal_basis_only() {
         );
         assert_eq!(d.data_class.as_ref().map(|c| c.as_str()), Some("claims"));
     }
-    // Another purpose, another recipient kind, or a Claim that is not a batch: no basis.
+    // Parties the batch does not name, other kinds and other purposes are denied outright (the
+    // class is legal-basis-only), so no fallback can show a batch to them.
     let cases = [
-        (app(APP), "HPAYMT", claim.clone()),
-        (clinic(), "HPAYMT", claim.clone()),
-        (medical_association(), "PUBHLTH", claim.clone()),
         (
-            medical_association(),
+            association(Some("Organization/ma-shinjuku")),
             "HPAYMT",
-            json!({"resourceType": "Claim", "id": "other", "status": "active"}),
+            &first_leg,
+        ),
+        (association(None), "HPAYMT", &first_leg),
+        (
+            association(Some("Organization/ma-chiyoda")),
+            "HPAYMT",
+            &second_leg,
+        ),
+        (municipality(SHINJUKU), "HPAYMT", &first_leg),
+        (municipality("131024"), "HPAYMT", &second_leg),
+        (app(APP), "HPAYMT", &first_leg),
+        (clinic(), "HPAYMT", &first_leg),
+        (clinic(), "TREAT", &first_leg),
+        (
+            association(Some("Organization/ma-chiyoda")),
+            "PUBHLTH",
+            &first_leg,
         ),
     ];
-    for (recipient, code, resource) in cases {
-        assert!(
-            decide_without_subject(policy(), &recipient, None, &purpose(code), &resource).is_none(),
-            "{recipient:?} {code} {resource}"
-        );
+    for (recipient, code, claim) in cases {
+        let d = decide_without_subject(policy(), &recipient, None, &purpose(code), claim)
+            .unwrap_or_else(|| panic!("{recipient:?} {code}: a batch is never left undecided"));
+        assert_eq!(d.outcome, Outcome::Deny, "{recipient:?} {code} {claim}");
+        assert_eq!(d.reason, ReasonCode::NoLegalBasis);
+        assert_eq!(d.reason.as_str(), "no-legal-basis");
     }
+    // A Claim that is not a batch is not classified: the caller's own rule decides.
+    let other = json!({"resourceType": "Claim", "id": "other", "status": "active"});
+    assert!(decide(&municipality(CHIYODA), &other).is_none());
 }

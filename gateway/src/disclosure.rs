@@ -392,17 +392,29 @@ fn purpose_of(ctx: &Ctx<'_>, caller: &Caller) -> Result<Purpose, ApiError> {
     Purpose::new(code).map_err(|e| ApiError::internal(format!("consent.purposes: {e}")))
 }
 
-/// The caller as the recipient of a disclosure: its kind, client id and the organisation codes
-/// it is registered with.
+/// The caller as the recipient of a disclosure.
 fn party_of(ctx: &Ctx<'_>, caller: &Caller) -> Party {
-    let mut party = Party::client(recipient_kind(caller.kind), &caller.client_id);
-    if let Some(registered) = ctx.state.access.registry.get(&caller.client_id) {
-        if let Some(code) = &registered.client.medical_institution_code {
+    client_party(ctx.state, recipient_kind(caller.kind), &caller.client_id)
+}
+
+/// A client as a consent party: its kind, client id, and what its registration links it to —
+/// the organisation codes and the Organization it acts for (`organization`), so that a record
+/// naming that Organization or code names this client.
+pub(crate) fn client_party(
+    state: &crate::state::AppState,
+    kind: RecipientKind,
+    client_id: &str,
+) -> Party {
+    let mut party = Party::client(kind, client_id);
+    if let Some(registered) = state.access.registry.get(client_id) {
+        let client = &registered.client;
+        if let Some(code) = &client.medical_institution_code {
             party = party.with_identifier(Identifier::medical_institution(code));
         }
-        if let Some(code) = &registered.client.municipality_code {
+        if let Some(code) = &client.municipality_code {
             party = party.with_identifier(Identifier::municipality(code));
         }
+        party.organization = client.organization.clone();
     }
     party
 }

@@ -2,7 +2,8 @@
 //! routine Immunizations become `billing` claim batches, stored as R4 Claims with one delivery
 //! Task each to the billed party (held back until the scheme's due day), while the month's
 //! `monthly-batch` Tasks are completed with a reference to their Claims or left open with the
-//! reason; everything in one store commit.
+//! reason, and the deliveries of older Claim versions that have not started are superseded;
+//! everything in one store commit.
 //!
 //! [`gather`] and [`Summary::parameters`] are pure; [`close`] reads the store, runs them and
 //! `billing::close_month`, and writes.
@@ -282,6 +283,10 @@ pub struct Summary {
     pub batches: Vec<BatchSummary>,
     /// Claims of an earlier close of this month that no longer have lines, now cancelled.
     pub withdrawn: Vec<String>,
+    /// `Task/{id}` delivering a withdrawal to a party that already has a version of the Claim.
+    pub withdrawal_deliveries: Vec<String>,
+    /// `Task/{id}` of deliveries of older Claim versions, cancelled before they started.
+    pub superseded: Vec<String>,
     pub not_billed: Vec<Reported>,
     pub exceptions: Vec<Reported>,
     pub association_total: u64,
@@ -328,6 +333,14 @@ impl Summary {
         }
         for claim in &self.withdrawn {
             parameter.push(json!({"name": "withdrawn", "valueReference": {"reference": format!("Claim/{claim}")}}));
+        }
+        for (name, tasks) in [
+            ("withdrawal-delivery", &self.withdrawal_deliveries),
+            ("superseded", &self.superseded),
+        ] {
+            for task in tasks {
+                parameter.push(json!({"name": name, "valueReference": {"reference": task}}));
+            }
         }
         for (name, list) in [
             ("not-billed", &self.not_billed),
@@ -381,6 +394,14 @@ impl Summary {
         }
         for claim in &self.withdrawn {
             lines.push(format!("withdrawn: Claim/{claim} (no lines any more)"));
+        }
+        for task in &self.withdrawal_deliveries {
+            lines.push(format!("withdrawal delivered by {task}"));
+        }
+        for task in &self.superseded {
+            lines.push(format!(
+                "superseded: {task} (an older Claim version, not sent)"
+            ));
         }
         for r in &self.not_billed {
             lines.push(format!(
@@ -619,6 +640,41 @@ fn addressee(directory: &StoreDirectory<'_>, payer: &Party) -> Result<Recipient,
     }
 }
 
+/// The delivery of version `version` of Claim `id` (content `claim`) to `recipient`: a
+/// rest-hook when the recipient has an endpoint, else its mailbox; purpose HPAYMT under the
+/// claim-batch legal basis.
+fn claim_delivery(id: &str, version: u64, claim: &Value, recipient: Recipient) -> Delivery {
+    let version_text = version.to_string();
+    let kind = if version == 1 {
+        EventKind::Created
+    } else {
+        EventKind::Updated
+    };
+    let event = routing::Event {
+        kind,
+        resource_type: "Claim",
+        id,
+        version: &version_text,
+        resource: claim,
+    };
+    Delivery {
+        id: DeliveryId::new(CLAIM_DELIVERY_RULE, &event, &recipient),
+        rule_id: CLAIM_DELIVERY_RULE.to_owned(),
+        event: kind,
+        resource_type: "Claim".to_owned(),
+        resource_id: id.to_owned(),
+        version: version_text,
+        channel: if recipient.has_endpoint {
+            Channel::FhirRestHook
+        } else {
+            Channel::Mailbox
+        },
+        recipient,
+        purpose: PurposeOfUse::Hpaymt,
+        basis: Basis::Legal(CLAIM_LEGAL_BASIS.to_owned()),
+    }
+}
+
 /// Midnight in Japan at the start of the due day.
 fn start_of(day: time::Date) -> OffsetDateTime {
     day.midnight().assume_offset(JST)
@@ -711,6 +767,7 @@ pub async fn close(ctx: &Ctx<'_>, month: YearMonth) -> Result<Summary, ApiError>
     // The Claims and their deliveries.
     let mut writes = Vec::new();
     let mut batches = Vec::new();
+    let mut superseded = Vec::new();
     let all_batches: Vec<&ClaimBatch> = closed
         .association_claims
         .iter()
@@ -738,37 +795,16 @@ pub async fn close(ctx: &Ctx<'_>, month: YearMonth) -> Result<Summary, ApiError>
             (Change::Updated, Some(p)) => p.pointer("/total/value").and_then(Value::as_u64),
             _ => None,
         };
+        // A new version replaces the deliveries of older ones that have not started.
+        if change == Change::Updated {
+            let earlier =
+                outbox::supersede_earlier(state, "Claim", &batch.id, version, CLAIM_DELIVERY_RULE)?;
+            writes.extend(earlier.writes);
+            superseded.extend(earlier.tasks);
+        }
         let delivery = match addressee(&directory, &batch.payer) {
             Ok(recipient) => {
-                let version_text = version.to_string();
-                let kind = if version == 1 {
-                    EventKind::Created
-                } else {
-                    EventKind::Updated
-                };
-                let event = routing::Event {
-                    kind,
-                    resource_type: "Claim",
-                    id: &batch.id,
-                    version: &version_text,
-                    resource: &claim,
-                };
-                let delivery = Delivery {
-                    id: DeliveryId::new(CLAIM_DELIVERY_RULE, &event, &recipient),
-                    rule_id: CLAIM_DELIVERY_RULE.to_owned(),
-                    event: kind,
-                    resource_type: "Claim".to_owned(),
-                    resource_id: batch.id.clone(),
-                    version: version_text.clone(),
-                    channel: if recipient.has_endpoint {
-                        Channel::FhirRestHook
-                    } else {
-                        Channel::Mailbox
-                    },
-                    recipient,
-                    purpose: PurposeOfUse::Hpaymt,
-                    basis: Basis::Legal(CLAIM_LEGAL_BASIS.to_owned()),
-                };
+                let delivery = claim_delivery(&batch.id, version, &claim, recipient);
                 let task_id = delivery.id.to_string();
                 if store.read("Task", &task_id)?.is_none() {
                     writes.push(Write {
@@ -808,10 +844,13 @@ pub async fn close(ctx: &Ctx<'_>, month: YearMonth) -> Result<Summary, ApiError>
         });
     }
 
-    // Claims of an earlier close of this month that lost all their lines.
+    // Claims of an earlier close of this month that lost all their lines: withdrawn (cancelled).
+    // A delivery of theirs that has not started is superseded; a party that already has a
+    // version gets the cancellation.
     let current_ids: BTreeSet<&str> = all_batches.iter().map(|b| b.id.as_str()).collect();
     let created = format_day(month.plus_months(1).first_day());
     let mut withdrawn = Vec::new();
+    let mut withdrawal_deliveries = Vec::new();
     for version in stored_claims(state, &created)? {
         let mut claim = crate::domain::parse_stored(&version)?;
         let ours = claim
@@ -830,6 +869,29 @@ pub async fn close(ctx: &Ctx<'_>, month: YearMonth) -> Result<Summary, ApiError>
         if ours && of_month && active && !current_ids.contains(version.id.as_str()) {
             claim["status"] = json!("cancelled");
             withdrawn.push(version.id.clone());
+            let cancelled = version.version + 1;
+            let earlier = outbox::supersede_earlier(
+                state,
+                "Claim",
+                &version.id,
+                cancelled,
+                CLAIM_DELIVERY_RULE,
+            )?;
+            writes.extend(earlier.writes);
+            superseded.extend(earlier.tasks);
+            for recipient in earlier.reached {
+                let delivery = claim_delivery(&version.id, cancelled, &claim, recipient);
+                let task_id = delivery.id.to_string();
+                if store.read("Task", &task_id)?.is_none() {
+                    writes.push(Write {
+                        resource_type: "Task".to_owned(),
+                        id: task_id.clone(),
+                        precondition: Precondition::MustNotExist,
+                        action: WriteAction::Put(outbox::new_task(&delivery, None, &now_text)),
+                    });
+                }
+                withdrawal_deliveries.push(format!("Task/{task_id}"));
+            }
             writes.push(Write {
                 resource_type: "Claim".to_owned(),
                 id: version.id.clone(),
@@ -906,6 +968,8 @@ pub async fn close(ctx: &Ctx<'_>, month: YearMonth) -> Result<Summary, ApiError>
         month,
         batches,
         withdrawn,
+        withdrawal_deliveries,
+        superseded,
         not_billed,
         exceptions,
         association_total: closed.association_total().amount(),
@@ -1130,6 +1194,8 @@ mod tests {
                 delivery: Ok("Task/t1".into()),
             }],
             withdrawn: vec!["b0".into()],
+            withdrawal_deliveries: vec!["Task/t0".into()],
+            superseded: vec!["Task/t2".into()],
             not_billed: vec![Reported {
                 immunization_id: "imm-15".into(),
                 kind: None,
@@ -1157,5 +1223,9 @@ mod tests {
         );
         assert!(text.contains(r#""name":"previous-total","valueMoney":{"value":8000"#));
         assert!(summary.lines()[1].contains("18500 yen, updated (was 8000 yen)"));
+        assert!(text.contains(r#"{"name":"superseded","valueReference":{"reference":"Task/t2"}}"#));
+        assert!(text.contains(
+            r#"{"name":"withdrawal-delivery","valueReference":{"reference":"Task/t0"}}"#
+        ));
     }
 }

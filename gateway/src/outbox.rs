@@ -554,6 +554,9 @@ pub(crate) fn scheduled_task(
     task
 }
 
+/// The `statusReason` of a superseded delivery, before the newer version's reference.
+const SUPERSEDED_BY: &str = "superseded by ";
+
 /// Writes the state machine's state into the Task: `status`, `businessStatus`,
 /// `statusReason`, `lastModified` and the `output` parameters.
 fn set_state(task: &mut Value, state: &DeliveryState, now: &str) {
@@ -575,6 +578,11 @@ fn set_state(task: &mut Value, state: &DeliveryState, now: &str) {
             ("rejected", Some(("at", instant(at))), Some(reason))
         }
         DeliveryStatus::Discarded { at } => ("cancelled", Some(("at", instant(at))), None),
+        DeliveryStatus::Superseded { by, at } => (
+            "cancelled",
+            Some(("at", instant(at))),
+            Some(&format!("{SUPERSEDED_BY}{by}")),
+        ),
     };
     let Some(object) = task.as_object_mut() else {
         return;
@@ -679,6 +687,13 @@ fn state_of(task: &Value) -> Result<DeliveryState, String> {
             at: time_of("at")?,
         },
         "discarded" => DeliveryStatus::Discarded { at: time_of("at")? },
+        "superseded" => DeliveryStatus::Superseded {
+            by: reason()
+                .strip_prefix(SUPERSEDED_BY)
+                .unwrap_or_default()
+                .to_owned(),
+            at: time_of("at")?,
+        },
         other => return Err(format!("unknown delivery status {other:?}")),
     };
     let attempts = output(task, "attempts")
@@ -826,7 +841,13 @@ fn recheck(state: &AppState, info: &Info) -> Result<Recheck, ApiError> {
                 &purpose,
                 &content,
             ) {
-                Some(decision) => Recheck::Send((!deleted).then_some(content), Some(decision)),
+                Some(decision) if decision.outcome == Outcome::Permit => {
+                    Recheck::Send((!deleted).then_some(content), Some(decision))
+                }
+                Some(decision) => Recheck::Refuse(
+                    format!("consent re-check at delivery: {}", decision.explanation),
+                    Some(decision),
+                ),
                 None => Recheck::Refuse(
                     "the record names no patient and no legal basis covers it".into(),
                     None,
@@ -917,16 +938,7 @@ fn party_of(state: &AppState, info: &Info) -> Party {
             organization: Some(info.recipient.clone()),
         };
     }
-    let mut party = Party::client(kind, &info.recipient);
-    if let Some(client) = state.config.clients.iter().find(|c| c.id == info.recipient) {
-        if let Some(code) = &client.medical_institution_code {
-            party = party.with_identifier(consent::Identifier::medical_institution(code));
-        }
-        if let Some(code) = &client.municipality_code {
-            party = party.with_identifier(consent::Identifier::municipality(code));
-        }
-    }
-    party
+    crate::disclosure::client_party(state, kind, &info.recipient)
 }
 
 /// A provider-recorded Immunization comes from a clinic (as `disclosure` reads it).
@@ -1487,6 +1499,89 @@ pub(crate) fn hold_in_batch(task: &Value, reason: &str) -> Option<Value> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Newer versions: deliveries of an older version that have not started are superseded.
+
+/// What superseding the earlier deliveries of a record did.
+#[derive(Debug, Default)]
+pub(crate) struct Superseded {
+    /// The waiting Tasks, cancelled (`superseded`), each guarded by its version.
+    pub(crate) writes: Vec<Write>,
+    /// `Task/{id}` of each of them.
+    pub(crate) tasks: Vec<String>,
+    /// The recipients an earlier version has reached, or may have reached (an attempt in
+    /// flight): they keep it, so a withdrawal must be delivered to them too.
+    pub(crate) reached: Vec<Recipient>,
+}
+
+/// Supersedes the deliveries by `rule` of versions of `{resource_type}/{id}` older than
+/// `version` that have not started (pending, scheduled, retry-wait): the recipient gets only
+/// the newer version. Delivered and in-flight ones stay as they are, and their recipients are
+/// reported. The caller commits the writes with the new version.
+pub(crate) fn supersede_earlier(
+    state: &AppState,
+    resource_type: &str,
+    id: &str,
+    version: u64,
+    rule: &str,
+) -> Result<Superseded, ApiError> {
+    let by = format!("{resource_type}/{id}/_history/{version}");
+    let now = OffsetDateTime::now_utc();
+    let mut superseded = Superseded::default();
+    let mut tasks = Vec::new();
+    crate::domain::for_each_live(
+        state.store.as_ref(),
+        "Task",
+        "focus",
+        &format!("{resource_type}/{id}"),
+        |stored| {
+            tasks.push((stored.version, body_of(stored)?));
+            Ok(())
+        },
+    )?;
+    for (task_version, mut task) in tasks {
+        let Ok(info) = Info::of(&task) else {
+            continue;
+        };
+        let earlier = input_str(&task, "rule") == Some(rule)
+            && info.focus_type == resource_type
+            && info.focus_id == id
+            && info.focus_version < version;
+        let Some(current) = earlier.then(|| state_of(&task).ok()).flatten() else {
+            continue;
+        };
+        if current.is_waiting() {
+            let policy = retry_policy(state, info.channel)?;
+            let event = DeliveryEvent::Supersede {
+                now,
+                by: by.clone(),
+            };
+            let next = step(&current, event, &policy)?;
+            set_state(&mut task, &next, &format_time(now));
+            superseded.tasks.push(format!("Task/{}", info.id));
+            superseded.writes.push(Write {
+                resource_type: "Task".to_owned(),
+                id: info.id.clone(),
+                precondition: Precondition::VersionIs(task_version),
+                action: WriteAction::Put(task),
+            });
+        } else if matches!(
+            current.status,
+            DeliveryStatus::Delivered { .. } | DeliveryStatus::InFlight { .. }
+        ) {
+            let recipient = Recipient {
+                kind: info.recipient_kind,
+                id: info.recipient.clone(),
+                has_endpoint: info.channel == Channel::FhirRestHook,
+            };
+            if !superseded.reached.contains(&recipient) {
+                superseded.reached.push(recipient);
+            }
+        }
+    }
+    Ok(superseded)
+}
+
+// ---------------------------------------------------------------------------------------------
 // HTTP: the mailbox and the operator commands.
 
 /// Register `/routing/v1`.
@@ -1858,6 +1953,14 @@ mod tests {
                 attempts: 4,
                 last_error: None,
             },
+            DeliveryState {
+                status: DeliveryStatus::Superseded {
+                    by: "Claim/b1/_history/2".into(),
+                    at: t,
+                },
+                attempts: 0,
+                last_error: None,
+            },
         ];
         let expected_status = [
             "requested",
@@ -1867,6 +1970,7 @@ mod tests {
             "completed",
             "failed",
             "rejected",
+            "cancelled",
             "cancelled",
         ];
         for (state, status) in states.iter().zip(expected_status) {

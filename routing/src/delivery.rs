@@ -1,6 +1,7 @@
 //! The delivery state machine: pending (or scheduled, not before a due day) → in-flight →
 //! delivered | retry-wait | dead, plus refusal at delivery time (a consent withdrawn while
-//! queued) and the operator's replay and discard.
+//! queued), supersession (a newer version of the record replaces one still waiting) and the
+//! operator's replay and discard.
 //! Transitions are pure functions of the state, the event and the retry policy.
 
 use time::OffsetDateTime;
@@ -27,6 +28,9 @@ pub enum DeliveryStatus {
     Refused { reason: String, at: OffsetDateTime },
     /// Discarded by an operator from the dead-letter queue.
     Discarded { at: OffsetDateTime },
+    /// Cancelled while still waiting, because a newer version of the record (`by`, e.g.
+    /// `Claim/b1/_history/2`) replaces it: the recipient gets only the newer one.
+    Superseded { by: String, at: OffsetDateTime },
 }
 
 impl DeliveryStatus {
@@ -41,6 +45,7 @@ impl DeliveryStatus {
             DeliveryStatus::Dead { .. } => "dead",
             DeliveryStatus::Refused { .. } => "refused",
             DeliveryStatus::Discarded { .. } => "discarded",
+            DeliveryStatus::Superseded { .. } => "superseded",
         }
     }
 }
@@ -89,7 +94,7 @@ impl DeliveryState {
     }
 
     /// Whether nothing further happens without an operator (delivered, dead, refused,
-    /// discarded).
+    /// discarded, superseded).
     pub fn is_final(&self) -> bool {
         matches!(
             self.status,
@@ -97,6 +102,18 @@ impl DeliveryState {
                 | DeliveryStatus::Dead { .. }
                 | DeliveryStatus::Refused { .. }
                 | DeliveryStatus::Discarded { .. }
+                | DeliveryStatus::Superseded { .. }
+        )
+    }
+
+    /// Whether it has not started yet and may be superseded: pending, scheduled or waiting for
+    /// a retry. An attempt in flight is left to finish.
+    pub fn is_waiting(&self) -> bool {
+        matches!(
+            self.status,
+            DeliveryStatus::Pending
+                | DeliveryStatus::Scheduled { .. }
+                | DeliveryStatus::RetryWait { .. }
         )
     }
 }
@@ -123,6 +140,8 @@ pub enum DeliveryEvent {
     Replay,
     /// Operator: drop a dead delivery.
     Discard { now: OffsetDateTime },
+    /// A newer version of the record (`by`) replaces a delivery still waiting.
+    Supersede { now: OffsetDateTime, by: String },
 }
 
 impl DeliveryEvent {
@@ -135,6 +154,7 @@ impl DeliveryEvent {
             DeliveryEvent::Refused { .. } => "refused",
             DeliveryEvent::Replay => "replay",
             DeliveryEvent::Discard { .. } => "discard",
+            DeliveryEvent::Supersede { .. } => "supersede",
         }
     }
 }
@@ -206,6 +226,12 @@ pub fn transition(
         (DeliveryStatus::Dead { .. }, DeliveryEvent::Discard { now }) => {
             Ok(next(DeliveryStatus::Discarded { at: now }))
         }
+        (
+            DeliveryStatus::Pending
+            | DeliveryStatus::Scheduled { .. }
+            | DeliveryStatus::RetryWait { .. },
+            DeliveryEvent::Supersede { now, by },
+        ) => Ok(next(DeliveryStatus::Superseded { by, at: now })),
         (_, event) => Err(invalid(&event)),
     }
 }
@@ -424,6 +450,57 @@ mod tests {
         .expect("refusable while waiting");
         assert_eq!(refused.status.code(), "refused");
         assert!(transition(&scheduled, DeliveryEvent::Succeeded { now: due }, &POLICY).is_err());
+    }
+
+    #[test]
+    fn a_waiting_delivery_is_superseded_and_a_started_one_is_not() {
+        let by = || "Claim/b1/_history/2".to_owned();
+        let supersede = |state: &DeliveryState| {
+            transition(
+                state,
+                DeliveryEvent::Supersede {
+                    now: at(5),
+                    by: by(),
+                },
+                &POLICY,
+            )
+        };
+        let retry_wait = run(vec![DeliveryEvent::Start { now: at(0) }, down(1)]).expect("valid");
+        assert_eq!(retry_wait.status.code(), "retry-wait");
+        for waiting in [
+            DeliveryState::new(),
+            DeliveryState::scheduled(at(100)),
+            retry_wait,
+        ] {
+            assert!(waiting.is_waiting());
+            let superseded = supersede(&waiting).expect("a waiting delivery is superseded");
+            assert_eq!(
+                superseded.status,
+                DeliveryStatus::Superseded {
+                    by: by(),
+                    at: at(5)
+                }
+            );
+            assert_eq!(superseded.status.code(), "superseded");
+            assert!(superseded.is_final() && !superseded.is_waiting());
+            assert!(!superseded.is_due(at(1000)));
+        }
+        let in_flight = run(vec![DeliveryEvent::Start { now: at(0) }]).expect("valid");
+        let delivered = run(vec![
+            DeliveryEvent::Start { now: at(0) },
+            DeliveryEvent::Succeeded { now: at(1) },
+        ])
+        .expect("valid");
+        for started in [in_flight, delivered] {
+            assert!(!started.is_waiting());
+            assert!(matches!(
+                supersede(&started),
+                Err(RoutingError::Transition {
+                    event: "supersede",
+                    ..
+                })
+            ));
+        }
     }
 
     #[test]

@@ -72,6 +72,12 @@ async fn spawn(extra: &tempfile::TempDir, endpoint: Option<String>) -> TestApp {
     let dir = extra.path().to_owned();
     TestApp::spawn_with(move |config| {
         config.profiles.extra_dir = Some(dir);
+        // The demo 医師会 client acts for ma-chiyoda, so the claims naming ma-chiyoda are its own.
+        for client in &mut config.clients {
+            if client.id == "demo-medical-association" {
+                client.organization = Some("Organization/ma-chiyoda".into());
+            }
+        }
         config.clients.push(municipality_client(CHUO, "131024"));
         config
             .clients
@@ -517,6 +523,35 @@ fn claim_of(parameters: &Value, claimant: &str, payer: &str) -> String {
         .to_owned()
 }
 
+/// A stored Claim (`Claim/{id}`) and its version, read from the store: only the parties a
+/// Claim names may read it through the API (tests/api/consent.rs), so the close's own view is
+/// the store's.
+fn stored(app: &TestApp, reference: &str) -> (Value, u64) {
+    let id = reference.trim_start_matches("Claim/");
+    let version = app
+        .state
+        .store
+        .read("Claim", id)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no {reference}"));
+    (
+        serde_json::from_slice(&version.body).unwrap(),
+        version.version,
+    )
+}
+
+/// How many Claims the store holds.
+fn claim_count(app: &TestApp) -> usize {
+    gateway::domain::search_all(
+        app.state.store.as_ref(),
+        "Claim",
+        "status",
+        "active,cancelled,draft,entered-in-error",
+    )
+    .unwrap()
+    .len()
+}
+
 async fn total_of(app: &TestApp, resource_type: &str) -> u64 {
     let r = app.get(&format!("{resource_type}?_summary=count")).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -567,9 +602,7 @@ async fn a_month_closes_into_the_golden_claims_once_and_corrections_become_new_v
         let reference = part(batch, "claim")["valueReference"]["reference"]
             .as_str()
             .unwrap();
-        let r = app.get(reference).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        let claim = r.json();
+        let (claim, _) = stored(&app, reference);
         assert_eq!(claim["total"], part(batch, "total")["valueMoney"]);
         assert_eq!(
             claim["item"].as_array().unwrap().len() as u64,
@@ -641,7 +674,7 @@ async fn a_month_closes_into_the_golden_claims_once_and_corrections_become_new_v
 
     // A second close: the same Claims, nothing new written.
     let tasks_before = total_of(&app, "Task").await;
-    let claims_before = total_of(&app, "Claim").await;
+    let claims_before = claim_count(&app);
     let second = close(&app, "2025-06").await;
     assert_eq!(project(&second), expected);
     for batch in named(&second, "batch") {
@@ -649,7 +682,7 @@ async fn a_month_closes_into_the_golden_claims_once_and_corrections_become_new_v
     }
     assert_eq!(named(&second, "tasks-delivered")[0]["valueUnsignedInt"], 0);
     assert_eq!(total_of(&app, "Task").await, tasks_before);
-    assert_eq!(total_of(&app, "Claim").await, claims_before);
+    assert_eq!(claim_count(&app), claims_before);
 
     // A late correction: imm-08 was given on 10 June, before 千代田区's mr price changed.
     let mut corrected = immunization("imm-08", "p-imm-08", "clinic-c1", "mr", 1, "2025-06-10");
@@ -696,13 +729,43 @@ async fn a_month_closes_into_the_golden_claims_once_and_corrections_become_new_v
         "medical-association:ma-chiyoda",
         "municipality:131016",
     );
-    let r = app.get(&claim).await;
-    assert_eq!(r.json()["meta"]["versionId"], "2");
-    // Two new delivery Tasks: one per new Claim version.
+    assert_eq!(stored(&app, &claim).1, 2);
+    // Two new delivery Tasks: one per new Claim version. The older versions' deliveries, still
+    // waiting for their recipients (mailboxes), are superseded in the same commit.
     assert_eq!(total_of(&app, "Task").await, tasks_after_correction + 2);
-    assert_eq!(total_of(&app, "Claim").await, claims_before);
+    let mut superseded: Vec<&str> = references(&third, "superseded");
+    superseded.sort_unstable();
+    let mut replaced: Vec<String> = named(&first, "batch")
+        .into_iter()
+        .filter(|b| {
+            named(&third, "batch").iter().any(|t| {
+                part(t, "claim") == part(b, "claim") && part(t, "change")["valueCode"] == "updated"
+            })
+        })
+        .map(|b| {
+            part(b, "delivery")["valueReference"]["reference"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    replaced.sort_unstable();
+    assert_eq!(superseded, replaced);
+    for task in &replaced {
+        let task = app.get(task).await.json();
+        assert_eq!(task["status"], "cancelled", "{task:#}");
+        assert_eq!(task["businessStatus"]["coding"][0]["code"], "superseded");
+        assert!(
+            task["statusReason"]["text"]
+                .as_str()
+                .unwrap()
+                .ends_with("/_history/2"),
+            "{task:#}"
+        );
+    }
+    assert_eq!(claim_count(&app), claims_before);
 
-    // 医師会 and municipalities read their Claims under the claims legal basis…
+    // 医師会 and municipalities read the Claims that name them under the claims legal basis…
     let http = app.anonymous();
     let token = client_credentials_token(
         &http,
@@ -722,6 +785,16 @@ async fn a_month_closes_into_the_golden_claims_once_and_corrections_become_new_v
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["total"]["value"], 67900);
+    // … and not those of another 医師会: ma-chuo's claim is as absent as a missing one.
+    let other = claim_of(&third, "medical-association:ma-chuo", "municipality:131024");
+    let r = app
+        .send(
+            http.get(app.url(&other))
+                .bearer_auth(&token)
+                .header("accept", "application/fhir+json"),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
     // … and 中央区, without an endpoint, finds its due Claims in its mailbox.
     let token = client_credentials_token(&http, &app.root, CHUO, TEST_CLIENT_SECRET, None)
         .await
@@ -740,8 +813,8 @@ async fn a_month_closes_into_the_golden_claims_once_and_corrections_become_new_v
         .map(|e| e["resource"]["total"]["value"].as_u64().unwrap())
         .collect();
     totals.sort_unstable();
-    // ma-chuo's claim, and 千代田区's settlement claim in its first and corrected versions.
-    assert_eq!(totals, vec![18000, 18500, 27400], "{}", r.text);
+    // ma-chuo's claim, and 千代田区's settlement claim in its corrected version only.
+    assert_eq!(totals, vec![18000, 27400], "{}", r.text);
 
     // Both lines of ma-chiyoda's claim on 武蔵野市 are deleted: that Claim is withdrawn, and the
     // two records are listed as not billed.
@@ -760,7 +833,10 @@ async fn a_month_closes_into_the_golden_claims_once_and_corrections_become_new_v
         .map(|w| &w["valueReference"]["reference"])
         .collect();
     assert_eq!(withdrawn, vec![&json!(musashino)], "{fourth:#}");
-    assert_eq!(app.get(&musashino).await.json()["status"], "cancelled");
+    // 武蔵野市 had not fetched it: its delivery is superseded, and no cancellation is sent.
+    assert_eq!(references(&fourth, "superseded").len(), 1, "{fourth:#}");
+    assert!(references(&fourth, "withdrawal-delivery").is_empty());
+    assert_eq!(stored(&app, &musashino).0["status"], "cancelled");
     // 129400 − 500 (the correction) − 20800 (the withdrawn claim)
     assert_eq!(
         named(&fourth, "association-total")[0]["valueMoney"]["value"],
@@ -776,17 +852,23 @@ async fn a_month_closes_into_the_golden_claims_once_and_corrections_become_new_v
     app.stop().await;
 }
 
-/// What the 千代田区 endpoint received: (path, delivery id).
-type Received = Arc<Mutex<Vec<(String, String)>>>;
+/// What the 千代田区 endpoint received: (path, delivery id, the Claim's status).
+type Received = Arc<Mutex<Vec<(String, String, String)>>>;
 
-async fn receive(data: web::Data<Received>, req: HttpRequest) -> HttpResponse {
+async fn receive(data: web::Data<Received>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let id = req
         .headers()
         .get("x-musubi-delivery-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    data.lock().unwrap().push((req.path().to_owned(), id));
+    let status = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|claim| claim["status"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    data.lock()
+        .unwrap()
+        .push((req.path().to_owned(), id, status));
     HttpResponse::Created().finish()
 }
 
@@ -866,7 +948,10 @@ async fn a_claim_is_delivered_on_its_due_day_and_not_before() {
     let http = reqwest::Client::new();
     gateway::outbox::poll(&app.state, &http).await.unwrap();
     let got = received.lock().unwrap().clone();
-    assert_eq!(got, vec![("/fhir/Claim".to_owned(), past.clone())]);
+    assert_eq!(
+        got,
+        vec![("/fhir/Claim".to_owned(), past.clone(), "active".to_owned())]
+    );
     assert_eq!(
         app.get(&format!("Task/{past}")).await.json()["status"],
         "completed"
@@ -887,5 +972,220 @@ async fn a_claim_is_delivered_on_its_due_day_and_not_before() {
     // A second pass still leaves it alone.
     assert_eq!(gateway::outbox::poll(&app.state, &http).await.unwrap(), 0);
     assert_eq!(received.lock().unwrap().len(), 1);
+    app.stop().await;
+}
+
+fn references<'v>(parameters: &'v Value, name: &str) -> Vec<&'v str> {
+    named(parameters, name)
+        .into_iter()
+        .filter_map(|p| p["valueReference"]["reference"].as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_newer_claim_version_replaces_a_waiting_delivery_and_follows_a_delivered_one() {
+    let received: Received = Arc::default();
+    let extra = tempfile::tempdir().unwrap();
+    let app = spawn(&extra, Some(endpoint(&received))).await;
+    seed_organizations(&app).await;
+    let http = reqwest::Client::new();
+    // June 2025 (due 10 July 2025, past) and this month (due next month, in the future).
+    let jst = time::UtcOffset::from_hms(9, 0, 0).unwrap();
+    let this_month = time::OffsetDateTime::now_utc()
+        .to_offset(jst)
+        .date()
+        .replace_day(1)
+        .unwrap();
+    let day = |d: time::Date| format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day());
+    let month = format!(
+        "{:04}-{:02}",
+        this_month.year(),
+        u8::from(this_month.month())
+    );
+    put(&app, patient("p-past", "2024-05-01", "131016")).await;
+    put(
+        &app,
+        immunization("imm-past", "p-past", "clinic-c1", "mr", 1, "2025-06-02"),
+    )
+    .await;
+    let born = this_month
+        .replace_year(this_month.year() - 1)
+        .unwrap()
+        .previous_day()
+        .unwrap();
+    put(&app, patient("p-now", &day(born), "131016")).await;
+    put(
+        &app,
+        immunization("imm-now", "p-now", "clinic-c1", "mr", 1, &day(this_month)),
+    )
+    .await;
+    let first = delivery_of(&close(&app, "2025-06").await);
+    let waiting = close(&app, &month).await;
+    let future = delivery_of(&waiting);
+    let future_claim = part(named(&waiting, "batch")[0], "claim")["valueReference"]["reference"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    gateway::outbox::poll(&app.state, &http).await.unwrap();
+    assert_eq!(received.lock().unwrap().len(), 1);
+
+    // A correction after the first version was delivered: it stays delivered, and the new
+    // version follows.
+    put(
+        &app,
+        immunization("imm-past", "p-past", "clinic-c1", "mr", 1, "2025-06-03"),
+    )
+    .await;
+    let corrected = close(&app, "2025-06").await;
+    assert_eq!(
+        part(named(&corrected, "batch")[0], "change")["valueCode"],
+        "updated"
+    );
+    assert!(
+        references(&corrected, "superseded").is_empty(),
+        "{corrected:#}"
+    );
+    let second = delivery_of(&corrected);
+    assert_ne!(second, first);
+    assert_eq!(
+        app.get(&format!("Task/{first}")).await.json()["status"],
+        "completed"
+    );
+    gateway::outbox::poll(&app.state, &http).await.unwrap();
+    let got: Vec<String> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, id, _)| id.clone())
+        .collect();
+    assert_eq!(got, vec![first.clone(), second.clone()]);
+
+    // Its only vaccination deleted, the delivered Claim is withdrawn: the cancellation is
+    // delivered too.
+    let r = app.delete("Immunization/imm-past").await;
+    assert!(r.status == 200 || r.status == 204, "{}", r.text);
+    let withdrawn = close(&app, "2025-06").await;
+    assert_eq!(
+        references(&withdrawn, "withdrawn").len(),
+        1,
+        "{withdrawn:#}"
+    );
+    assert!(references(&withdrawn, "superseded").is_empty());
+    let cancellation = references(&withdrawn, "withdrawal-delivery");
+    assert_eq!(cancellation.len(), 1, "{withdrawn:#}");
+    let cancellation = cancellation[0].trim_start_matches("Task/").to_owned();
+    gateway::outbox::poll(&app.state, &http).await.unwrap();
+    let last = received.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        last,
+        (
+            "/fhir/Claim".to_owned(),
+            cancellation,
+            "cancelled".to_owned()
+        )
+    );
+
+    // The Claim still waiting for its due day is withdrawn before it went: its delivery is
+    // superseded (cancelled), and nothing is sent.
+    let r = app.delete("Immunization/imm-now").await;
+    assert!(r.status == 200 || r.status == 204, "{}", r.text);
+    let before = received.lock().unwrap().len();
+    let withdrawn = close(&app, &month).await;
+    assert_eq!(
+        references(&withdrawn, "withdrawn"),
+        vec![future_claim.as_str()]
+    );
+    assert_eq!(
+        references(&withdrawn, "superseded"),
+        vec![format!("Task/{future}").as_str()]
+    );
+    assert!(references(&withdrawn, "withdrawal-delivery").is_empty());
+    let task = app.get(&format!("Task/{future}")).await.json();
+    assert_eq!(task["status"], "cancelled");
+    assert_eq!(task["businessStatus"]["coding"][0]["code"], "superseded");
+    assert_eq!(
+        task["statusReason"]["text"],
+        format!("superseded by {future_claim}/_history/2")
+    );
+    gateway::outbox::poll(&app.state, &http).await.unwrap();
+    assert_eq!(received.lock().unwrap().len(), before);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_demo_operator_closes_a_month_and_reads_no_records() {
+    let extra = tempfile::tempdir().unwrap();
+    let app = spawn(&extra, None).await;
+    seed_organizations(&app).await;
+    put(&app, patient("p-op", "2024-05-01", "131016")).await;
+    put(
+        &app,
+        immunization("imm-op", "p-op", "clinic-c1", "mr", 1, "2025-06-02"),
+    )
+    .await;
+    let http = app.anonymous();
+    let token = |id: &'static str, secret: &'static str| {
+        client_credentials_token(&http, &app.root, id, secret, None)
+    };
+    let close_as = |token: String| {
+        app.send(
+            http.post(format!("{}/routing/v1/month-close?month=2025-06", app.root))
+                .bearer_auth(token)
+                .header("accept", "application/fhir+json"),
+        )
+    };
+    // The README's walkthrough: the demo operator closes the month …
+    let operator = token("demo-operator", "demo-operator-secret")
+        .await
+        .unwrap();
+    let r = close_as(operator.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(named(&r.json(), "batch").len(), 1, "{}", r.text);
+    // … which no other demo client may do.
+    for (id, secret) in [
+        ("demo-medical-association", "demo-association-secret"),
+        ("demo-municipality", "demo-municipality-secret"),
+        ("demo-clinic", "demo-clinic-secret"),
+    ] {
+        let r = close_as(token(id, secret).await.unwrap()).await;
+        assert_eq!(r.status, 403, "{id}: {}", r.text);
+    }
+    // The operator reads no record: no scope for them, and the Tasks it may handle through
+    // /routing/v1 are withheld from it on /fhir (no consent can be about a Task).
+    for path in [
+        "Immunization/imm-op",
+        "Patient/p-op",
+        "Claim?_summary=count",
+    ] {
+        let r = app
+            .send(
+                http.get(app.url(path))
+                    .bearer_auth(&operator)
+                    .header("accept", "application/fhir+json"),
+            )
+            .await;
+        assert_eq!(r.status, 403, "{path}: {}", r.text);
+    }
+    let r = app
+        .send(
+            http.get(app.url("Task?_summary=count"))
+                .bearer_auth(&operator)
+                .header("accept", "application/fhir+json"),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["total"], 0);
+    assert!(total_of(&app, "Task").await > 0);
+    let r = app
+        .send(
+            http.get(format!(
+                "{}/routing/v1/deliveries?status=requested",
+                app.root
+            ))
+            .bearer_auth(&operator),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json()["total"].as_u64().unwrap() > 0, "{}", r.text);
     app.stop().await;
 }

@@ -744,3 +744,119 @@ async fn sign_in(app: &TestApp, username: &str) -> String {
         .expect("access token")
         .to_owned()
 }
+
+/// A month-close claim batch (as the billing crate writes it) from `provider` to `insurer`.
+fn claim_batch(id: &str, provider: Value, insurer: Value) -> Value {
+    json!({"resourceType": "Claim", "id": id, "status": "active",
+        "identifier": [{"system": "https://musubi.example.org/fhir/IdSystem/claim-batch", "value": id}],
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
+        "use": "claim",
+        "patient": {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason", "valueCode": "not-applicable"}]},
+        "created": "2025-07-01", "provider": provider, "insurer": insurer,
+        "priority": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/processpriority", "code": "normal"}]},
+        "insurance": [{"sequence": 1, "focal": true, "coverage": {"display": "予防接種の公費負担"}}],
+        "total": {"value": 8000, "currency": "JPY"}})
+}
+
+fn municipality_reference(code: &str) -> Value {
+    json!({"type": "Organization", "identifier": {
+        "system": "https://musubi.example.org/fhir/IdSystem/municipality-code", "value": code}})
+}
+
+#[tokio::test]
+async fn a_claim_batch_is_read_only_by_the_parties_it_names() {
+    let app = spawn(|config| {
+        for (id, organization) in [
+            ("ma-chiyoda", "Organization/ma-chiyoda"),
+            ("ma-chuo", "Organization/ma-chuo"),
+        ] {
+            let mut client = system_client(
+                id,
+                auth::ClientKind::MedicalAssociation,
+                &["system/Claim.rs"],
+            );
+            client.organization = Some(organization.to_owned());
+            config.clients.push(client);
+        }
+    })
+    .await;
+    // 千代田区医師会 claims from 千代田区; 千代田区 settles with 中央区 (the second leg).
+    put(
+        &app,
+        claim_batch(
+            "batch-ma-chiyoda",
+            json!({"reference": "Organization/ma-chiyoda"}),
+            municipality_reference(CHIYODA),
+        ),
+    )
+    .await;
+    put(
+        &app,
+        claim_batch(
+            "batch-settlement",
+            municipality_reference(CHIYODA),
+            municipality_reference(CHUO),
+        ),
+    )
+    .await;
+
+    // (client, purpose header, the batches it may read)
+    let cases: [(&str, Option<&str>, &[&str]); 6] = [
+        ("ma-chiyoda", None, &["batch-ma-chiyoda"]),
+        ("ma-chuo", None, &[]),
+        // An unlinked medical association is named by no batch.
+        ("med-assoc", None, &[]),
+        (
+            "city-chiyoda",
+            Some("HPAYMT"),
+            &["batch-ma-chiyoda", "batch-settlement"],
+        ),
+        ("city-chuo", Some("HPAYMT"), &["batch-settlement"]),
+        // A named municipality reading for another purpose, and a clinic: nothing.
+        ("city-chiyoda", None, &[]),
+    ];
+    let mut cases = cases.to_vec();
+    cases.push((musubi_tests::TEST_CLIENT_ID, None, &[]));
+    for (client, purpose, visible) in cases {
+        let token = token_of(&app, client).await;
+        let get = |path: String| {
+            let mut request = app
+                .anonymous()
+                .get(app.url(&path))
+                .bearer_auth(&token)
+                .header("accept", "application/fhir+json");
+            if let Some(purpose) = purpose {
+                request = request.header("x-purpose-of-use", purpose);
+            }
+            app.send(request)
+        };
+        for id in ["batch-ma-chiyoda", "batch-settlement"] {
+            let r = get(format!("Claim/{id}")).await;
+            let want = if visible.contains(&id) { 200 } else { 404 };
+            assert_eq!(
+                r.status, want,
+                "{client} {purpose:?} reads {id}: {}",
+                r.text
+            );
+        }
+        // Searches, totals and counts show only the named batches.
+        let r = get("Claim?_total=accurate".to_owned()).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let bundle = r.json();
+        let mut ids = entry_ids(&bundle);
+        ids.sort();
+        let want: Vec<String> = visible.iter().map(|id| format!("Claim/{id}")).collect();
+        assert_eq!(ids, want, "{client} {purpose:?}");
+        assert_eq!(bundle["total"], visible.len(), "{client} {purpose:?}");
+        let r = get("Claim?_summary=count".to_owned()).await;
+        assert_eq!(r.json()["total"], visible.len(), "{client} {purpose:?}");
+    }
+
+    // The refusal is audited with its reason.
+    let events = audit_about(&app, "Claim/batch-settlement").await;
+    let refused = events
+        .iter()
+        .flat_map(|e| details(e, "Claim/batch-settlement"))
+        .any(|(name, value)| name == "reason" && value == "no-legal-basis");
+    assert!(refused, "{events:#?}");
+}

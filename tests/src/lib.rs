@@ -26,6 +26,7 @@ pub fn system_client(id: &str, kind: auth::ClientKind, scopes: &[&str]) -> auth:
         medical_institution_code: (kind == auth::ClientKind::ClinicEmr)
             .then(|| "1311234569".to_owned()),
         municipality_code: (kind == auth::ClientKind::Municipality).then(|| "131016".to_owned()),
+        organization: None,
         grant_types: vec![auth::GrantType::ClientCredentials],
         scopes: scopes.iter().map(|s| s.to_string()).collect(),
         redirect_uris: Vec::new(),
@@ -304,6 +305,7 @@ pub fn phr_app(id: &str, scopes: &[&str]) -> auth::Client {
         kind: auth::ClientKind::PhrApp,
         medical_institution_code: None,
         municipality_code: None,
+        organization: None,
         grant_types: vec![
             auth::GrantType::AuthorizationCode,
             auth::GrantType::RefreshToken,
