@@ -6,6 +6,7 @@ mod consent;
 mod crud;
 mod errors;
 mod examples;
+mod exits;
 mod japan;
 mod municipal;
 mod phr;
