@@ -504,12 +504,13 @@ async fn read_records(
     let versions = search_all(state, resource_type, &params)?;
     let ctx = crate::http::ctx(state, req);
     let mut exit = Exit::open(&ctx)?;
-    let patient_shown = match exit.is_checked() {
-        true => match state.store.read("Patient", patient_id)? {
+    let patient_shown = if exit.is_checked() {
+        match state.store.read("Patient", patient_id)? {
             Some(patient) => exit.shown(patient)?.is_some(),
             None => false,
-        },
-        false => true,
+        }
+    } else {
+        true
     };
     let mut resources = Vec::with_capacity(versions.len());
     if patient_shown {
