@@ -617,7 +617,8 @@ pub(crate) fn source_of(resource: &Value) -> Option<Party> {
         .and_then(Value::as_str)
         .and_then(|source| source.strip_prefix(phr::CLIENT_SOURCE_PREFIX))
     {
-        return Some(Party::client(RecipientKind::PhrApp, &percent_decoded(app)));
+        let client_id = percent_encoding::percent_decode_str(app).decode_utf8_lossy();
+        return Some(Party::client(RecipientKind::PhrApp, &client_id));
     }
     let recorded_by_provider = resource.get("resourceType").and_then(Value::as_str)
         == Some("Immunization")
@@ -628,30 +629,6 @@ pub(crate) fn source_of(resource: &Value) -> Option<Party> {
         identifiers: Vec::new(),
         organization: None,
     })
-}
-
-/// A percent-encoded URI segment as text (the client id in a PHR app's source URI).
-fn percent_decoded(segment: &str) -> String {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = (bytes[i] == b'%')
-            .then(|| segment.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match hex {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The patient a record is about: a Patient itself, or its `patient` / `subject` /
@@ -1426,6 +1403,44 @@ mod tests {
                 assert_eq!(source.kind, RecipientKind::ClinicEmr);
             }
         }
+    }
+
+    #[test]
+    fn a_record_an_app_sent_comes_from_that_vendor() {
+        let resource = json!({"resourceType": "Immunization",
+            "meta": {"source": format!("{}phr%20app.1", phr::CLIENT_SOURCE_PREFIX)}});
+        let source = source_of(&resource).expect("a PHR vendor");
+        assert_eq!(source.kind, RecipientKind::PhrApp);
+        assert_eq!(source.client_id.as_deref(), Some("phr app.1"));
+    }
+
+    #[test]
+    fn an_export_is_recorded_as_dicom_export_and_stays_valid_r4() {
+        let event = audit_event(
+            &Access::Internal,
+            &Summary {
+                event: Event::Export,
+                action: Event::Export.action(),
+                outcome: "0",
+                description: "research export".into(),
+                recorded: "2025-05-01T00:00:00.000Z",
+            },
+            Purpose::new("HRESCH").ok().as_ref(),
+            vec![
+                json!({"what": {"identifier": {"system": consent::RESEARCH_PROJECT_SYSTEM, "value": "p1"}},
+                        "detail": [{"type": "persons-exported", "valueString": "1"}]}),
+            ],
+        );
+        let issues = fhir::validate::validate_resource(fhir::Definitions::r4(), &event);
+        assert!(
+            issues.iter().all(|i| !i.severity.is_error()),
+            "{issues:?}\n{event:#}"
+        );
+        assert_eq!(event["type"]["code"], "110106");
+        assert!(event.get("subtype").is_none());
+        assert_eq!(event["action"], "R");
+        assert_eq!(Event::Rest("operation").action(), "E");
+        assert_eq!(Event::Rest("read").action(), "R");
     }
 
     #[test]

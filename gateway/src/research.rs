@@ -436,3 +436,82 @@ fn audit_record(ctx: &Ctx<'_>, project: &str, purpose: &Purpose, tally: &Tally) 
         entity,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(id: &str) -> ProjectConfig {
+        ProjectConfig {
+            id: id.to_owned(),
+            clients: vec!["researcher".to_owned()],
+            purposes: default_purposes(),
+            linkage_system: default_linkage_system(),
+            resource_types: default_resource_types(),
+        }
+    }
+
+    fn config_with_key(key: &[u8]) -> (ResearchConfig, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key");
+        std::fs::write(&file, key).unwrap();
+        let config = ResearchConfig {
+            pseudonym_key_file: Some(file),
+            projects: vec![project("p1")],
+        };
+        (config, dir)
+    }
+
+    #[test]
+    fn the_key_must_be_long_enough_and_is_never_shown() {
+        let policy = Policy::embedded().unwrap();
+        let secret = b"short-secret-key";
+        let (config, _dir) = config_with_key(secret);
+        let error = config.validate(policy).unwrap_err();
+        assert!(error.contains("at least 32"), "{error}");
+        assert!(!error.contains("short-secret-key"), "{error}");
+        let (config, _dir) = config_with_key(&[1u8; 32]);
+        assert_eq!(config.validate(policy), Ok(()));
+        let missing = ResearchConfig {
+            pseudonym_key_file: None,
+            projects: vec![project("p1")],
+        };
+        assert!(missing.validate(policy).is_err());
+        assert_eq!(ResearchConfig::default().validate(policy), Ok(()));
+    }
+
+    #[test]
+    fn projects_are_checked_against_the_consent_policy() {
+        let policy = Policy::embedded().unwrap();
+        let (mut config, _dir) = config_with_key(&[1u8; 32]);
+        config.projects.push(project("p1"));
+        assert!(config.validate(policy).unwrap_err().contains("twice"));
+        config.projects = vec![project("p1")];
+        config.projects[0].purposes = vec!["NOPE".to_owned()];
+        assert!(config.validate(policy).unwrap_err().contains("NOPE"));
+        config.projects = vec![project("p1")];
+        config.projects[0].resource_types = vec!["RelatedPerson".to_owned()];
+        assert!(
+            config
+                .validate(policy)
+                .unwrap_err()
+                .contains("RelatedPerson")
+        );
+        config.projects = vec![project("not a project id")];
+        assert!(config.validate(policy).is_err());
+    }
+
+    #[test]
+    fn the_linkage_key_is_the_identifier_of_the_project_s_system() {
+        let patient = json!({"identifier": [
+            {"system": "urn:other", "value": "x"},
+            {"system": INSURANCE_MEMBER_ID_SYSTEM, "value": "06139999:1:2:01"}]});
+        assert_eq!(
+            linkage_key(&patient, INSURANCE_MEMBER_ID_SYSTEM),
+            Some("06139999:1:2:01")
+        );
+        assert_eq!(linkage_key(&patient, "urn:none"), None);
+        let blank = json!({"identifier": [{"system": INSURANCE_MEMBER_ID_SYSTEM, "value": " "}]});
+        assert_eq!(linkage_key(&blank, INSURANCE_MEMBER_ID_SYSTEM), None);
+    }
+}
