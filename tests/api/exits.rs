@@ -678,3 +678,59 @@ async fn only_a_listed_research_client_exports_a_project() {
         .await;
     assert_eq!(wrong_purpose.status, 403, "{}", wrong_purpose.text);
 }
+
+#[tokio::test]
+async fn a_phr_vendor_s_records_need_a_research_consent_naming_that_vendor() {
+    let (app, _keys) = research_app().await;
+    research_child(&app, "r-app", "06139999:1:4:01").await;
+    // A vaccination the parent's app sent (its source is the app, as the PHR API writes it).
+    put(
+        &app,
+        json!({"resourceType": "Immunization", "id": "imm-from-app", "status": "completed",
+            "meta": {"source": "https://musubi.example.org/fhir/phr-client/vendor-a"},
+            "vaccineCode": {"coding": [{"system": HIB, "code": "hib"}]},
+            "patient": {"reference": "Patient/r-app"}, "occurrenceDateTime": "2024-09-10",
+            "primarySource": false}),
+    )
+    .await;
+    put(
+        &app,
+        research_consent("consent-project", "r-app", PROJECT, "active"),
+    )
+    .await;
+    let exported = |response: &Response| {
+        lines(response)
+            .into_iter()
+            .filter(|r| r["resourceType"] == "Immunization")
+            .map(|r| {
+                r["occurrenceDateTime"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect::<Vec<_>>()
+    };
+    // Refused: the project's consent does not name the vendor, so the app's record stays.
+    let without = research_export(&app, PROJECT).await;
+    assert_eq!(without.status, 200, "{}", without.text);
+    assert_eq!(exported(&without), vec!["2024-07-10"], "{}", without.text);
+
+    // Permitted: a second consent names the vendor as the data's custodian.
+    let mut vendor = research_consent("consent-vendor-a", "r-app", PROJECT, "active");
+    vendor["dateTime"] = json!("2025-05-01T09:00:00+09:00");
+    vendor["provision"]["actor"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "CST"}]},
+                     "reference": {"identifier": {"system": CLIENT_ID_SYSTEM, "value": "vendor-a"}}}));
+    put(&app, vendor).await;
+    let with = research_export(&app, PROJECT).await;
+    let mut dates = exported(&with);
+    dates.sort();
+    assert_eq!(dates, vec!["2024-07-10", "2024-09-10"], "{}", with.text);
+    assert!(
+        !with.text.contains("vendor-a"),
+        "the source goes: {}",
+        with.text
+    );
+}
