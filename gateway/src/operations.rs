@@ -6,7 +6,7 @@
 //!
 //! The operations that answer from stored patient data decide it first (`disclosure::Exit`):
 //! for a caller acting for an organisation, a record its consents withhold counts as not stored,
-//! and the decisions are audited (docs/consent.md, "Operations").
+//! and the decisions are audited (docs/consent.md, "Other exits").
 
 use serde_json::{Value, json};
 use store::{Precondition, StoredVersion, Write, WriteAction};
