@@ -29,6 +29,9 @@ pub enum ClientKind {
     PhrApp,
     /// An adapter for a national or municipal portal.
     PortalAdapter,
+    /// A research or evaluation project's client: it receives pseudonymised exports of the
+    /// projects it is listed on.
+    ResearchProject,
 }
 
 /// An OAuth grant type (RFC 6749).

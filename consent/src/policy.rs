@@ -391,6 +391,11 @@ impl Policy {
         self.purposes.values()
     }
 
+    /// The element lists of research exports (pseudonymisation.json).
+    pub fn pseudonymisation(&self) -> Option<&PseudonymisationRules> {
+        self.pseudonymisation.as_ref()
+    }
+
     /// Every legal basis, in file order.
     pub fn legal_bases(&self) -> &[LegalBasis] {
         &self.legal_bases

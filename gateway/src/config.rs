@@ -47,6 +47,9 @@ pub struct Config {
     /// The outbox of routed deliveries (docs/routing.md, "Delivery in the gateway").
     #[serde(default)]
     pub routing: RoutingConfig,
+    /// Pseudonymised research exports (docs/consent.md, "Research exports"). None by default.
+    #[serde(default)]
+    pub research: crate::research::ResearchConfig,
     pub log: LogConfig,
 }
 
@@ -170,6 +173,7 @@ impl ConsentConfig {
             auth::ClientKind::MedicalAssociation => ("HPAYMT", &["HPAYMT"]),
             auth::ClientKind::Municipality => ("PUBHLTH", &["PUBHLTH", "COC", "HPAYMT"]),
             auth::ClientKind::PhrApp | auth::ClientKind::PortalAdapter => ("PATRQT", &["PATRQT"]),
+            auth::ClientKind::ResearchProject => ("HRESCH", &["HRESCH"]),
         };
         KindPurposes {
             default: default.to_owned(),
@@ -949,6 +953,18 @@ impl Config {
                 }
             }
         }
+        self.research.validate(&policy)?;
+        for project in &self.research.projects {
+            for id in &project.clients {
+                let kind = self.clients.iter().find(|c| &c.id == id).map(|c| c.kind);
+                if kind != Some(auth::ClientKind::ResearchProject) {
+                    return Err(format!(
+                        "research.projects[{}].clients: {id:?} must be a registered client of kind research-project",
+                        project.id
+                    ));
+                }
+            }
+        }
         let audits = self.audit.reads != ReadAudit::Off || self.audit.writes != WriteAudit::Off;
         if audits && !self.fhir.resource_types.iter().any(|t| t == "AuditEvent") {
             return Err(
@@ -977,6 +993,7 @@ pub fn kind_code(kind: auth::ClientKind) -> &'static str {
         auth::ClientKind::Municipality => "municipality",
         auth::ClientKind::PhrApp => "phr-app",
         auth::ClientKind::PortalAdapter => "portal-adapter",
+        auth::ClientKind::ResearchProject => "research-project",
     }
 }
 

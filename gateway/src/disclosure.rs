@@ -37,6 +37,8 @@ const AUDIT_EVENT_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-even
 const RESTFUL_INTERACTION: &str = "http://hl7.org/fhir/restful-interaction";
 const ENTITY_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
 const OBJECT_ROLE: &str = "http://terminology.hl7.org/CodeSystem/object-role";
+/// DICOM's audit codes, which R4's audit-event-type value set includes (`110106` Export).
+const DICOM: &str = "http://dicom.nema.org/resources/ontology/DCM";
 const SOURCE_TYPE: &str = "http://terminology.hl7.org/CodeSystem/security-source-type";
 
 // ---------------------------------------------------------------------------------------------
@@ -71,7 +73,7 @@ pub(crate) async fn single(
         Shown::Withheld => (Err(ApiError::not_found(absent())), false),
     };
     enforcer.note(decided.record, disclosed);
-    enforcer.commit(interaction).await?;
+    enforcer.commit(Event::Rest(interaction)).await?;
     result
 }
 
@@ -160,7 +162,7 @@ pub(crate) async fn search(
         }
     }
     page.included = included;
-    enforcer.commit("search-type").await?;
+    enforcer.commit(Event::Rest("search-type")).await?;
     Ok(Some(page))
 }
 
@@ -225,7 +227,7 @@ pub(crate) async fn history(
         versions.push(version);
     }
     tracing::debug!(resource_type = %rt, total, "consent-checked instance history");
-    enforcer.commit("history-instance").await?;
+    enforcer.commit(Event::Rest("history-instance")).await?;
     Ok(Some(HistoryPage { total, versions }))
 }
 
@@ -271,7 +273,7 @@ pub(crate) fn writes(ctx: &Ctx<'_>, mut writes: Vec<Write>) -> Result<Vec<Write>
         let event = audit_event(
             &ctx.access,
             &Summary {
-                interaction,
+                event: Event::Rest(interaction),
                 action,
                 outcome: "0",
                 description: format!("{interaction} {}", write.resource_type),
@@ -284,6 +286,191 @@ pub(crate) fn writes(ctx: &Ctx<'_>, mut writes: Vec<Write>) -> Result<Vec<Write>
     }
     writes.extend(events);
     Ok(writes)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exits whose answer is built from the records' content.
+
+/// A consent-checked exit outside the REST interactions (operations, municipal exports, the PHR
+/// app API, conditional matches, research exports): each record the answer would draw on is
+/// decided, and the decisions are audited when the exit closes. For a caller that is not
+/// consent-checked (a parent, the gateway itself) every record passes and nothing is written.
+pub(crate) struct Exit<'c, 's> {
+    enforcer: Option<Enforcer<'c, 's>>,
+}
+
+impl<'c, 's> Exit<'c, 's> {
+    /// The exit of the request's caller, decided for its kind, organisation and purpose.
+    pub(crate) fn open(ctx: &'c Ctx<'s>) -> Result<Exit<'c, 's>, ApiError> {
+        Ok(Exit {
+            enforcer: Enforcer::for_ctx(ctx)?,
+        })
+    }
+
+    /// An exit that decides nothing: the gateway's own use (the operator's command line).
+    pub(crate) fn unchecked() -> Self {
+        Exit { enforcer: None }
+    }
+
+    /// An exit whose recipient is not the caller (a research project, for which the caller
+    /// exports): always decided, whatever `consent.enforce` says, since only a consent lets
+    /// such data leave.
+    pub(crate) fn for_recipient(
+        ctx: &'c Ctx<'s>,
+        recipient: Party,
+        purpose: Purpose,
+    ) -> Result<Exit<'c, 's>, ApiError> {
+        Ok(Exit {
+            enforcer: Some(Enforcer {
+                ctx,
+                policy: policy(ctx.state)?,
+                recipient,
+                purpose,
+                now: OffsetDateTime::now_utc(),
+                facts: HashMap::new(),
+                log: Vec::new(),
+            }),
+        })
+    }
+
+    /// Whether the record may go into an answer built from its content: only when the caller
+    /// may see it whole (an identity-only view has no content to compute or export from).
+    pub(crate) fn permits(&mut self, version: &StoredVersion) -> Result<bool, ApiError> {
+        let Some(enforcer) = self.enforcer.as_mut() else {
+            return Ok(true);
+        };
+        let decided = enforcer.decide(version, &body_of(version)?)?;
+        let whole = matches!(decided.shown, Shown::AsIs);
+        enforcer.note(decided.record, whole);
+        Ok(whole)
+    }
+
+    /// The record as the caller may see it (whole, or cut to identity level), or `None` when
+    /// it is withheld.
+    pub(crate) fn shown(
+        &mut self,
+        version: StoredVersion,
+    ) -> Result<Option<StoredVersion>, ApiError> {
+        let Some(enforcer) = self.enforcer.as_mut() else {
+            return Ok(Some(version));
+        };
+        let decided = enforcer.decide(&version, &body_of(&version)?)?;
+        let shown = match decided.shown {
+            Shown::AsIs => Some(version),
+            Shown::Redacted(body) => Some(with_body(&version, &body)),
+            Shown::Withheld => None,
+        };
+        enforcer.note(decided.record, shown.is_some());
+        Ok(shown)
+    }
+
+    /// Whether this exit decides anything (false for a parent or the gateway itself).
+    pub(crate) fn is_checked(&self) -> bool {
+        self.enforcer.is_some()
+    }
+
+    /// The consents of a patient as the decisions of this exit read them, when it is decided.
+    pub(crate) fn consents_of(
+        &mut self,
+        patient: &PatientRef,
+    ) -> Result<Option<&[ConsentRecord]>, ApiError> {
+        match self.enforcer.as_mut() {
+            Some(enforcer) => {
+                let facts = enforcer.facts_of(patient)?;
+                // A patient with an unreadable consent gets nothing that needs a consent.
+                Ok(facts
+                    .unreadable
+                    .is_empty()
+                    .then_some(facts.consents.as_slice()))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// One AuditEvent per patient with every decision of this exit, committed before the
+    /// answer leaves.
+    pub(crate) async fn close(self, event: Event<'_>) -> Result<(), ApiError> {
+        match self.enforcer {
+            Some(enforcer) => enforcer.commit(event).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// An AuditEvent that names no person (a research export lists pseudonymous counts): the
+/// caller as agent, the purpose, and the given entities.
+pub(crate) fn anonymous_audit(
+    ctx: &Ctx<'_>,
+    event: Event<'_>,
+    outcome: &str,
+    description: String,
+    purpose: &Purpose,
+    entity: Vec<Value>,
+) -> Write {
+    let recorded = now_instant();
+    audit_write(audit_event(
+        &ctx.access,
+        &Summary {
+            event,
+            action: event.action(),
+            outcome,
+            description,
+            recorded: &recorded,
+        },
+        Some(purpose),
+        entity,
+    ))
+}
+
+/// The AuditEvents of a bulk write (a municipal import's chunk or JSON form), to be appended to
+/// the same commit: one per patient and action, listing that patient's written records, so the
+/// trail is stored with the records and a guardian reading a child's trail sees no other family.
+/// (`writes` records one AuditEvent per resource; an import writes hundreds of thousands.)
+pub(crate) fn bulk_write_audit(
+    state: &crate::state::AppState,
+    access: &Access,
+    writes: &[Write],
+) -> Result<Vec<Write>, ApiError> {
+    if state.config.audit.writes == WriteAudit::Off {
+        return Ok(Vec::new());
+    }
+    let mut groups: BTreeMap<(Option<PatientRef>, &str), Vec<Value>> = BTreeMap::new();
+    for write in writes.iter().filter(|w| w.resource_type != "AuditEvent") {
+        let (patient, action) = match &write.action {
+            WriteAction::Put(resource) => (patient_of(resource), "U"),
+            WriteAction::Delete => match state.store.read(&write.resource_type, &write.id)? {
+                Some(current) if !current.is_deleted() => (patient_of(&body_of(&current)?), "D"),
+                _ => (None, "D"),
+            },
+        };
+        groups.entry((patient, action)).or_default().push(json!({
+            "what": {"reference": format!("{}/{}", write.resource_type, write.id)},
+            "type": coding(ENTITY_TYPE, "2", "System Object"),
+            "role": coding(OBJECT_ROLE, "4", "Domain Resource"),
+        }));
+    }
+    let recorded = now_instant();
+    Ok(groups
+        .into_iter()
+        .map(|((patient, action), records)| {
+            let count = records.len();
+            let mut entity: Vec<Value> = patient.iter().map(patient_entity).collect();
+            entity.extend(records);
+            let interaction = if action == "D" { "delete" } else { "update" };
+            audit_write(audit_event(
+                access,
+                &Summary {
+                    event: Event::Rest(interaction),
+                    action,
+                    outcome: "0",
+                    description: format!("municipal import: {interaction} {count} records"),
+                    recorded: &recorded,
+                },
+                None,
+                entity,
+            ))
+        })
+        .collect())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -426,14 +613,25 @@ fn recipient_kind(kind: auth::ClientKind) -> RecipientKind {
         auth::ClientKind::Municipality => RecipientKind::Municipality,
         auth::ClientKind::PhrApp => RecipientKind::PhrApp,
         auth::ClientKind::PortalAdapter => RecipientKind::PortalAdapter,
+        auth::ClientKind::ResearchProject => RecipientKind::ResearchProject,
     }
 }
 
-/// Who recorded the data, as far as the record says: an Immunization recorded by the
-/// vaccinating provider (`primarySource` not false; 定期接種 is given by a medical institution)
-/// comes from a clinic. A secondary report (a portal import, a transcribed handbook) has no
-/// known source, so legal bases that need one do not apply to it.
-fn source_of(resource: &Value) -> Option<Party> {
+/// Who recorded the data, as far as the record says: a record a PHR app sent through the app
+/// API (`meta.source` = the app's source URI, docs/phr-api.md) comes from that PHR vendor, so a
+/// research consent must name it as custodian; an Immunization recorded by the vaccinating
+/// provider (`primarySource` not false; 定期接種 is given by a medical institution) comes from
+/// a clinic. A secondary report (a portal import, a transcribed handbook) has no known source,
+/// so legal bases that need one do not apply to it.
+pub(crate) fn source_of(resource: &Value) -> Option<Party> {
+    if let Some(app) = resource
+        .pointer("/meta/source")
+        .and_then(Value::as_str)
+        .and_then(|source| source.strip_prefix(phr::CLIENT_SOURCE_PREFIX))
+    {
+        let client_id = percent_encoding::percent_decode_str(app).decode_utf8_lossy();
+        return Some(Party::client(RecipientKind::PhrApp, &client_id));
+    }
     let recorded_by_provider = resource.get("resourceType").and_then(Value::as_str)
         == Some("Immunization")
         && resource.get("primarySource").and_then(Value::as_bool) != Some(false);
@@ -446,7 +644,8 @@ fn source_of(resource: &Value) -> Option<Party> {
 }
 
 /// The patient a record is about: a Patient itself, or its `patient` / `subject` /
-/// `beneficiary` reference to a Patient (the elements the consent engine checks).
+/// `beneficiary` reference to a Patient (the elements the consent engine checks), or a Task's
+/// `for` (a delivery Task names the patient whose record it carries).
 fn patient_of(resource: &Value) -> Option<PatientRef> {
     if resource.get("resourceType").and_then(Value::as_str) == Some("Patient") {
         return resource
@@ -454,7 +653,7 @@ fn patient_of(resource: &Value) -> Option<PatientRef> {
             .and_then(Value::as_str)
             .and_then(|id| PatientRef::parse(&format!("Patient/{id}")).ok());
     }
-    ["patient", "subject", "beneficiary"]
+    ["patient", "subject", "beneficiary", "for"]
         .iter()
         .find_map(|element| {
             let reference = resource.get(*element)?.get("reference")?.as_str()?;
@@ -630,10 +829,16 @@ impl<'c, 's> Enforcer<'c, 's> {
             });
         }
         let patient = patient_of(resource);
-        let verdict = match (&classification, &patient) {
-            (Classification::Class(_), Some(patient)) => self.by_consent(patient, resource)?,
+        let addressee = (rt == "Task")
+            .then(|| crate::outbox::delivery_recipient(resource))
+            .flatten();
+        let verdict = match (addressee, &classification, &patient) {
+            (Some(addressee), _, _) => self.by_addressee(addressee),
+            (None, Classification::Class(_), Some(patient)) => {
+                self.by_consent(patient, resource)?
+            }
             // A record about many people (a claim batch): only a legal basis can permit it.
-            (Classification::Class(_), None) => consent::decide_without_subject(
+            (None, Classification::Class(_), None) => consent::decide_without_subject(
                 self.policy,
                 &self.recipient,
                 source_of(resource).as_ref(),
@@ -673,6 +878,36 @@ impl<'c, 's> Enforcer<'c, 's> {
         })
     }
 
+    /// A delivery Task of the outbox names a patient, the record it carries and the party it
+    /// goes to: it is shown to that party only (the record itself was decided when it was
+    /// delivered), never to another organisation.
+    fn by_addressee(&self, addressee: &str) -> Verdict {
+        let own = self.recipient.client_id.as_deref() == Some(addressee)
+            || self.recipient.organization.as_deref() == Some(addressee);
+        let (outcome, reason, explanation) = if own {
+            (
+                Outcome::Permit,
+                "delivery-addressee",
+                "the delivery Task is addressed to the caller",
+            )
+        } else {
+            (
+                Outcome::Deny,
+                "not-the-addressee",
+                "the delivery Task is addressed to another party",
+            )
+        };
+        Verdict {
+            outcome,
+            reason: reason.to_owned(),
+            explanation: explanation.to_owned(),
+            consents: Vec::new(),
+            provision: None,
+            legal_basis: None,
+            data_class: None,
+        }
+    }
+
     /// A record no consent can be about: the purpose's base policy decides, unless the
     /// configuration says to withhold such records.
     fn fallback(&self, reason: &str, why: &str) -> Verdict {
@@ -700,12 +935,9 @@ impl<'c, 's> Enforcer<'c, 's> {
     }
 
     fn by_consent(&mut self, patient: &PatientRef, resource: &Value) -> Result<Verdict, ApiError> {
-        if !self.facts.contains_key(patient) {
-            let facts = consent_facts(self.ctx.state, self.policy, patient)?;
-            self.facts.insert(patient.clone(), facts);
-        }
-        let facts = &self.facts[patient];
         let source = source_of(resource);
+        self.facts_of(patient)?;
+        let facts = &self.facts[patient];
         let request = Request {
             recipient: &self.recipient,
             source: source.as_ref(),
@@ -733,6 +965,15 @@ impl<'c, 's> Enforcer<'c, 's> {
         Ok(verdict)
     }
 
+    /// The patient's consents and home municipality, read once per request.
+    fn facts_of(&mut self, patient: &PatientRef) -> Result<&Facts, ApiError> {
+        if !self.facts.contains_key(patient) {
+            let facts = consent_facts(self.ctx.state, self.policy, patient)?;
+            self.facts.insert(patient.clone(), facts);
+        }
+        Ok(&self.facts[patient])
+    }
+
     fn note(&mut self, record: Option<Logged>, disclosed: bool) {
         if let Some(mut record) = record {
             record.disclosed = disclosed;
@@ -742,7 +983,7 @@ impl<'c, 's> Enforcer<'c, 's> {
 
     /// One AuditEvent per patient (so a guardian reading their child's trail learns nothing
     /// about anyone else), committed before the response leaves.
-    async fn commit(self, interaction: &str) -> Result<(), ApiError> {
+    async fn commit(self, event: Event<'_>) -> Result<(), ApiError> {
         if self.log.is_empty() || self.ctx.state.config.audit.reads == ReadAudit::Off {
             return Ok(());
         }
@@ -754,19 +995,14 @@ impl<'c, 's> Enforcer<'c, 's> {
                 .push(logged);
         }
         let recorded = now_instant();
-        let action = if interaction.starts_with("search") {
-            "E"
-        } else {
-            "R"
-        };
         let writes: Vec<Write> = by_patient
             .into_iter()
             .map(|(patient, entries)| {
                 let disclosed = entries.iter().filter(|e| e.disclosed).count();
                 let withheld = entries.len() - disclosed;
                 let summary = Summary {
-                    interaction,
-                    action,
+                    event,
+                    action: event.action(),
                     // A request that disclosed nothing was refused: a minor failure.
                     outcome: if disclosed > 0 { "0" } else { "4" },
                     description: format!("disclosed {disclosed}, withheld {withheld}"),
@@ -903,9 +1139,28 @@ fn includes_of(
 // ---------------------------------------------------------------------------------------------
 // AuditEvent (R4), encoded as docs/consent.md describes.
 
+/// What an AuditEvent records.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Event<'a> {
+    /// A FHIR RESTful interaction or operation, by its restful-interaction code: read, vread,
+    /// search-type, history-instance, operation, create, …
+    Rest(&'a str),
+    /// Records leaving in bulk (a municipal or research export): DICOM `110106` Export.
+    Export,
+}
+
+impl Event<'_> {
+    /// The action of a disclosure: a search or an operation executes (BALP), anything else reads.
+    fn action(self) -> &'static str {
+        match self {
+            Event::Rest(code) if code.starts_with("search") || code == "operation" => "E",
+            _ => "R",
+        }
+    }
+}
+
 struct Summary<'a> {
-    /// A restful-interaction code: read, vread, search-type, history-instance, create, …
-    interaction: &'a str,
+    event: Event<'a>,
     /// R, C, U, D or E.
     action: &'a str,
     /// 0 success, 4 minor failure (everything asked for was withheld).
@@ -941,13 +1196,18 @@ fn audit_event(
     let mut event = json!({
         "resourceType": "AuditEvent",
         "id": uuid::Uuid::new_v4().to_string(),
-        "type": coding(AUDIT_EVENT_TYPE, "rest", "RESTful Operation"),
-        "subtype": [coding(RESTFUL_INTERACTION, summary.interaction, summary.interaction)],
         "action": summary.action,
         "recorded": summary.recorded,
         "outcome": summary.outcome,
         "outcomeDesc": summary.description,
     });
+    match summary.event {
+        Event::Rest(code) => {
+            event["type"] = coding(AUDIT_EVENT_TYPE, "rest", "RESTful Operation");
+            event["subtype"] = json!([coding(RESTFUL_INTERACTION, code, code)]);
+        }
+        Event::Export => event["type"] = coding(DICOM, "110106", "Export"),
+    }
     if let Some(purpose) = purpose {
         event["purposeOfEvent"] =
             json!([{"coding": [{"system": consent::PURPOSE_SYSTEM, "code": purpose.as_str()}]}]);
@@ -1081,7 +1341,7 @@ mod tests {
         let event = audit_event(
             &Access::Internal,
             &Summary {
-                interaction: "search-type",
+                event: Event::Rest("search-type"),
                 action: "E",
                 outcome: "0",
                 description: "disclosed 1, withheld 1".into(),
@@ -1168,6 +1428,44 @@ mod tests {
                 assert_eq!(source.kind, RecipientKind::ClinicEmr);
             }
         }
+    }
+
+    #[test]
+    fn a_record_an_app_sent_comes_from_that_vendor() {
+        let resource = json!({"resourceType": "Immunization",
+            "meta": {"source": format!("{}phr%20app.1", phr::CLIENT_SOURCE_PREFIX)}});
+        let source = source_of(&resource).expect("a PHR vendor");
+        assert_eq!(source.kind, RecipientKind::PhrApp);
+        assert_eq!(source.client_id.as_deref(), Some("phr app.1"));
+    }
+
+    #[test]
+    fn an_export_is_recorded_as_dicom_export_and_stays_valid_r4() {
+        let event = audit_event(
+            &Access::Internal,
+            &Summary {
+                event: Event::Export,
+                action: Event::Export.action(),
+                outcome: "0",
+                description: "research export".into(),
+                recorded: "2025-05-01T00:00:00.000Z",
+            },
+            Purpose::new("HRESCH").ok().as_ref(),
+            vec![
+                json!({"what": {"identifier": {"system": consent::RESEARCH_PROJECT_SYSTEM, "value": "p1"}},
+                        "detail": [{"type": "persons-exported", "valueString": "1"}]}),
+            ],
+        );
+        let issues = fhir::validate::validate_resource(fhir::Definitions::r4(), &event);
+        assert!(
+            issues.iter().all(|i| !i.severity.is_error()),
+            "{issues:?}\n{event:#}"
+        );
+        assert_eq!(event["type"]["code"], "110106");
+        assert!(event.get("subtype").is_none());
+        assert_eq!(event["action"], "R");
+        assert_eq!(Event::Rest("operation").action(), "E");
+        assert_eq!(Event::Rest("read").action(), "R");
     }
 
     #[test]

@@ -387,6 +387,11 @@ impl<'a> Pending<'a> {
     }
 
     /// `Some(content)` when the transaction writes the resource (`Some(None)`: deletes it).
+    /// Whether the pending writes delete the resource (or, for an operation, hide it).
+    pub fn hides(&self, resource_type: &str, id: &str) -> bool {
+        self.get(resource_type, id) == Some(None)
+    }
+
     fn get(&self, resource_type: &str, id: &str) -> Option<Option<&'a Value>> {
         self.resources.get(&(resource_type, id)).copied()
     }
@@ -507,6 +512,22 @@ pub fn search_all(
         Ok(())
     })?;
     Ok(resources)
+}
+
+/// Every live resource of a type matching one search criterion, as stored (id and version
+/// beside the body, for a consent decision).
+pub fn search_all_versions(
+    store: &dyn Store,
+    resource_type: &str,
+    param: &str,
+    value: &str,
+) -> Result<Vec<StoredVersion>, ApiError> {
+    let mut versions = Vec::new();
+    for_each_live(store, resource_type, param, value, |version| {
+        versions.push(version.clone());
+        Ok(())
+    })?;
+    Ok(versions)
 }
 
 /// Call `each` with the stored version of every live resource of a type matching one search

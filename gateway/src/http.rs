@@ -97,6 +97,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(crate::portal_api::configure)
         .configure(crate::phr_api::configure)
         .configure(crate::outbox::configure)
+        .configure(crate::research::configure)
         .default_service(web::to(unknown_route));
 }
 
@@ -616,7 +617,7 @@ async fn op_input(
 async fn validate_system(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let result = async {
         let input = op_input(&state, &req, payload, Some("resource")).await?;
-        operations::validate(&ctx(&state, &req), None, &input)
+        operations::validate(&ctx(&state, &req), None, &input).await
     }
     .await;
     respond(&req, result)
@@ -630,7 +631,7 @@ async fn validate_type(
 ) -> HttpResponse {
     let result = async {
         let input = op_input(&state, &req, payload, Some("resource")).await?;
-        operations::validate(&ctx(&state, &req), Some(&path), &input)
+        operations::validate(&ctx(&state, &req), Some(&path), &input).await
     }
     .await;
     respond(&req, result)
@@ -677,10 +678,8 @@ async fn immunization_schedule(
     path: web::Path<String>,
 ) -> HttpResponse {
     let input = OpInput::from_query(&query_pairs(&req));
-    respond(
-        &req,
-        operations::immunization_schedule(&ctx(&state, &req), &path, &input),
-    )
+    let result = operations::immunization_schedule(&ctx(&state, &req), &path, &input).await;
+    respond(&req, result)
 }
 
 async fn assess(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
@@ -693,7 +692,8 @@ async fn assess(state: State, req: HttpRequest, payload: web::Payload) -> HttpRe
 }
 
 async fn assess_stored(state: State, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
-    respond(&req, operations::assess_stored(&ctx(&state, &req), &path))
+    let result = operations::assess_stored(&ctx(&state, &req), &path).await;
+    respond(&req, result)
 }
 
 async fn from_barcode(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
@@ -878,9 +878,10 @@ async fn municipal_import(state: State, req: HttpRequest, payload: web::Payload)
             .insert(id.clone(), report.clone());
         let task_state = state.clone();
         let task_id = id.clone();
+        let access = caller_access(&req);
         std::thread::Builder::new()
             .name(format!("import-{id}"))
-            .spawn(move || run_import_task(task_state, task_id, params, upload, report))
+            .spawn(move || run_import_task(task_state, task_id, (params, access), upload, report))
             .map_err(|e| ApiError::internal(format!("the import could not be started: {e}")))?;
         Ok(id)
     }
@@ -901,7 +902,7 @@ async fn municipal_import(state: State, req: HttpRequest, payload: web::Payload)
 fn run_import_task(
     state: State,
     id: String,
-    params: MunicipalParams,
+    (params, access): (MunicipalParams, Access),
     upload: std::path::PathBuf,
     shared: std::sync::Arc<std::sync::Mutex<crate::municipal::ImportReport>>,
 ) {
@@ -912,6 +913,7 @@ fn run_import_task(
     let report = match std::fs::File::open(&upload) {
         Ok(file) => crate::municipal::import(
             &state,
+            &access,
             &params.layout,
             &params.municipality,
             (
@@ -981,16 +983,19 @@ async fn municipal_import_status(state: State, path: web::Path<String>) -> HttpR
 /// `GET /municipal/v1/exports?layout=…&municipality=…[&since=…][&encoding=…]`: the
 /// municipality's file, in its layout.
 async fn municipal_export(state: State, req: HttpRequest) -> HttpResponse {
-    let result = municipal_params(&state, &req).and_then(|params| {
-        let export = crate::municipal::export(
-            &state,
+    let result = async {
+        let params = municipal_params(&state, &req)?;
+        let export = crate::municipal::export_for(
+            &ctx(&state, &req),
             &params.layout,
             &params.municipality,
             params.since,
             params.encoding,
-        )?;
-        Ok((params, export))
-    });
+        )
+        .await?;
+        Ok::<_, ApiError>((params, export))
+    }
+    .await;
     match result {
         Ok((params, export)) => {
             let encoding = params.encoding.unwrap_or(params.layout.encoding());
@@ -1009,6 +1014,7 @@ async fn municipal_export(state: State, req: HttpRequest) -> HttpResponse {
                 ))
                 .insert_header(("x-musubi-export-rows", export.rows.to_string()))
                 .insert_header(("x-musubi-export-skipped", export.skipped.len().to_string()))
+                .insert_header(("x-musubi-export-withheld", export.withheld.to_string()))
                 .body(export.file)
         }
         Err(error) => error_response(&error, None),
@@ -1024,7 +1030,14 @@ async fn municipal_records_post(
     let result = async {
         let params = municipal_params(&state, &req)?;
         let body = read_body(&state, &req, payload).await?;
-        crate::municipal::import_json(&state, &params.layout, &params.municipality, &body).await
+        crate::municipal::import_json(
+            &state,
+            &caller_access(&req),
+            &params.layout,
+            &params.municipality,
+            &body,
+        )
+        .await
     }
     .await;
     match result {
@@ -1036,9 +1049,17 @@ async fn municipal_records_post(
 /// `GET /municipal/v1/records?layout=…&municipality=…[&since=…]`: the residents' records in the
 /// JSON form.
 async fn municipal_records_get(state: State, req: HttpRequest) -> HttpResponse {
-    let result = municipal_params(&state, &req).and_then(|params| {
-        crate::municipal::export_json(&state, &params.layout, &params.municipality, params.since)
-    });
+    let result = async {
+        let params = municipal_params(&state, &req)?;
+        crate::municipal::export_json(
+            &ctx(&state, &req),
+            &params.layout,
+            &params.municipality,
+            params.since,
+        )
+        .await
+    }
+    .await;
     match result {
         Ok(value) => json_response(StatusCode::OK, &value),
         Err(error) => error_response(&error, None),

@@ -15,6 +15,7 @@ pub mod operations;
 pub mod outbox;
 pub mod phr_api;
 pub mod portal_api;
+pub mod research;
 pub mod rest;
 pub mod state;
 pub mod telemetry;

@@ -263,6 +263,7 @@ fn import(
     );
     let report = gateway::municipal::import(
         &state,
+        &gateway::access::Access::Internal,
         &layout,
         &municipality,
         (

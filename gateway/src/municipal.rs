@@ -3,6 +3,10 @@
 //! PMH-style JSON form. Reading, mapping and rendering rows is the `municipal` crate's; this
 //! module validates what it maps, writes it, counts and reports.
 //!
+//! An export to a municipality's client is consent-checked record by record (`disclosure::Exit`,
+//! the municipality's purpose): a record neither a legal basis nor a consent lets it receive
+//! is left out and only counted; the export is audited per patient (docs/consent.md).
+//!
 //! An import is synchronous and runs on the caller's thread (the CLI's, or a thread of its own
 //! for an HTTP import): the store's writer thread commits one chunk while the next is parsed.
 
@@ -16,8 +20,11 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use store::{CommitFuture, Committed, Precondition, Write, WriteAction, WriteOutcome};
 
-use crate::domain::search_all;
+use crate::access::Access;
+use crate::disclosure::{Event, Exit};
+use crate::domain::{parse_stored, search_all, search_all_versions};
 use crate::error::{ApiError, ErrorKind};
+use crate::rest::Ctx;
 use crate::state::AppState;
 
 /// Rejected rows listed one by one in a report; beyond this only their number is given (a
@@ -218,7 +225,11 @@ impl Chunk {
 /// Count what a committed chunk did, per resource and per row.
 fn tally(report: &mut ImportReport, rows: &[Vec<(String, String)>], committed: &[Committed]) {
     let mut outcomes: HashMap<(&str, &str), WriteOutcome> = HashMap::new();
-    for c in committed {
+    // The chunk's AuditEvents are the trail, not imported records.
+    for c in committed
+        .iter()
+        .filter(|c| c.version.resource_type != "AuditEvent")
+    {
         match c.outcome {
             WriteOutcome::Created => report.resources_created += 1,
             WriteOutcome::Unchanged => report.resources_unchanged += 1,
@@ -242,9 +253,11 @@ fn tally(report: &mut ImportReport, rows: &[Vec<(String, String)>], committed: &
 }
 
 /// Import a municipal file: every good row stored, every bad row reported with its line, in
-/// atomic chunks of `municipal.chunk_rows` rows. `progress` sees the report after each chunk.
+/// atomic chunks of `municipal.chunk_rows` rows, each committed with its AuditEvents (one per
+/// patient, `access` as the agent). `progress` sees the report after each chunk.
 pub fn import(
     state: &AppState,
+    access: &Access,
     layout: &Layout,
     municipality: &MunicipalityCode,
     (input, bytes_total): (impl Read, Option<u64>),
@@ -295,8 +308,17 @@ pub fn import(
         report.encoding = Some(rows.encoding().to_string());
         // The writer commits this chunk while the loop parses the next one; the previous
         // chunk's answer is collected first so the report stays in file order.
-        let queued =
-            (!chunk.writes.is_empty()).then(|| (state.store.commit(chunk.writes), chunk.rows));
+        let mut writes = chunk.writes;
+        match crate::disclosure::bulk_write_audit(state, access, &writes) {
+            Ok(events) => writes.extend(events),
+            Err(error) => {
+                report.fail(format!(
+                    "the import's audit trail could not be made ({error}); no row of this chunk is stored"
+                ));
+                break;
+            }
+        }
+        let queued = (!writes.is_empty()).then(|| (state.store.commit(writes), chunk.rows));
         if let Some((future, rows)) = pending.take()
             && !finish_chunk(&mut report, future, &rows)
         {
@@ -359,14 +381,25 @@ struct ResidentRecord {
     observations: Vec<Value>,
 }
 
+/// The residents' records an export may carry, and how many it withheld.
+struct ResidentRecords {
+    records: Vec<ResidentRecord>,
+    /// Records (rows) left out because the recipient may not receive them.
+    withheld: usize,
+}
+
 /// Every record of the municipality's residents (Patients with its resident-number identifier),
-/// wherever it was made, on or after `since`.
+/// wherever it was made, on or after `since`, as far as `exit` lets each leave: a record only
+/// whole, a check-up's Observations each on their own. The Patient itself is not decided: it is
+/// the municipality's own resident (found by its resident number), and a row names whose record
+/// it is, which a record permitted to leave may say.
 fn resident_records(
     state: &AppState,
     layout: &Layout,
     municipality: &MunicipalityCode,
     since: Option<time::Date>,
-) -> Result<Vec<ResidentRecord>, ApiError> {
+    exit: &mut Exit<'_, '_>,
+) -> Result<ResidentRecords, ApiError> {
     let system = municipal::resident_identifier_system(municipality);
     let residents = search_all(
         state.store.as_ref(),
@@ -375,25 +408,32 @@ fn resident_records(
         &format!("{system}|"),
     )?;
     let record_type = layout.record_type();
+    let store = state.store.as_ref();
     let mut out = Vec::new();
+    let mut withheld = 0;
     for patient in residents {
         let Some(id) = patient.get("id").and_then(Value::as_str) else {
             continue;
         };
         let reference = format!("Patient/{id}");
-        for record in search_all(state.store.as_ref(), record_type, "patient", &reference)? {
+        for stored in search_all_versions(store, record_type, "patient", &reference)? {
+            let record = parse_stored(&stored)?;
             if since.is_some_and(|s| record_day(&record).is_none_or(|d| d < s)) {
                 continue;
             }
-            let observations = if record_type == "Encounter" {
-                let encounter = format!(
-                    "Encounter/{}",
-                    record.get("id").and_then(Value::as_str).unwrap_or_default()
-                );
-                search_all(state.store.as_ref(), "Observation", "encounter", &encounter)?
-            } else {
-                Vec::new()
-            };
+            if !exit.permits(&stored)? {
+                withheld += 1;
+                continue;
+            }
+            let mut observations = Vec::new();
+            if record_type == "Encounter" {
+                let encounter = format!("Encounter/{}", stored.id);
+                for result in search_all_versions(store, "Observation", "encounter", &encounter)? {
+                    if exit.permits(&result)? {
+                        observations.push(parse_stored(&result)?);
+                    }
+                }
+            }
             out.push(ResidentRecord {
                 patient: patient.clone(),
                 record,
@@ -401,7 +441,10 @@ fn resident_records(
             });
         }
     }
-    Ok(out)
+    Ok(ResidentRecords {
+        records: out,
+        withheld,
+    })
 }
 
 /// An export: the file, how many rows it has and the records left out (with why).
@@ -409,10 +452,13 @@ pub struct Export {
     pub file: Vec<u8>,
     pub rows: usize,
     pub skipped: Vec<String>,
+    /// Records the recipient may not receive: a number only, never which.
+    pub withheld: usize,
 }
 
 /// The municipality's file from stored resources, in its layout and `encoding` (default: the
-/// layout's), rows in the layout's canonical order.
+/// layout's), rows in the layout's canonical order: the operator's export (`musubi export`),
+/// which the gateway itself makes, so nothing is consent-checked.
 pub fn export(
     state: &AppState,
     layout: &Layout,
@@ -420,7 +466,40 @@ pub fn export(
     since: Option<time::Date>,
     encoding: Option<Encoding>,
 ) -> Result<Export, ApiError> {
-    let records = resident_records(state, layout, municipality, since)?;
+    export_decided(
+        state,
+        layout,
+        municipality,
+        since,
+        encoding,
+        &mut Exit::unchecked(),
+    )
+}
+
+/// The export as the request's caller may receive it, audited (one AuditEvent per patient).
+pub(crate) async fn export_for(
+    ctx: &Ctx<'_>,
+    layout: &Layout,
+    municipality: &MunicipalityCode,
+    since: Option<time::Date>,
+    encoding: Option<Encoding>,
+) -> Result<Export, ApiError> {
+    let mut exit = Exit::open(ctx)?;
+    let export = export_decided(ctx.state, layout, municipality, since, encoding, &mut exit)?;
+    exit.close(Event::Export).await?;
+    Ok(export)
+}
+
+fn export_decided(
+    state: &AppState,
+    layout: &Layout,
+    municipality: &MunicipalityCode,
+    since: Option<time::Date>,
+    encoding: Option<Encoding>,
+    exit: &mut Exit<'_, '_>,
+) -> Result<Export, ApiError> {
+    let ResidentRecords { records, withheld } =
+        resident_records(state, layout, municipality, since, exit)?;
     let mut rows = Vec::with_capacity(records.len());
     let mut skipped = Vec::new();
     for r in &records {
@@ -445,6 +524,7 @@ pub fn export(
         file,
         rows: count,
         skipped,
+        withheld,
     })
 }
 
@@ -463,14 +543,17 @@ pub fn csv_content_type(encoding: Encoding) -> String {
     format!("text/csv; charset={charset}")
 }
 
-/// The JSON form of an export (PMH style).
-pub fn export_json(
-    state: &AppState,
+/// The JSON form of an export (PMH style), as the request's caller may receive it, with the
+/// number of records withheld (`withheld`), audited like [`export_for`].
+pub(crate) async fn export_json(
+    ctx: &Ctx<'_>,
     layout: &Layout,
     municipality: &MunicipalityCode,
     since: Option<time::Date>,
 ) -> Result<Value, ApiError> {
-    let records = resident_records(state, layout, municipality, since)?;
+    let mut exit = Exit::open(ctx)?;
+    let ResidentRecords { records, withheld } =
+        resident_records(ctx.state, layout, municipality, since, &mut exit)?;
     let borrowed: Vec<ExportRecord<'_>> = records
         .iter()
         .map(|r| ExportRecord {
@@ -479,14 +562,20 @@ pub fn export_json(
             observations: &r.observations,
         })
         .collect();
-    municipal::json_export(layout, &borrowed)
-        .map_err(|e| ApiError::new(ErrorKind::Unprocessable, e.to_string()))
+    let mut answer = municipal::json_export(layout, &borrowed)
+        .map_err(|e| ApiError::new(ErrorKind::Unprocessable, e.to_string()))?;
+    exit.close(Event::Export).await?;
+    if let Some(object) = answer.as_object_mut() {
+        object.insert("withheld".to_owned(), json!(withheld));
+    }
+    Ok(answer)
 }
 
 /// The JSON form of an import (PMH style, `modificationSeg` "1" register/update, "2" delete):
 /// every good record in one transaction, a result per record.
 pub async fn import_json(
     state: &AppState,
+    access: &Access,
     layout: &Layout,
     municipality: &MunicipalityCode,
     body: &[u8],
@@ -547,10 +636,13 @@ pub async fn import_json(
     };
     let position_of: HashMap<usize, usize> =
         keep.iter().enumerate().map(|(p, &i)| (i, p)).collect();
-    let unique: Vec<Write> = keep.iter().map(|&i| writes[i].clone()).collect();
+    let mut unique: Vec<Write> = keep.iter().map(|&i| writes[i].clone()).collect();
     let committed = if unique.is_empty() {
         Vec::new()
     } else {
+        // The AuditEvents go after the records, so the positions above still index `committed`.
+        let events = crate::disclosure::bulk_write_audit(state, access, &unique)?;
+        unique.extend(events);
         state.store.commit(unique).await?
     };
     for (index, positions) in written {

@@ -3,10 +3,16 @@
 //! vaccination schedule (`Patient/{id}/$immunization-schedule`), the 予診票 assessment
 //! (`QuestionnaireResponse/$assess`) and the vaccine barcode reader (`Immunization/$from-barcode`).
 //! docs/operations.md describes each one's parameters and answers.
+//!
+//! The operations that answer from stored patient data decide it first (`disclosure::Exit`):
+//! for a caller acting for an organisation, a record its consents withhold counts as not stored,
+//! and the decisions are audited (docs/consent.md, "Other exits").
 
 use serde_json::{Value, json};
+use store::{Precondition, StoredVersion, Write, WriteAction};
 
-use crate::domain::{Pending, live_resource, parse_stored};
+use crate::disclosure::{Event, Exit};
+use crate::domain::{Pending, live_resource, parse_stored, search_all_versions};
 use crate::error::{ApiError, ErrorKind, IssueDetail, issue_detail, operation_outcome};
 use crate::format::bytes_body::Body;
 use crate::rest::{Ctx, Reply, check_type};
@@ -165,7 +171,13 @@ fn required<'a>(value: Option<&'a str>, name: &str, operation: &str) -> Result<&
 /// `$validate` (R4 operation-resource-validate): every issue the write path would find
 /// (structure, claimed and requested profiles, the enforced default profile, routine-vaccination
 /// rules, 予診票 answers), as an OperationOutcome; 200 whether or not the resource is valid.
-pub fn validate(ctx: &Ctx<'_>, url_type: Option<&str>, input: &OpInput) -> Result<Reply, ApiError> {
+/// The routine-vaccination rules read the patient's stored doses: for a consent-checked caller
+/// only those it may see, so no issue echoes a withheld dose.
+pub async fn validate(
+    ctx: &Ctx<'_>,
+    url_type: Option<&str>,
+    input: &OpInput,
+) -> Result<Reply, ApiError> {
     if let Some(rt) = url_type {
         check_type(ctx.state, rt)?;
     }
@@ -217,7 +229,22 @@ pub fn validate(ctx: &Ctx<'_>, url_type: Option<&str>, input: &OpInput) -> Resul
     ctx.access
         .permit_operation(ctx.state, "$validate", body_type)?
         .require_write(resource)?;
-    let issues = crate::rest::resource_issues(ctx, body_type, resource, "", &profiles)?;
+    let mut exit = Exit::open(ctx)?;
+    let undisclosed = match mappers::immunization::patient_id(resource) {
+        Some(patient_id) if body_type == "Immunization" && exit.is_checked() => {
+            undisclosed_history(ctx, &mut exit, patient_id)?
+        }
+        _ => Vec::new(),
+    };
+    let issues = crate::rest::resource_issues(
+        ctx,
+        body_type,
+        resource,
+        "",
+        &profiles,
+        &Pending::from_writes(&undisclosed),
+    )?;
+    exit.close(Event::Rest("operation")).await?;
     let details: Vec<IssueDetail> = if issues.is_empty() {
         vec![IssueDetail {
             severity: "information",
@@ -302,7 +329,7 @@ pub fn today_in_japan() -> time::Date {
 /// ImmunizationRecommendation, from their birth date and the Immunizations stored here.
 /// Parameters: `date` (as-of day, default today in Japan), `municipality` (6-digit code whose
 /// overrides apply, default from the home address).
-pub fn immunization_schedule(
+pub async fn immunization_schedule(
     ctx: &Ctx<'_>,
     patient_id: &str,
     input: &OpInput,
@@ -331,14 +358,26 @@ pub fn immunization_schedule(
         identifiers::MunicipalityCode::parse(code)
             .map_err(|e| ApiError::bad_request(format!("municipality: {e}")))?;
     }
-    let patient = live_resource(store, "Patient", patient_id)?.ok_or_else(|| {
-        ApiError::not_found(format!("Patient/{patient_id} is not on this server"))
-    })?;
+    let absent = || ApiError::not_found(format!("Patient/{patient_id} is not on this server"));
+    let patient = live_resource(store, "Patient", patient_id)?.ok_or_else(absent)?;
+    // A withheld Patient answers as one never stored; withheld doses are left out of the
+    // history, so the schedule shows only what the caller may see.
+    let mut exit = Exit::open(ctx)?;
+    let undisclosed = if exit.is_checked() {
+        undisclosed_history(ctx, &mut exit, patient_id)?
+    } else {
+        Vec::new()
+    };
+    exit.close(Event::Rest("operation")).await?;
+    let pending = Pending::from_writes(&undisclosed);
+    if pending.hides("Patient", patient_id) {
+        return Err(absent());
+    }
     let person =
         mappers::immunization::person(&patient, input.text("municipality")).map_err(|e| {
             ApiError::new(ErrorKind::Unprocessable, e.to_string()).at("Patient.birthDate")
         })?;
-    let history = domain.dose_history(store, &Pending::default(), patient_id)?;
+    let history = domain.dose_history(store, &pending, patient_id)?;
     let schedule = vaccination::schedule(&domain.rules, &person, &history, as_of);
     let target_diseases = |vaccine: &str| {
         domain
@@ -370,6 +409,42 @@ pub fn immunization_schedule(
         ));
     }
     Ok(ok_json(recommendation))
+}
+
+/// The patient's stored records an operation draws on (the Patient and their Immunizations)
+/// that the caller may not see whole, as deletions: handed to the checks as pending writes, they
+/// make the store look as if those records were never there. Each decision is noted on `exit`.
+fn undisclosed_history(
+    ctx: &Ctx<'_>,
+    exit: &mut Exit<'_, '_>,
+    patient_id: &str,
+) -> Result<Vec<Write>, ApiError> {
+    let store = ctx.state.store.as_ref();
+    let patient = store
+        .read("Patient", patient_id)?
+        .filter(|v| !v.is_deleted());
+    let doses = search_all_versions(
+        store,
+        "Immunization",
+        "patient",
+        &format!("Patient/{patient_id}"),
+    )?;
+    let mut hidden = Vec::new();
+    for version in patient.iter().chain(&doses) {
+        if !exit.permits(version)? {
+            hidden.push(deletion_of(version));
+        }
+    }
+    Ok(hidden)
+}
+
+fn deletion_of(version: &StoredVersion) -> Write {
+    Write {
+        resource_type: version.resource_type.clone(),
+        id: version.id.clone(),
+        precondition: Precondition::None,
+        action: WriteAction::Delete,
+    }
 }
 
 /// The Questionnaire a response answers: a built-in 予診票 form, or one stored here.
@@ -462,15 +537,27 @@ pub fn assess(ctx: &Ctx<'_>, response: &Value) -> Result<Reply, ApiError> {
     Ok(ok_json(parameters))
 }
 
-/// `QuestionnaireResponse/{id}/$assess` on a stored response.
-pub fn assess_stored(ctx: &Ctx<'_>, id: &str) -> Result<Reply, ApiError> {
+/// `QuestionnaireResponse/{id}/$assess` on a stored response; a response the caller's consents
+/// withhold answers 404, as one never stored.
+pub async fn assess_stored(ctx: &Ctx<'_>, id: &str) -> Result<Reply, ApiError> {
     check_type(ctx.state, "QuestionnaireResponse")?;
     let absent = || format!("QuestionnaireResponse/{id} is not on this server");
-    let response = live_resource(ctx.state.store.as_ref(), "QuestionnaireResponse", id)?
+    let stored = ctx
+        .state
+        .store
+        .read("QuestionnaireResponse", id)?
+        .filter(|v| !v.is_deleted())
         .ok_or_else(|| ApiError::not_found(absent()))?;
+    let response = parse_stored(&stored)?;
     ctx.access
         .permit_operation(ctx.state, "$assess", "QuestionnaireResponse")?
         .require(&response, absent)?;
+    let mut exit = Exit::open(ctx)?;
+    let permitted = exit.permits(&stored)?;
+    exit.close(Event::Rest("operation")).await?;
+    if !permitted {
+        return Err(ApiError::not_found(absent()));
+    }
     assess(ctx, &response)
 }
 

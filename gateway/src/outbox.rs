@@ -635,6 +635,24 @@ fn output<'v>(task: &'v Value, name: &str) -> Option<&'v Value> {
         .find(|o| o.pointer("/type/coding/0/code").and_then(Value::as_str) == Some(name))
 }
 
+/// The recipient (client id or `Organization/{id}`) a delivery Task is addressed to (empty when
+/// it names none: then it is addressed to nobody), or `None` for a Task that is not one of the
+/// outbox's.
+pub(crate) fn delivery_recipient(task: &Value) -> Option<&str> {
+    let is_delivery = task
+        .get("identifier")
+        .and_then(Value::as_array)
+        .is_some_and(|ids| {
+            ids.iter()
+                .any(|i| i.get("system").and_then(Value::as_str) == Some(DELIVERY_ID_SYSTEM))
+        });
+    if is_delivery {
+        Some(input_str(task, "recipient").unwrap_or_default())
+    } else {
+        None
+    }
+}
+
 fn input_str<'v>(task: &'v Value, name: &str) -> Option<&'v str> {
     task.get("input")?
         .as_array()?

@@ -3,7 +3,9 @@
 //! The `phr` crate decides the shapes, the validation and the mappings. This module does what
 //! needs I/O: the token's grant and the path's patient, the answers remembered by
 //! `Idempotency-Key`, one store commit of every resource a payload maps to (after the same write
-//! checks as the FHIR API), and the searches behind the read-back shapes.
+//! checks as the FHIR API), and the searches behind the read-back shapes. A read-back for a
+//! caller other than the parent (a system client of an app or an organisation) is
+//! consent-checked record by record and audited, like a FHIR search (docs/consent.md).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
@@ -15,9 +17,10 @@ use auth::Interaction;
 use bytes::Bytes;
 use phr::{Kind, MappingContext, Phr, PhrError, ReadContext, SchemaViolation};
 use serde_json::{Value, json};
-use store::SearchRequest;
+use store::{SearchRequest, StoredVersion};
 
 use crate::access::{Access, Compartments, Grant};
+use crate::disclosure::{Event, Exit};
 use crate::error::{ApiError, ErrorKind};
 use crate::http::{caller_access, error_response};
 use crate::operations::{self, OpInput};
@@ -205,27 +208,27 @@ async fn post_allergies(
 }
 
 async fn get_vitals(state: State, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
-    json_response(read_records(&state, &req, Kind::Vitals, &path))
+    json_response(read_records(&state, &req, Kind::Vitals, &path).await)
 }
 
 async fn get_conditions(state: State, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
-    json_response(read_records(&state, &req, Kind::Conditions, &path))
+    json_response(read_records(&state, &req, Kind::Conditions, &path).await)
 }
 
 async fn get_medications(state: State, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
-    json_response(read_records(&state, &req, Kind::Medications, &path))
+    json_response(read_records(&state, &req, Kind::Medications, &path).await)
 }
 
 async fn get_allergies(state: State, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
-    json_response(read_records(&state, &req, Kind::Allergies, &path))
+    json_response(read_records(&state, &req, Kind::Allergies, &path).await)
 }
 
 async fn get_vaccinations(state: State, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
-    json_response(read_records(&state, &req, Kind::Vaccinations, &path))
+    json_response(read_records(&state, &req, Kind::Vaccinations, &path).await)
 }
 
 async fn get_schedule(state: State, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
-    json_response(read_schedule(&state, &req, &path))
+    json_response(read_schedule(&state, &req, &path).await)
 }
 
 /// A finished POST, as sent and as remembered under its Idempotency-Key.
@@ -471,8 +474,10 @@ async fn store_all(
     Ok(receipt)
 }
 
-/// GET of a list shape: the patient's resources of the shape's type, read back by `phr`.
-fn read_records(
+/// GET of a list shape: the patient's resources of the shape's type, read back by `phr`. For a
+/// consent-checked caller the Patient must be one it may see (else 404, as an unknown patient),
+/// and only records it may see whole are read back; the decisions are audited.
+async fn read_records(
     state: &AppState,
     req: &HttpRequest,
     kind: Kind,
@@ -496,7 +501,31 @@ fn read_records(
         }
         _ => None,
     };
-    let resources = search_all(state, resource_type, &params)?;
+    let versions = search_all(state, resource_type, &params)?;
+    let ctx = crate::http::ctx(state, req);
+    let mut exit = Exit::open(&ctx)?;
+    let patient_shown = if exit.is_checked() {
+        match state.store.read("Patient", patient_id)? {
+            Some(patient) => exit.shown(patient)?.is_some(),
+            None => false,
+        }
+    } else {
+        true
+    };
+    let mut resources = Vec::with_capacity(versions.len());
+    if patient_shown {
+        for version in &versions {
+            if exit.permits(version)? {
+                resources.push(crate::domain::parse_stored(version)?);
+            }
+        }
+    }
+    exit.close(Event::Rest("search-type")).await?;
+    if !patient_shown {
+        return Err(ApiError::not_found(format!(
+            "Patient/{patient_id} does not exist"
+        )));
+    }
     let vaccine_type_of = |system: &str, code: &str| state.domain.vaccine_type_of(system, code);
     let mut value = phr
         .from_fhir(
@@ -516,14 +545,19 @@ fn read_records(
 
 /// GET schedule: the `$immunization-schedule` computation (its own scope, patient and date
 /// checks), read back by `phr`.
-fn read_schedule(state: &AppState, req: &HttpRequest, patient_id: &str) -> Result<Value, ApiError> {
+async fn read_schedule(
+    state: &AppState,
+    req: &HttpRequest,
+    patient_id: &str,
+) -> Result<Value, ApiError> {
     rest::check_id(patient_id)?;
     let date: Vec<(String, String)> = rest::parse_query_string(req.query_string())
         .into_iter()
         .filter(|(name, _)| name == "date")
         .collect();
     let ctx = crate::http::ctx(state, req);
-    let reply = operations::immunization_schedule(&ctx, patient_id, &OpInput::from_query(&date))?;
+    let reply =
+        operations::immunization_schedule(&ctx, patient_id, &OpInput::from_query(&date)).await?;
     let recommendation = reply.body.to_value()?;
     let vaccine_type_of = |system: &str, code: &str| state.domain.vaccine_type_of(system, code);
     tables()?
@@ -548,7 +582,7 @@ fn search_all(
     state: &AppState,
     resource_type: &str,
     params: &[(String, String)],
-) -> Result<Vec<Value>, ApiError> {
+) -> Result<Vec<StoredVersion>, ApiError> {
     const PAGE: usize = 1000;
     let query = search::parse_query(search::Registry::r4(), resource_type, params, true)?;
     let mut resources = Vec::new();
@@ -560,15 +594,14 @@ fn search_all(
             count: PAGE,
             need_total: false,
         })?;
-        for version in &page.matches {
-            resources.push(crate::domain::parse_stored(version)?);
-        }
+        let last_page = page.matches.len() < PAGE;
+        resources.extend(page.matches);
         if resources.len() > MAX_READ {
             return Err(ApiError::bad_request(format!(
                 "more than {MAX_READ} records match; ask for a shorter period (from, to)"
             )));
         }
-        if page.matches.len() < PAGE {
+        if last_page {
             return Ok(resources);
         }
     }

@@ -210,13 +210,16 @@ fn domain_issues(
     Ok(issues)
 }
 
-/// Every issue of a resource, structural and beyond, as `$validate` reports them.
+/// Every issue of a resource, structural and beyond, as `$validate` reports them; the checks
+/// see the store as `pending` leaves it (a consent-checked caller's undisclosed records taken
+/// out, so no issue echoes them).
 pub(crate) fn resource_issues(
     ctx: &Ctx<'_>,
     resource_type: &str,
     resource: &Value,
     expression_prefix: &str,
     profiles: &[&str],
+    pending: &Pending<'_>,
 ) -> Result<Vec<fhir::validate::Issue>, ApiError> {
     let mut issues = fhir::validate::validate_resource(fhir::Definitions::r4(), resource);
     issues.extend(domain_issues(
@@ -224,7 +227,7 @@ pub(crate) fn resource_issues(
         resource_type,
         resource,
         profiles,
-        &Pending::default(),
+        pending,
     )?);
     Ok(with_prefix(issues, resource_type, expression_prefix))
 }
@@ -425,7 +428,10 @@ fn outcome_with(issues: &[IssueDetail], message: String) -> Value {
 }
 
 /// Run a search for a conditional interaction; returns the live matches (at most 2 are needed).
-pub(crate) fn conditional_matches(
+/// For a consent-checked caller a match counts only when its consents let the caller see it:
+/// a hidden match is treated as no match, so the answer never differs from the one it would
+/// get if the hidden record did not exist (docs/consent.md, "Conditional interactions").
+pub(crate) async fn conditional_matches(
     ctx: &Ctx<'_>,
     resource_type: &str,
     criteria: &[(String, String)],
@@ -445,14 +451,35 @@ pub(crate) fn conditional_matches(
             search::parse_query(search::Registry::r4(), resource_type, &confine, true)?.criteria,
         );
     }
+    let mut exit = crate::disclosure::Exit::open(ctx)?;
+    let cap = ctx.state.config.consent.max_search_matches;
     let page = ctx.state.store.search(&SearchRequest {
         resource_type,
         query: &query,
         offset: 0,
-        count: 2,
+        count: if exit.is_checked() { cap + 1 } else { 2 },
         need_total: false,
     })?;
-    Ok(page.matches)
+    if !exit.is_checked() {
+        return Ok(page.matches);
+    }
+    if page.matches.len() > cap {
+        return Err(ApiError::bad_request(format!(
+            "the criteria match more than {cap} {resource_type} resources; the matches a consent-checked caller may see are decided one by one, so narrow the criteria (consent.max_search_matches)"
+        )));
+    }
+    let mut visible = Vec::new();
+    for version in page.matches {
+        if let Some(shown) = exit.shown(version)? {
+            visible.push(shown);
+            if visible.len() == 2 {
+                break;
+            }
+        }
+    }
+    exit.close(crate::disclosure::Event::Rest("search-type"))
+        .await?;
+    Ok(visible)
 }
 
 pub fn parse_query_string(query: &str) -> Vec<(String, String)> {
@@ -479,7 +506,7 @@ pub async fn create(
         None => None,
     };
     if let Some(criteria) = &criteria {
-        let matches = conditional_matches(ctx, resource_type, criteria)?;
+        let matches = conditional_matches(ctx, resource_type, criteria).await?;
         match matches.as_slice() {
             [] => {}
             [existing] => {
@@ -688,7 +715,7 @@ pub async fn conditional_update(
     ctx.access
         .permit(ctx.state, Interaction::Update, resource_type)?;
     let _guard = ctx.state.lock_criteria(resource_type, criteria).await;
-    let matches = conditional_matches(ctx, resource_type, criteria)?;
+    let matches = conditional_matches(ctx, resource_type, criteria).await?;
     let body_id = resource
         .get("id")
         .and_then(Value::as_str)
@@ -763,7 +790,7 @@ pub async fn conditional_delete(
     ctx.access
         .permit(ctx.state, Interaction::Delete, resource_type)?;
     let _guard = ctx.state.lock_criteria(resource_type, criteria).await;
-    let matches = conditional_matches(ctx, resource_type, criteria)?;
+    let matches = conditional_matches(ctx, resource_type, criteria).await?;
     match matches.as_slice() {
         [] => Ok(Reply::json(
             200,

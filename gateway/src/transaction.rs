@@ -53,6 +53,7 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
                 if let Some(criteria) = &request.headers.if_none_exist {
                     let criteria = parse_query_string(criteria.trim_start_matches('?'));
                     let matches = rest::conditional_matches(ctx, rt, &criteria)
+                        .await
                         .map_err(|e| e.at(at("request.ifNoneExist")))?;
                     match matches.as_slice() {
                         [] => {}
@@ -104,6 +105,7 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
                     [rt] if !query.is_empty() => {
                         let criteria = parse_query_string(query);
                         let matches = rest::conditional_matches(ctx, rt, &criteria)
+                            .await
                             .map_err(|e| e.at(at("request.url")))?;
                         let id = match matches.as_slice() {
                             [one] => one.id.clone(),

@@ -552,26 +552,23 @@ fn claim_count(app: &TestApp) -> usize {
     .len()
 }
 
-async fn total_of(app: &TestApp, resource_type: &str) -> u64 {
-    let r = app.get(&format!("{resource_type}?_summary=count")).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.json()["total"].as_u64().unwrap()
+/// A patient's monthly-batch Tasks (read from the store: through the API only a Task's
+/// addressee may read it).
+async fn monthly_batch_tasks(app: &TestApp, patient: &str) -> Vec<Value> {
+    let subject = format!("Patient/{patient}");
+    let code = format!("{CHANNEL}|monthly-batch");
+    app.stored_search("Task", &[("subject", &subject), ("code", &code)])
 }
 
-async fn monthly_batch_tasks(app: &TestApp, patient: &str) -> Vec<Value> {
-    let r = app
-        .get(&format!(
-            "Task?subject=Patient/{patient}&code={CHANNEL}|monthly-batch&_count=100"
-        ))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.json()["entry"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|e| e["resource"].clone())
-        .collect()
+/// How many Tasks the store holds.
+fn task_count(app: &TestApp) -> usize {
+    app.stored_search("Task", &[]).len()
+}
+
+/// A delivery Task as stored (see [`monthly_batch_tasks`]).
+fn task(app: &TestApp, id: &str) -> Value {
+    app.stored("Task", id)
+        .unwrap_or_else(|| panic!("no Task/{id}"))
 }
 
 fn outputs<'v>(task: &'v Value, name: &str) -> Vec<&'v Value> {
@@ -673,7 +670,7 @@ async fn a_month_closes_into_the_golden_claims_once_and_corrections_become_new_v
     }
 
     // A second close: the same Claims, nothing new written.
-    let tasks_before = total_of(&app, "Task").await;
+    let tasks_before = task_count(&app);
     let claims_before = claim_count(&app);
     let second = close(&app, "2025-06").await;
     assert_eq!(project(&second), expected);
@@ -681,14 +678,14 @@ async fn a_month_closes_into_the_golden_claims_once_and_corrections_become_new_v
         assert_eq!(part(batch, "change")["valueCode"], "unchanged", "{batch:#}");
     }
     assert_eq!(named(&second, "tasks-delivered")[0]["valueUnsignedInt"], 0);
-    assert_eq!(total_of(&app, "Task").await, tasks_before);
+    assert_eq!(task_count(&app), tasks_before);
     assert_eq!(claim_count(&app), claims_before);
 
     // A late correction: imm-08 was given on 10 June, before 千代田区's mr price changed.
     let mut corrected = immunization("imm-08", "p-imm-08", "clinic-c1", "mr", 1, "2025-06-10");
     corrected["note"] = json!([{"text": "date corrected"}]);
     put(&app, corrected).await;
-    let tasks_after_correction = total_of(&app, "Task").await;
+    let tasks_after_correction = task_count(&app);
     let third = close(&app, "2025-06").await;
     let changed: Vec<(String, String, u64, u64)> = named(&third, "batch")
         .into_iter()
@@ -732,7 +729,7 @@ async fn a_month_closes_into_the_golden_claims_once_and_corrections_become_new_v
     assert_eq!(stored(&app, &claim).1, 2);
     // Two new delivery Tasks: one per new Claim version. The older versions' deliveries, still
     // waiting for their recipients (mailboxes), are superseded in the same commit.
-    assert_eq!(total_of(&app, "Task").await, tasks_after_correction + 2);
+    assert_eq!(task_count(&app), tasks_after_correction + 2);
     let mut superseded: Vec<&str> = references(&third, "superseded");
     superseded.sort_unstable();
     let mut replaced: Vec<String> = named(&first, "batch")
@@ -752,7 +749,7 @@ async fn a_month_closes_into_the_golden_claims_once_and_corrections_become_new_v
     replaced.sort_unstable();
     assert_eq!(superseded, replaced);
     for task in &replaced {
-        let task = app.get(task).await.json();
+        let task = self::task(&app, task.trim_start_matches("Task/"));
         assert_eq!(task["status"], "cancelled", "{task:#}");
         assert_eq!(task["businessStatus"]["coding"][0]["code"], "superseded");
         assert!(
@@ -937,7 +934,7 @@ async fn a_claim_is_delivered_on_its_due_day_and_not_before() {
     );
     let now = close(&app, &month).await;
     let future = delivery_of(&now);
-    let future_task = app.get(&format!("Task/{future}")).await.json();
+    let future_task = task(&app, &future);
     assert_eq!(future_task["code"]["coding"][0]["code"], "fhir-rest-hook");
     assert_eq!(
         future_task["businessStatus"]["coding"][0]["code"],
@@ -952,11 +949,8 @@ async fn a_claim_is_delivered_on_its_due_day_and_not_before() {
         got,
         vec![("/fhir/Claim".to_owned(), past.clone(), "active".to_owned())]
     );
-    assert_eq!(
-        app.get(&format!("Task/{past}")).await.json()["status"],
-        "completed"
-    );
-    let waiting = app.get(&format!("Task/{future}")).await.json();
+    assert_eq!(task(&app, &past)["status"], "completed");
+    let waiting = task(&app, &future);
     assert_eq!(waiting["status"], "requested");
     assert_eq!(waiting["businessStatus"]["coding"][0]["code"], "scheduled");
     // Midnight in Japan at the start of the due day, the 10th of next month.
@@ -1047,10 +1041,7 @@ async fn a_newer_claim_version_replaces_a_waiting_delivery_and_follows_a_deliver
     );
     let second = delivery_of(&corrected);
     assert_ne!(second, first);
-    assert_eq!(
-        app.get(&format!("Task/{first}")).await.json()["status"],
-        "completed"
-    );
+    assert_eq!(task(&app, &first)["status"], "completed");
     gateway::outbox::poll(&app.state, &http).await.unwrap();
     let got: Vec<String> = received
         .lock()
@@ -1100,7 +1091,7 @@ async fn a_newer_claim_version_replaces_a_waiting_delivery_and_follows_a_deliver
         vec![format!("Task/{future}").as_str()]
     );
     assert!(references(&withdrawn, "withdrawal-delivery").is_empty());
-    let task = app.get(&format!("Task/{future}")).await.json();
+    let task = task(&app, &future);
     assert_eq!(task["status"], "cancelled");
     assert_eq!(task["businessStatus"]["coding"][0]["code"], "superseded");
     assert_eq!(
@@ -1175,7 +1166,7 @@ async fn the_demo_operator_closes_a_month_and_reads_no_records() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["total"], 0);
-    assert!(total_of(&app, "Task").await > 0);
+    assert!(task_count(&app) > 0);
     let r = app
         .send(
             http.get(format!(

@@ -8,8 +8,8 @@ use musubi_tests::{
 };
 use serde_json::{Value, json};
 
-const CHIYODA: &str = "131016";
-const CHUO: &str = "131024";
+pub(crate) const CHIYODA: &str = "131016";
+pub(crate) const CHUO: &str = "131024";
 const MUNICIPALITY_EXTENSION: &str =
     "https://musubi.example.org/fhir/StructureDefinition/municipality-code";
 const PHR: &str = "consent-test-phr";
@@ -27,7 +27,7 @@ fn phr_client() -> auth::Client {
 
 /// The test server with two municipalities (千代田区 is the family's home, 中央区 is not), a
 /// medical association, a PHR app and one parent; `adjust` changes the configuration further.
-async fn spawn(adjust: impl FnOnce(&mut gateway::config::Config)) -> TestApp {
+pub(crate) async fn spawn(adjust: impl FnOnce(&mut gateway::config::Config)) -> TestApp {
     TestApp::spawn_with(|config| {
         config.clients.push(municipality("city-chiyoda", CHIYODA));
         config.clients.push(municipality("city-chuo", CHUO));
@@ -45,7 +45,7 @@ async fn spawn(adjust: impl FnOnce(&mut gateway::config::Config)) -> TestApp {
 
 /// One family in 千代田区: child-a with a consultation (Encounter), two Conditions, a routine
 /// and a voluntary vaccination; and child-b of another family with a consultation.
-async fn seed(app: &TestApp) {
+pub(crate) async fn seed(app: &TestApp) {
     for (child, account) in [("child-a", "parent-a"), ("child-b", "parent-b")] {
         put(
             app,
@@ -90,7 +90,7 @@ async fn seed(app: &TestApp) {
     }
 }
 
-async fn put(app: &TestApp, resource: Value) -> Value {
+pub(crate) async fn put(app: &TestApp, resource: Value) -> Value {
     let path = format!(
         "{}/{}",
         resource["resourceType"].as_str().unwrap(),
@@ -102,7 +102,7 @@ async fn put(app: &TestApp, resource: Value) -> Value {
 }
 
 /// A privacy consent of child-a given by the guardian, with `provision` as the root.
-fn consent(id: &str, date_time: &str, status: &str, provision: Value) -> Value {
+pub(crate) fn consent(id: &str, date_time: &str, status: &str, provision: Value) -> Value {
     json!({
         "resourceType": "Consent", "id": id, "status": status,
         "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
@@ -114,16 +114,16 @@ fn consent(id: &str, date_time: &str, status: &str, provision: Value) -> Value {
     })
 }
 
-fn to_municipality(code: &str) -> Value {
+pub(crate) fn to_municipality(code: &str) -> Value {
     json!({"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
            "reference": {"identifier": {"system": "https://musubi.example.org/fhir/IdSystem/municipality-code", "value": code}}})
 }
 
-fn purpose(code: &str) -> Value {
+pub(crate) fn purpose(code: &str) -> Value {
     json!([{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": code}])
 }
 
-fn classes(codes: &[&str]) -> Value {
+pub(crate) fn classes(codes: &[&str]) -> Value {
     codes
         .iter()
         .map(|c| json!({"system": "https://musubi.example.org/fhir/CodeSystem/data-class", "code": c}))
@@ -131,7 +131,7 @@ fn classes(codes: &[&str]) -> Value {
 }
 
 /// Consultations (and demographics) of child-a to 千代田区 for public health.
-fn permit_consultations(id: &str) -> Value {
+pub(crate) fn permit_consultations(id: &str) -> Value {
     consent(
         id,
         "2025-04-01T09:00:00+09:00",
@@ -141,7 +141,7 @@ fn permit_consultations(id: &str) -> Value {
     )
 }
 
-async fn token_of(app: &TestApp, client_id: &str) -> String {
+pub(crate) async fn token_of(app: &TestApp, client_id: &str) -> String {
     client_credentials_token(
         &app.anonymous(),
         &app.root,
@@ -153,7 +153,7 @@ async fn token_of(app: &TestApp, client_id: &str) -> String {
     .expect("client token")
 }
 
-async fn get_as(app: &TestApp, token: &str, path: &str) -> Response {
+pub(crate) async fn get_as(app: &TestApp, token: &str, path: &str) -> Response {
     app.send(
         app.anonymous()
             .get(app.url(path))
@@ -163,7 +163,7 @@ async fn get_as(app: &TestApp, token: &str, path: &str) -> Response {
     .await
 }
 
-fn entry_ids(bundle: &Value) -> Vec<String> {
+pub(crate) fn entry_ids(bundle: &Value) -> Vec<String> {
     bundle["entry"]
         .as_array()
         .map(|entries| {
@@ -182,7 +182,7 @@ fn entry_ids(bundle: &Value) -> Vec<String> {
 }
 
 /// The AuditEvents about `entity`, read as the test clinic (it holds `system/*.cruds`).
-async fn audit_about(app: &TestApp, entity: &str) -> Vec<Value> {
+pub(crate) async fn audit_about(app: &TestApp, entity: &str) -> Vec<Value> {
     let r = app
         .get(&format!("AuditEvent?entity={entity}&_count=100"))
         .await;
@@ -197,7 +197,7 @@ async fn audit_about(app: &TestApp, entity: &str) -> Vec<Value> {
 }
 
 /// The decision details an AuditEvent records for `what` (`{type}/{id}` of the record).
-fn details(event: &Value, what: &str) -> Vec<(String, String)> {
+pub(crate) fn details(event: &Value, what: &str) -> Vec<(String, String)> {
     event["entity"]
         .as_array()
         .into_iter()
@@ -217,14 +217,14 @@ fn details(event: &Value, what: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn detail<'a>(details: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn detail<'a>(details: &'a [(String, String)], name: &str) -> Option<&'a str> {
     details
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
 }
 
-fn agent_ids(event: &Value) -> Vec<String> {
+pub(crate) fn agent_ids(event: &Value) -> Vec<String> {
     event["agent"]
         .as_array()
         .into_iter()

@@ -8,6 +8,7 @@ mod consent;
 mod crud;
 mod errors;
 mod examples;
+mod exits;
 mod japan;
 mod municipal;
 mod phr;

@@ -4,18 +4,18 @@
 use musubi_tests::{Response, TestApp};
 use serde_json::{Value, json};
 
-const GOLDEN_UTF8: &[u8] =
+pub(crate) const GOLDEN_UTF8: &[u8] =
     include_bytes!("../../municipal/tests/golden/musubi-vaccination.utf-8.csv");
 const GOLDEN_CP932: &[u8] =
     include_bytes!("../../municipal/tests/golden/musubi-vaccination.cp932.csv");
 const BROKEN: &[u8] = include_bytes!("../../municipal/tests/golden/broken-vaccination.utf-8.csv");
-const QUERY: &str = "layout=musubi-vaccination&municipality=131016";
+pub(crate) const QUERY: &str = "layout=musubi-vaccination&municipality=131016";
 
-fn root(app: &TestApp, path: &str) -> String {
+pub(crate) fn root(app: &TestApp, path: &str) -> String {
     format!("{}{path}", app.base.trim_end_matches("/fhir"))
 }
 
-async fn upload(app: &TestApp, body: &'static [u8]) -> Response {
+pub(crate) async fn upload(app: &TestApp, body: &'static [u8]) -> Response {
     app.send(
         app.client
             .post(root(app, &format!("/municipal/v1/imports?{QUERY}")))
@@ -26,7 +26,7 @@ async fn upload(app: &TestApp, body: &'static [u8]) -> Response {
 }
 
 /// Poll the status URL until the import has finished.
-async fn finished(app: &TestApp, accepted: &Response) -> Value {
+pub(crate) async fn finished(app: &TestApp, accepted: &Response) -> Value {
     assert_eq!(accepted.status, 202, "{}", accepted.text);
     let location = accepted.header("location").expect("status URL").to_owned();
     for _ in 0..400 {

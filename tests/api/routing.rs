@@ -74,8 +74,23 @@ fn recipient_endpoint(recipient: &Recipient) -> String {
     format!("http://{addr}/fhir")
 }
 
+/// The app's backend: it may read its records and, as their addressee, its delivery Tasks.
 fn app_client() -> auth::Client {
-    system_client(APP, auth::ClientKind::PhrApp, &["system/Immunization.rs"])
+    system_client(
+        APP,
+        auth::ClientKind::PhrApp,
+        &["system/Immunization.rs", "system/Task.rs"],
+    )
+}
+
+/// GET as the app: a delivery Task is shown only to the party it is addressed to.
+async fn get_as_app(app: &TestApp, path: &str) -> musubi_tests::Response {
+    let token =
+        client_credentials_token(&app.anonymous(), &app.root, APP, TEST_CLIENT_SECRET, None)
+            .await
+            .expect("the app's token");
+    app.send(app.anonymous().get(app.url(path)).bearer_auth(token))
+        .await
 }
 
 /// The test server with the app registered, its endpoint (if any) and short retries.
@@ -151,7 +166,7 @@ fn immunization(id: &str) -> Value {
 /// The outbox Tasks of one record for the test's app (the demo configuration registers apps of
 /// its own, which get theirs).
 async fn tasks_of(app: &TestApp, record: &str) -> Vec<Value> {
-    let r = app.get("Task?subject=Patient/child-a&_count=100").await;
+    let r = get_as_app(app, "Task?subject=Patient/child-a&_count=100").await;
     assert_eq!(r.status, 200, "{}", r.text);
     r.json()["entry"]
         .as_array()
@@ -169,7 +184,7 @@ async fn tasks_of(app: &TestApp, record: &str) -> Vec<Value> {
 }
 
 async fn task(app: &TestApp, id: &str) -> Value {
-    let r = app.get(&format!("Task/{id}")).await;
+    let r = get_as_app(app, &format!("Task/{id}")).await;
     assert_eq!(r.status, 200, "{}", r.text);
     r.json()
 }
@@ -520,11 +535,13 @@ async fn a_poison_task_is_dead_lettered_without_blocking_the_others() {
     let recipient = Recipient::default();
     let app = spawn(Some(recipient_endpoint(&recipient)), 5).await;
     seed(&app).await;
-    // An outbox Task the worker cannot read (written around the planner).
+    // An outbox Task the worker cannot read (written around the planner), addressed to the app
+    // so the app may follow it.
     put(
         &app,
         json!({"resourceType": "Task", "id": "poison", "status": "requested", "intent": "order",
                "identifier": [{"system": "https://musubi.example.org/fhir/IdSystem/delivery-id", "value": "poison"}],
+               "input": [{"type": {"coding": [{"system": "https://musubi.example.org/fhir/CodeSystem/routing-parameter", "code": "recipient"}]}, "valueString": APP}],
                "code": {"coding": [{"system": CHANNEL_SYSTEM, "code": "fhir-rest-hook"}]},
                "businessStatus": {"coding": [{"system": "https://musubi.example.org/fhir/CodeSystem/delivery-status", "code": "no-such-state"}]},
                "for": {"reference": "Patient/child-a"}}),

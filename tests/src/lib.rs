@@ -192,6 +192,43 @@ impl TestApp {
         }
     }
 
+    /// A resource's current content as the store holds it, with no access or consent decision:
+    /// for tests that check the gateway's own records (outbox Tasks), which through the API only
+    /// their addressee may read. `None` when absent or deleted.
+    pub fn stored(&self, resource_type: &str, id: &str) -> Option<Value> {
+        self.state
+            .store
+            .read(resource_type, id)
+            .expect("store read")
+            .filter(|version| !version.is_deleted())
+            .map(|version| serde_json::from_slice(&version.body).expect("stored JSON"))
+    }
+
+    /// The live resources matching a search (R4 parameters, at most 1 000), straight from the
+    /// store, with no access or consent decision (see [`TestApp::stored`]).
+    pub fn stored_search(&self, resource_type: &str, params: &[(&str, &str)]) -> Vec<Value> {
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        let query = search::parse_query(search::Registry::r4(), resource_type, &params, true)
+            .expect("a valid search");
+        self.state
+            .store
+            .search(&store::SearchRequest {
+                resource_type,
+                query: &query,
+                offset: 0,
+                count: 1000,
+                need_total: false,
+            })
+            .expect("store search")
+            .matches
+            .iter()
+            .map(|version| serde_json::from_slice(&version.body).expect("stored JSON"))
+            .collect()
+    }
+
     pub async fn get(&self, path: &str) -> Response {
         self.send(
             self.client
