@@ -53,6 +53,26 @@ pub fn digest_id(recipient: &str, week: IsoWeek, part: u32) -> String {
     ])
 }
 
+/// When a municipal-file delivery queued at `queued` is gathered into a file: at the end of
+/// its window. Windows start at midnight in Japan and every `interval` after it (the last one
+/// of a day ends at the next midnight), so the deliveries of one window travel in one file. A
+/// zero interval gathers at once. Derived from the queue time alone, so a restart or a missed
+/// round never loses or splits a window.
+pub fn file_gathering_time(
+    queued: OffsetDateTime,
+    interval: std::time::Duration,
+) -> OffsetDateTime {
+    let interval = interval.as_secs() as i64;
+    if interval == 0 {
+        return queued;
+    }
+    let local = queued.to_offset(JAPAN);
+    let midnight = local.date().midnight().assume_offset(JAPAN);
+    let elapsed = (local - midnight).whole_seconds();
+    let end = midnight + time::Duration::seconds((elapsed / interval + 1) * interval);
+    end.min(midnight + time::Duration::DAY)
+}
+
 /// An ISO 8601 week (`2026-W48`): weeks start on Monday, and week 1 is the week with the
 /// year's first Thursday.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -151,6 +171,40 @@ mod tests {
         ] {
             assert!(IsoWeek::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_file_window_ends_on_the_interval_counted_from_midnight_in_japan() {
+        let daily = std::time::Duration::from_secs(86_400);
+        // 23:59 and 00:00 in Japan fall on either side of a daily boundary.
+        assert_eq!(
+            file_gathering_time(datetime!(2026-11-25 23:59 +09:00), daily),
+            datetime!(2026-11-26 00:00 +09:00)
+        );
+        assert_eq!(
+            file_gathering_time(datetime!(2026-11-25 15:00 UTC), daily),
+            datetime!(2026-11-27 00:00 +09:00)
+        );
+        let hourly = std::time::Duration::from_secs(3_600);
+        assert_eq!(
+            file_gathering_time(datetime!(2026-11-25 10:30 +09:00), hourly),
+            datetime!(2026-11-25 11:00 +09:00)
+        );
+        // Seven hours does not divide a day: the day's last window ends at midnight.
+        let seven = std::time::Duration::from_secs(7 * 3_600);
+        assert_eq!(
+            file_gathering_time(datetime!(2026-11-25 22:00 +09:00), seven),
+            datetime!(2026-11-26 00:00 +09:00)
+        );
+        assert_eq!(
+            file_gathering_time(datetime!(2026-11-25 06:59 +09:00), seven),
+            datetime!(2026-11-25 07:00 +09:00)
+        );
+        let queued = datetime!(2026-11-25 10:30:15 +09:00);
+        assert_eq!(
+            file_gathering_time(queued, std::time::Duration::ZERO),
+            queued
+        );
     }
 
     #[test]

@@ -27,7 +27,8 @@ fn municipality(id: &str, code: &str) -> auth::Client {
 }
 
 /// Two municipalities, each with its district team; the worker's own timer is effectively off
-/// (the test runs the rounds) and failed attempts are due again at once.
+/// (the test runs the rounds), files are gathered every round and failed attempts are due
+/// again at once.
 async fn spawn(adjust: impl FnOnce(&mut Config)) -> TestApp {
     TestApp::spawn_with(|config| {
         config.clients.push(municipality("city-chuo", CHUO));
@@ -43,6 +44,7 @@ async fn spawn(adjust: impl FnOnce(&mut Config)) -> TestApp {
             .district_teams
             .insert(MINATO.into(), "team-minato".into());
         config.routing.poll_interval_ms = 3_600_000;
+        config.routing.municipal_file_interval_secs = 0;
         config.routing.retry = Some(RetryOverride {
             base_delay_ms: 0,
             max_delay_ms: 0,
@@ -471,6 +473,96 @@ async fn a_file_endpoint_that_fails_then_recovers_receives_each_file_once() {
 }
 
 #[tokio::test]
+async fn files_are_gathered_once_a_day_or_when_the_operator_builds_them() {
+    let app = spawn(|config| config.routing.municipal_file_interval_secs = 86_400).await;
+    resident(&app, "p-chuo", CHUO, "000123").await;
+    put(
+        &app,
+        routine_immunization("imm-1", "p-chuo", "hib", "2024-07-10"),
+    )
+    .await;
+    put(
+        &app,
+        routine_immunization("imm-2", "p-chuo", "pcv", "2024-07-10"),
+    )
+    .await;
+    let by_focus = |all: &[Value], record: &str| {
+        all.iter()
+            .find(|t| {
+                t["focus"]["reference"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(record)
+            })
+            .unwrap()
+            .clone()
+    };
+    // Today's window has not ended: the worker waits.
+    round(&app).await;
+    let queued = tasks(&app, "municipal-file").await;
+    assert!(
+        queued.iter().all(|t| output(t, "file").is_none()),
+        "{queued:#?}"
+    );
+
+    // Queued yesterday (Japan time): that window has ended, so the worker files it alone.
+    queued_at(
+        &app,
+        by_focus(&queued, "Immunization/imm-1/"),
+        "2026-11-18T10:00:00.000Z",
+    )
+    .await;
+    round(&app).await;
+    let after = tasks(&app, "municipal-file").await;
+    let yesterday = by_focus(&after, "Immunization/imm-1/");
+    let first = output_str(&yesterday, "file").expect("filed").to_owned();
+    assert!(output(&by_focus(&after, "Immunization/imm-2/"), "file").is_none());
+
+    // Only an operator builds now, and only for a registered municipality.
+    let chuo = token(&app, "city-chuo").await;
+    assert_eq!(
+        post_as(&app, &chuo, &format!("files?municipality={CHUO}"))
+            .await
+            .status,
+        403
+    );
+    let build = |query: String| {
+        let app = &app;
+        async move {
+            app.send(
+                app.client
+                    .post(format!("{}/routing/v1/files{query}", app.root)),
+            )
+            .await
+        }
+    };
+    assert_eq!(build(String::new()).await.status, 400);
+    assert_eq!(build("?municipality=131020".into()).await.status, 400);
+    assert_eq!(build("?municipality=011002".into()).await.status, 404);
+    let r = build(format!("?municipality={CHUO}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let built = listed_ids(&r.json());
+    assert_eq!(built.len(), 1, "{}", r.text);
+    assert_ne!(built[0], first);
+    let now = task(
+        &app,
+        by_focus(&after, "Immunization/imm-2/")["id"]
+            .as_str()
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(output_str(&now, "file"), Some(built[0].as_str()));
+    // Building again finds nothing new; the municipality lists both files.
+    let again = build(format!("?municipality={CHUO}")).await;
+    assert_eq!(again.json()["total"], 0, "{}", again.text);
+    let mut listed = listed_ids(&get_as(&app, &chuo, "files").await.json());
+    listed.sort();
+    let mut expected = vec![first, built[0].clone()];
+    expected.sort();
+    assert_eq!(listed, expected);
+}
+
+#[tokio::test]
 async fn a_resident_the_layout_cannot_hold_is_dead_lettered_without_blocking_the_file() {
     let app = spawn(|_| {}).await;
     resident(&app, "p-chuo", CHUO, "000123").await;
@@ -570,8 +662,13 @@ async fn family(app: &TestApp, patient: &str, code: &str, team: Option<&str>) {
 }
 
 /// Moves a Task's queueing time back a week, as if the record had been routed last week.
-async fn queued_last_week(app: &TestApp, mut task: Value) {
-    task["authoredOn"] = json!("2026-11-18T10:00:00.000Z");
+async fn queued_last_week(app: &TestApp, task: Value) {
+    queued_at(app, task, "2026-11-18T10:00:00.000Z").await;
+}
+
+/// Moves a Task's queueing time to `instant`.
+async fn queued_at(app: &TestApp, mut task: Value, instant: &str) {
+    task["authoredOn"] = json!(instant);
     let id = task["id"].as_str().unwrap().to_owned();
     let r = app.put(&format!("Task/{id}"), &task).await;
     assert_eq!(r.status, 200, "{}", r.text);

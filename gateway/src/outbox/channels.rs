@@ -1,7 +1,8 @@
 //! The collected channels (docs/routing.md, "Municipal files" and "Weekly digests"): deliveries
 //! that travel together in one parcel per recipient instead of one request per record.
 //!
-//! - `municipal-file`: each round, a municipality's due Tasks become one CSV file in its
+//! - `municipal-file`: once their window (`routing.municipal_file_interval_secs`, counted from
+//!   midnight in Japan) has ended, a municipality's due Tasks become one CSV file in its
 //!   municipal layout (and a second file listing deletions), POSTed to the municipality's file
 //!   endpoint or kept for it to pull from `/routing/v1/files`.
 //! - `weekly-digest`: once an ISO week (Japan time) has ended, a district team's Tasks of that
@@ -166,11 +167,25 @@ struct Queued {
 }
 
 impl Queued {
-    fn week(&self) -> Option<IsoWeek> {
+    /// When the delivery was queued (`Task.authoredOn`).
+    fn queued_at(&self) -> Option<OffsetDateTime> {
         let authored = self.task.get("authoredOn").and_then(Value::as_str)?;
-        OffsetDateTime::parse(authored, &Rfc3339)
-            .ok()
-            .map(IsoWeek::of)
+        OffsetDateTime::parse(authored, &Rfc3339).ok()
+    }
+
+    fn week(&self) -> Option<IsoWeek> {
+        self.queued_at().map(IsoWeek::of)
+    }
+
+    /// Whether the worker gathers it into a parcel at `now`: a digest once its week has ended,
+    /// a file once its window has. A Task without a queue time is gathered at once.
+    fn is_gathered(&self, channel: Channel, now: OffsetDateTime, file_interval: Duration) -> bool {
+        match channel {
+            Channel::WeeklyDigest => self.week().is_none_or(|w| w.has_ended(now)),
+            _ => self
+                .queued_at()
+                .is_none_or(|t| routing::file_gathering_time(t, file_interval) <= now),
+        }
     }
 
     /// Moves the Task through `events` and stores the end state once, with `audits`.
@@ -250,17 +265,15 @@ fn log_failure(result: Result<(), ApiError>, what: &str) {
 /// stops the others. The number of Tasks handled.
 pub(super) async fn poll(state: &AppState, http: &reqwest::Client) -> Result<usize, ApiError> {
     let now = OffsetDateTime::now_utc();
+    let file_interval = Duration::from_secs(state.config.routing.municipal_file_interval_secs);
     let mut handled = 0;
     for channel in COLLECTED {
         let waiting = load(state, channel, now, unfiled())
             .await?
             .into_iter()
-            .filter(|q| q.parcel.is_none())
-            .filter(|q| {
-                channel != Channel::WeeklyDigest || q.week().is_none_or(|w| w.has_ended(now))
-            })
+            .filter(|q| q.parcel.is_none() && q.is_gathered(channel, now, file_interval))
             .collect();
-        handled += build(state, channel, waiting).await;
+        handled += build(state, channel, waiting).await.handled;
         // Per recipient with an endpoint, so parcels waiting to be pulled by others never
         // crowd a scan.
         for recipient in pushed_to(state, channel) {
@@ -351,10 +364,17 @@ enum Checked {
     Deletion(Queued, Value),
 }
 
+/// What one build did.
+struct Built {
+    /// The Tasks filed in a parcel or settled otherwise.
+    handled: usize,
+    /// The parcels stored.
+    parcels: Vec<Parcel>,
+}
+
 /// Re-checks consent for each due Task not yet in a parcel, settles refusals and failures, and
-/// stores the parcels of the rest: per recipient (and, for digests, per week). The number of
-/// Tasks handled.
-async fn build(state: &AppState, channel: Channel, waiting: Vec<Queued>) -> usize {
+/// stores the parcels of the rest: per recipient (and, for digests, per week).
+async fn build(state: &AppState, channel: Channel, waiting: Vec<Queued>) -> Built {
     let now = OffsetDateTime::now_utc();
     let mut groups: BTreeMap<(String, Option<IsoWeek>), Vec<Checked>> = BTreeMap::new();
     let mut settled = 0;
@@ -409,6 +429,7 @@ async fn build(state: &AppState, channel: Channel, waiting: Vec<Queued>) -> usiz
         log_failure(result, "a parcel delivery could not be recorded");
     }
     let mut filed = 0;
+    let mut parcels = Vec::new();
     for ((recipient, week), checked) in groups {
         let packed = match channel {
             Channel::WeeklyDigest => pack_digest(state, &recipient, week, checked).await,
@@ -418,14 +439,20 @@ async fn build(state: &AppState, channel: Channel, waiting: Vec<Queued>) -> usiz
         for (parcel, members) in packed.parcels {
             let id = parcel.id.clone();
             match file_parcel(state, &parcel, members).await {
-                Ok(count) => filed += count,
+                Ok(count) => {
+                    filed += count;
+                    parcels.push(parcel);
+                }
                 Err(error) => {
                     tracing::warn!(parcel = %id, error = %reason_of(&error), "a parcel could not be stored; its deliveries wait for the next round")
                 }
             }
         }
     }
-    filed + settled
+    Built {
+        handled: filed + settled,
+        parcels,
+    }
 }
 
 /// Weekly digests are per week; municipal files are not.
@@ -870,9 +897,10 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
                 answer(list_parcels(&state, &req, channel))
             },
         ));
-        if channel == Channel::WeeklyDigest {
-            listing = listing.route(web::post().to(build_digests));
-        }
+        listing = match channel {
+            Channel::WeeklyDigest => listing.route(web::post().to(build_digests)),
+            _ => listing.route(web::post().to(build_files)),
+        };
         cfg.service(listing)
             .route(
                 &format!("{path}/{{parcel}}"),
@@ -1047,15 +1075,66 @@ async fn build_week(state: &AppState, req: &HttpRequest) -> Result<Value, ApiErr
         count: MAX_SCAN,
         need_total: false,
     })?;
-    let mut entries = Vec::new();
+    let mut parcels = Vec::new();
     for version in &page.matches {
         if let Ok(parcel) = Parcel::from_binary(&body_of(version)?) {
-            entries.push(json!({"fullUrl": format!("{}/{}", PARCEL_TYPE, parcel.id), "resource": parcel.summary()}));
+            parcels.push(parcel);
         }
     }
-    Ok(
-        json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(), "entry": entries}),
-    )
+    Ok(parcel_bundle(&parcels))
+}
+
+/// The operator's answer: the parcels as a searchset Bundle of their Binaries without data.
+fn parcel_bundle(parcels: &[Parcel]) -> Value {
+    let entries: Vec<Value> = parcels
+        .iter()
+        .map(|p| json!({"fullUrl": format!("{}/{}", PARCEL_TYPE, p.id), "resource": p.summary()}))
+        .collect();
+    json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(), "entry": entries})
+}
+
+/// `POST /routing/v1/files?municipality=NNNNNN` (operator): builds the municipality's files
+/// now from every due delivery not yet in a file, before its window has ended; the worker sends
+/// them on its next round, or they wait to be pulled. Answers the files built.
+async fn build_files(state: State, req: HttpRequest) -> HttpResponse {
+    answer(build_municipality(&state, &req).await)
+}
+
+async fn build_municipality(state: &AppState, req: &HttpRequest) -> Result<Value, ApiError> {
+    operator(state, req)?;
+    let code = crate::rest::parse_query_string(req.query_string())
+        .into_iter()
+        .find(|(k, _)| k == "municipality")
+        .map(|(_, v)| v)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "municipality is required, as a local-government code (e.g. 131024)",
+            )
+        })?;
+    let code = MunicipalityCode::parse(&code)
+        .map_err(|e| ApiError::bad_request(e.to_string()).at("municipality"))?;
+    let recipients: Vec<&str> = state
+        .config
+        .clients
+        .iter()
+        .filter(|c| municipality_code_of(state, &c.id).as_ref() == Some(&code))
+        .map(|c| c.id.as_str())
+        .collect();
+    if recipients.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "no registered municipality client has the code {code}"
+        )));
+    }
+    let now = OffsetDateTime::now_utc();
+    let mut waiting = Vec::new();
+    for recipient in recipients {
+        let mut criteria = unfiled();
+        criteria.push(recipient_tag(recipient));
+        let queued = load(state, Channel::MunicipalFile, now, criteria).await?;
+        waiting.extend(queued.into_iter().filter(|q| q.parcel.is_none()));
+    }
+    let built = build(state, Channel::MunicipalFile, waiting).await;
+    Ok(parcel_bundle(&built.parcels))
 }
 
 #[cfg(test)]
