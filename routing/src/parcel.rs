@@ -30,14 +30,22 @@ pub(crate) fn hashed_id(parts: &[&str]) -> String {
     hex
 }
 
-/// The id of a municipal file: the recipient, the file's kind (`records` or `deletions`) and
-/// the delivery ids it carries, in any order. Gathering the same deliveries again gives the
-/// same id, so a file is never stored or accepted twice.
-pub fn file_id(recipient: &str, kind: &str, delivery_ids: &[&str]) -> String {
+/// The id of a municipal file: the recipient, the file's kind (`records` or `deletions`), the
+/// delivery ids it carries, in any order, and the part. Gathering the same deliveries again
+/// gives the same id, so a file is never stored or accepted twice. A file of deliveries that
+/// were already in one (a replay) is part 2, 3, …, so the recipient never gets one file id
+/// with different content.
+pub fn file_id(recipient: &str, kind: &str, delivery_ids: &[&str], part: u32) -> String {
     let mut ids = delivery_ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
+    let part = part.to_string();
     let mut parts = vec!["musubi-municipal-file-v1", recipient, kind];
+    // Part 1 keeps the form of ids made before parts existed.
+    if part != "1" {
+        parts.push("part");
+        parts.push(&part);
+    }
     parts.extend(ids);
     hashed_id(&parts)
 }
@@ -209,10 +217,15 @@ mod tests {
 
     #[test]
     fn parcel_ids_depend_on_content_not_order() {
-        let a = file_id("city", "records", &["d2", "d1"]);
-        assert_eq!(a, file_id("city", "records", &["d1", "d2", "d1"]));
-        assert_ne!(a, file_id("city", "deletions", &["d1", "d2"]));
-        assert_ne!(a, file_id("town", "records", &["d1", "d2"]));
+        let a = file_id("city", "records", &["d2", "d1"], 1);
+        assert_eq!(a, file_id("city", "records", &["d1", "d2", "d1"], 1));
+        assert_ne!(a, file_id("city", "deletions", &["d1", "d2"], 1));
+        assert_ne!(a, file_id("town", "records", &["d1", "d2"], 1));
+        assert_ne!(a, file_id("city", "records", &["d1", "d2"], 2));
+        assert_ne!(
+            file_id("city", "records", &["d1"], 2),
+            file_id("city", "records", &["d1"], 3)
+        );
         assert_eq!(a.len(), 32);
         let week = IsoWeek::parse("2026-W48").unwrap();
         assert_eq!(digest_id("team", week, 1), digest_id("team", week, 1));

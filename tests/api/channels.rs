@@ -562,6 +562,108 @@ async fn files_are_gathered_once_a_day_or_when_the_operator_builds_them() {
     assert_eq!(listed, expected);
 }
 
+async fn operate(app: &TestApp, task_id: &str, command: &str) {
+    let r = app
+        .send(app.client.post(format!(
+            "{}/routing/v1/deliveries/{task_id}/${command}",
+            app.root
+        )))
+        .await;
+    assert_eq!(r.status, 200, "{command}: {}", r.text);
+}
+
+#[tokio::test]
+async fn a_replayed_delivery_goes_in_a_new_file_without_its_discarded_sibling() {
+    let endpoint = Endpoint::default();
+    endpoint.lock().unwrap().fail_next = 2;
+    let url = format!("{}/files", endpoint_url(&endpoint));
+    let app = spawn(|config| {
+        config.routing.municipal_files.insert(CHUO.into(), url);
+        // The first failure dead-letters the file's Tasks.
+        config.routing.retry = Some(RetryOverride {
+            base_delay_ms: 0,
+            max_delay_ms: 0,
+            max_attempts: 1,
+        });
+    })
+    .await;
+    resident(&app, "p-chuo", CHUO, "000123").await;
+    let sent = routine_immunization("imm-1", "p-chuo", "hib", "2024-07-10");
+    put(&app, sent.clone()).await;
+    put(
+        &app,
+        routine_immunization("imm-2", "p-chuo", "pcv", "2024-07-10"),
+    )
+    .await;
+    round(&app).await;
+    let dead = tasks(&app, "municipal-file").await;
+    assert!(dead.iter().all(|t| t["status"] == "failed"), "{dead:#?}");
+    let id_of = |record: &str| {
+        dead.iter()
+            .find(|t| {
+                t["focus"]["reference"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(record)
+            })
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (kept, dropped) = (id_of("Immunization/imm-1/"), id_of("Immunization/imm-2/"));
+    let first = output_str(&task(&app, &kept).await, "file")
+        .unwrap()
+        .to_owned();
+
+    // The operator drops one and replays the other: the replayed one leaves the file.
+    operate(&app, &dropped, "discard").await;
+    operate(&app, &kept, "replay").await;
+    let replayed = task(&app, &kept).await;
+    assert_eq!(output_str(&replayed, "file"), None, "{replayed:#}");
+    assert_eq!(output_str(&replayed, "earlier-file"), Some(first.as_str()));
+    assert!(
+        !replayed.to_string().contains("routing-parcel-id"),
+        "{replayed:#}"
+    );
+
+    // It goes in a new file alone, which fails too; replayed again, the same delivery goes in
+    // a third file with an id of its own.
+    round(&app).await;
+    let second = output_str(&task(&app, &kept).await, "file")
+        .unwrap()
+        .to_owned();
+    assert_ne!(second, first);
+    operate(&app, &kept, "replay").await;
+    round(&app).await;
+    let done = task(&app, &kept).await;
+    assert_eq!(done["status"], "completed", "{done:#}");
+    let third = output_str(&done, "file").unwrap().to_owned();
+    assert!(third != first && third != second, "{third}");
+    assert_eq!(task(&app, &dropped).await["status"], "cancelled");
+
+    let received = endpoint.lock().unwrap();
+    let files: Vec<(&str, u16)> = received
+        .requests
+        .iter()
+        .map(|r| (r.file_id.as_str(), r.status))
+        .collect();
+    assert_eq!(
+        files,
+        vec![
+            (first.as_str(), 503),
+            (second.as_str(), 503),
+            (third.as_str(), 201)
+        ]
+    );
+    assert_eq!(parse_file(CHUO, &received.requests[0].body).len(), 2);
+    for request in &received.requests[1..] {
+        let parsed = parse_file(CHUO, &request.body);
+        assert_eq!(parsed.len(), 1, "only the replayed record");
+        same_vaccination(&parsed[0], &sent);
+    }
+}
+
 #[tokio::test]
 async fn a_resident_the_layout_cannot_hold_is_dead_lettered_without_blocking_the_file() {
     let app = spawn(|_| {}).await;

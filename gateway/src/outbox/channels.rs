@@ -244,6 +244,31 @@ impl Queued {
     }
 }
 
+/// A replayed delivery leaves its parcel: the tag goes, and its output is renamed
+/// (`earlier-file`, `earlier-digest`) so the Task still tells what it was sent in. It is then
+/// gathered into a new parcel of its own round, so siblings an operator discarded are never
+/// sent again, and the old parcel id is never sent with different content.
+pub(super) fn leave_parcel(task: &mut Value, channel: Channel) {
+    if !COLLECTED.contains(&channel) {
+        return;
+    }
+    let name = parcel_output(channel);
+    if let Some(outputs) = task.get_mut("output").and_then(Value::as_array_mut) {
+        for output in outputs {
+            if output
+                .pointer("/type/coding/0/code")
+                .and_then(Value::as_str)
+                == Some(name)
+            {
+                output["type"] = param(&format!("earlier-{name}"));
+            }
+        }
+    }
+    if let Some(tags) = task.pointer_mut("/meta/tag").and_then(Value::as_array_mut) {
+        tags.retain(|t| t.get("system").and_then(Value::as_str) != Some(PARCEL_TAG_SYSTEM));
+    }
+}
+
 fn parcel_of(task: &Value, channel: Channel) -> Option<String> {
     output(task, parcel_output(channel))
         .and_then(|o| o.get("valueString"))
@@ -534,8 +559,14 @@ async fn pack_files(state: &AppState, recipient: &str, checked: Vec<Checked>) ->
     }
     for (kind, (rows, members)) in rows {
         let ids: Vec<&str> = members.iter().map(|q| q.info.id.as_str()).collect();
+        let id = unused_id(state, |part| {
+            routing::file_id(recipient, kind.code(), &ids, part)
+        });
+        let Some((id, _)) = id else {
+            continue;
+        };
         let parcel = Parcel {
-            id: routing::file_id(recipient, kind.code(), &ids),
+            id,
             channel: Channel::MunicipalFile,
             recipient: recipient.to_owned(),
             kind,
@@ -584,6 +615,24 @@ fn municipality_code_of(state: &AppState, recipient: &str) -> Option<Municipalit
         .and_then(|code| MunicipalityCode::parse(code).ok())
 }
 
+/// The first part (1, 2, …) whose parcel id no stored parcel has, with that id, so a parcel id
+/// is never reused for different content. `None` when the store cannot be read; the deliveries
+/// then wait for the next round.
+fn unused_id(state: &AppState, id_of: impl Fn(u32) -> String) -> Option<(String, u32)> {
+    let mut part = 1;
+    loop {
+        let id = id_of(part);
+        match state.store.read(PARCEL_TYPE, &id) {
+            Ok(Some(_)) => part += 1,
+            Ok(None) => return Some((id, part)),
+            Err(error) => {
+                tracing::warn!(%error, "a parcel id could not be looked up; its deliveries wait for the next round");
+                return None;
+            }
+        }
+    }
+}
+
 /// The district team's digest of one week: the records that passed the consent re-check. A
 /// digest lists records, so a deletion routed here fails permanently with the reason.
 async fn pack_digest(
@@ -622,17 +671,9 @@ async fn pack_digest(
         return packed;
     }
     // Part 1 is the week's digest; records queued after it was made go into the next part.
-    let mut part = 1;
-    let id = loop {
-        let id = routing::digest_id(recipient, week, part);
-        match state.store.read(PARCEL_TYPE, &id) {
-            Ok(Some(_)) => part += 1,
-            Ok(None) => break id,
-            Err(error) => {
-                tracing::warn!(%error, "the digest could not be looked up; it waits for the next round");
-                return packed;
-            }
-        }
+    let Some((id, part)) = unused_id(state, |part| routing::digest_id(recipient, week, part))
+    else {
+        return packed;
     };
     let entries: Vec<(String, &Value)> = records
         .iter()
