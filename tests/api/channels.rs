@@ -664,6 +664,107 @@ async fn a_replayed_delivery_goes_in_a_new_file_without_its_discarded_sibling() 
     }
 }
 
+/// The caller's files waiting to be pulled, by kind (`records`, `deletions`), with their ids.
+async fn waiting_files(app: &TestApp, token: &str) -> Vec<(String, String)> {
+    let listing = get_as(app, token, "files").await;
+    assert_eq!(listing.status, 200, "{}", listing.text);
+    let mut files: Vec<(String, String)> = listing.json()["entry"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            let binary = &e["resource"];
+            let kind = binary["meta"]["tag"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| {
+                    t["system"] == "https://musubi.example.org/fhir/CodeSystem/routing-parcel"
+                })
+                .unwrap()["code"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            (kind, binary["id"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test]
+async fn a_correction_that_changes_a_rows_key_removes_the_old_row() {
+    let app = spawn(|_| {}).await;
+    resident(&app, "p-chuo", CHUO, "000123").await;
+    let first = routine_immunization("imm-1", "p-chuo", "hib", "2024-07-10");
+    put(&app, first.clone()).await;
+    round(&app).await;
+    let chuo = token(&app, "city-chuo").await;
+    let files = waiting_files(&app, &chuo).await;
+    assert_eq!(files.len(), 1, "{files:?}");
+    let r = post_as(&app, &chuo, &format!("files/{}/ack", files[0].1)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // The vaccination date was wrong: the key (resident number, date, vaccine) changes.
+    let corrected = routine_immunization("imm-1", "p-chuo", "hib", "2024-07-17");
+    put(&app, corrected.clone()).await;
+    round(&app).await;
+    let files = waiting_files(&app, &chuo).await;
+    let kinds: Vec<&str> = files.iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(kinds, vec!["deletions", "records"]);
+    let content = |id: String| {
+        let app = &app;
+        let chuo = &chuo;
+        async move {
+            let r = get_as(app, chuo, &format!("files/{id}")).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            parse_file(CHUO, r.text.as_bytes())
+        }
+    };
+    let removed = content(files[0].1.clone()).await;
+    assert_eq!(removed.len(), 1);
+    same_vaccination(&removed[0], &first);
+    let added = content(files[1].1.clone()).await;
+    assert_eq!(added.len(), 1);
+    same_vaccination(&added[0], &corrected);
+
+    // The removal is a delivery of its own, about the version the municipality held, part of
+    // the correction's delivery.
+    let all = tasks(&app, "municipal-file").await;
+    assert_eq!(all.len(), 3, "{all:#?}");
+    let removal = all
+        .iter()
+        .find(|t| t["partOf"].is_array())
+        .expect("the removal's Task");
+    assert_eq!(
+        removal["focus"]["reference"],
+        "Immunization/imm-1/_history/1"
+    );
+    assert_eq!(output_str(removal, "file"), Some(files[0].1.as_str()));
+    let correction = all
+        .iter()
+        .find(|t| t["focus"]["reference"] == "Immunization/imm-1/_history/2")
+        .unwrap();
+    assert_eq!(
+        removal["partOf"][0]["reference"],
+        format!("Task/{}", correction["id"].as_str().unwrap())
+    );
+    for (_, id) in &files {
+        let r = post_as(&app, &chuo, &format!("files/{id}/ack")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+
+    // A correction that keeps the key replaces the row: no deletions file.
+    let mut relabelled = corrected.clone();
+    relabelled["lotNumber"] = json!("LOT-2");
+    put(&app, relabelled).await;
+    round(&app).await;
+    let files = waiting_files(&app, &chuo).await;
+    let kinds: Vec<&str> = files.iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(kinds, vec!["records"]);
+}
+
 #[tokio::test]
 async fn a_resident_the_layout_cannot_hold_is_dead_lettered_without_blocking_the_file() {
     let app = spawn(|_| {}).await;

@@ -9,6 +9,9 @@
 //!   week become one FHIR Bundle, POSTed to its rest-hook endpoint or kept for it to pull from
 //!   `/routing/v1/digests`.
 //!
+//! A correction that changes a municipal row's key also removes the row the municipality held,
+//! with a delivery of its own in the deletions file.
+//!
 //! A parcel is stored as a `Binary` in the same commit that writes its id into every carried
 //! Task's `output`, so a record is in exactly one parcel, and building again never duplicates.
 //! Consent is re-checked per record when the parcel is built; a parcel never changes after.
@@ -39,6 +42,8 @@ pub const FILE_KIND_HEADER: &str = "x-musubi-file-kind";
 /// The layout of municipal files. A municipality's differences come from its override file
 /// (docs/municipal.md), so one layout name serves every municipality.
 const FILE_LAYOUT: &str = "musubi-vaccination";
+/// The event of a delivery that removes a row a correction left behind (its key changed).
+const SUPERSEDED: &str = "superseded";
 /// The channels whose deliveries travel in parcels.
 const COLLECTED: [Channel; 2] = [Channel::MunicipalFile, Channel::WeeklyDigest];
 
@@ -164,6 +169,8 @@ struct Queued {
     delivery: DeliveryState,
     /// The parcel that carries it, once it is in one.
     parcel: Option<String>,
+    /// Made by this gathering (a superseded row's deletion): stored with its parcel.
+    new: bool,
 }
 
 impl Queued {
@@ -185,6 +192,48 @@ impl Queued {
             _ => self
                 .queued_at()
                 .is_none_or(|t| routing::file_gathering_time(t, file_interval) <= now),
+        }
+    }
+
+    /// The delivery that removes `version`'s row, which the municipality holds under a key this
+    /// correction changed: a new Task for the same recipient, about that version, with event
+    /// `superseded` and `partOf` this Task. It travels in the deletions file.
+    fn superseded(&self, version: u64) -> Queued {
+        let id = routing::DeliveryId::superseded_row(&self.info.id)
+            .as_str()
+            .to_owned();
+        let info = Info {
+            id: id.clone(),
+            event: SUPERSEDED.to_owned(),
+            focus_version: version,
+            ..self.info.clone()
+        };
+        let mut task = self.task.clone();
+        task["id"] = json!(id);
+        task["meta"] = json!({"tag": [{"system": RECIPIENT_TAG_SYSTEM, "code": info.recipient}]});
+        task["identifier"] = json!([{"system": DELIVERY_ID_SYSTEM, "value": id}]);
+        task["focus"] = json!({"reference": info.focus()});
+        task["partOf"] = json!([{"reference": format!("Task/{}", self.info.id)}]);
+        task["authoredOn"] = json!(now_instant());
+        if let Some(inputs) = task.get_mut("input").and_then(Value::as_array_mut) {
+            for input in inputs {
+                if input.pointer("/type/coding/0/code").and_then(Value::as_str) == Some("event") {
+                    input["valueCode"] = json!(SUPERSEDED);
+                }
+            }
+        }
+        if let Some(object) = task.as_object_mut() {
+            object.shift_remove("output");
+        }
+        let delivery = DeliveryState::new();
+        set_state(&mut task, &delivery, &now_instant());
+        Queued {
+            version: 0,
+            task,
+            info,
+            delivery,
+            parcel: None,
+            new: true,
         }
     }
 
@@ -360,6 +409,7 @@ async fn load(
             info,
             delivery,
             parcel,
+            new: false,
         };
         if matches!(queued.delivery.status, DeliveryStatus::InFlight { .. }) {
             let random = *jitter.entry(queued.parcel.clone()).or_insert_with(random);
@@ -411,7 +461,7 @@ async fn build(state: &AppState, channel: Channel, waiting: Vec<Queued>) -> Buil
             Ok(Recheck::Refuse(reason, decision)) => {
                 queued.refuse(state, reason, decision.as_ref()).await
             }
-            Ok(Recheck::Send(Some(body), _)) => {
+            Ok(Recheck::Send(Some(body), _)) if queued.info.event != SUPERSEDED => {
                 let key = (queued.info.recipient.clone(), week_key(channel, &queued));
                 groups
                     .entry(key)
@@ -419,8 +469,9 @@ async fn build(state: &AppState, channel: Channel, waiting: Vec<Queued>) -> Buil
                     .push(Checked::Record(queued, body));
                 continue;
             }
-            Ok(Recheck::Send(None, _)) => match focus_content(state, &queued.info) {
-                Ok(Focus::Deleted(content)) => {
+            // A deletion, or a superseded row: the row of the record as it was.
+            Ok(Recheck::Send(_, _)) => match focus_content(state, &queued.info) {
+                Ok(Focus::Deleted(content) | Focus::Record(content)) => {
                     let key = (queued.info.recipient.clone(), week_key(channel, &queued));
                     groups
                         .entry(key)
@@ -461,16 +512,16 @@ async fn build(state: &AppState, channel: Channel, waiting: Vec<Queued>) -> Buil
             _ => pack_files(state, &recipient, checked).await,
         };
         settled += packed.settled;
-        for (parcel, members) in packed.parcels {
-            let id = parcel.id.clone();
-            match file_parcel(state, &parcel, members).await {
-                Ok(count) => {
-                    filed += count;
-                    parcels.push(parcel);
-                }
-                Err(error) => {
-                    tracing::warn!(parcel = %id, error = %reason_of(&error), "a parcel could not be stored; its deliveries wait for the next round")
-                }
+        if packed.parcels.is_empty() {
+            continue;
+        }
+        match file_parcels(state, &packed.parcels).await {
+            Ok(count) => {
+                filed += count;
+                parcels.extend(packed.parcels.into_iter().map(|(parcel, _)| parcel));
+            }
+            Err(error) => {
+                tracing::warn!(%recipient, error = %reason_of(&error), "parcels could not be stored; their deliveries wait for the next round")
             }
         }
     }
@@ -522,19 +573,28 @@ async fn pack_files(state: &AppState, recipient: &str, checked: Vec<Checked>) ->
         }
     };
     let mut rows: BTreeMap<Kind, FileRows> = BTreeMap::new();
+    // Per record, the row the municipality holds once the files before this one are in: a
+    // correction whose key differs leaves that row behind, so the deletions file removes it.
+    let mut held: HashMap<(String, String), Option<(u64, Row)>> = HashMap::new();
+    let mut superseded: Vec<(Queued, Row)> = Vec::new();
+    let mut checked = checked;
+    checked.sort_by_key(|c| {
+        let info = &c.queued().info;
+        (
+            info.focus_type.clone(),
+            info.focus_id.clone(),
+            info.focus_version,
+        )
+    });
     for checked in checked {
         let kind = match &checked {
             Checked::Record(..) => Kind::Records,
             Checked::Deletion(..) => Kind::Deletions,
         };
         let (mut queued, record) = checked.split();
-        let row = patient_of(state, &queued.info).and_then(|patient| {
-            let export = ExportRecord {
-                patient: &patient,
-                record: &record,
-                observations: &[],
-            };
-            municipal::export_row(&layout, &export).map_err(|e| {
+        let patient = patient_of(state, &queued.info);
+        let row = patient.as_ref().map_err(Clone::clone).and_then(|patient| {
+            row_of(&layout, patient, &record).map_err(|e| {
                 format!(
                     "the {} layout cannot hold {}: {e}",
                     layout.name(),
@@ -542,22 +602,67 @@ async fn pack_files(state: &AppState, recipient: &str, checked: Vec<Checked>) ->
                 )
             })
         });
-        match row {
-            Ok(row) => {
-                let (rows, members) = rows.entry(kind).or_default();
-                rows.push(row);
-                members.push(queued);
-            }
+        let row = match row {
+            Ok(row) => row,
             Err(reason) => {
                 log_failure(
                     queued.fail(state, Failure::Permanent { reason }).await,
                     "a municipal-file delivery could not be recorded",
                 );
                 packed.settled += 1;
+                continue;
             }
+        };
+        let record_key = (queued.info.focus_type.clone(), queued.info.focus_id.clone());
+        if kind == Kind::Records && queued.info.event != SUPERSEDED {
+            let before = match held.get(&record_key) {
+                Some(before) => Ok(before.clone()),
+                None => row_sent_before(state, &layout, &queued, patient.as_ref().ok()),
+            };
+            match before.and_then(|before| removal(state, &queued, before, &row)) {
+                Ok(Some(removal)) => superseded.push(removal),
+                Ok(None) => {}
+                Err(error) => {
+                    let reason = format!(
+                        "the row the municipality holds could not be read: {}",
+                        reason_of(&error)
+                    );
+                    let failure = Failure::Transient {
+                        reason,
+                        retry_after: None,
+                    };
+                    log_failure(
+                        queued.fail(state, failure).await,
+                        "a municipal-file delivery could not be recorded",
+                    );
+                    packed.settled += 1;
+                    continue;
+                }
+            }
+            held.insert(record_key, Some((queued.info.focus_version, row.clone())));
+        } else if queued.info.event != SUPERSEDED {
+            held.insert(record_key, None);
+        }
+        let (rows, members) = rows.entry(kind).or_default();
+        rows.push(row);
+        members.push(queued);
+    }
+    // A key the records file holds again is no row to remove.
+    let kept: std::collections::HashSet<String> = rows
+        .get(&Kind::Records)
+        .map(|(rows, _)| rows.iter().map(|r| r.0.clone()).collect())
+        .unwrap_or_default();
+    for (queued, row) in superseded {
+        if !kept.contains(&row.0) {
+            let (rows, members) = rows.entry(Kind::Deletions).or_default();
+            rows.push(row);
+            members.push(queued);
         }
     }
-    for (kind, (rows, members)) in rows {
+    for (kind, (mut rows, members)) in rows {
+        // One row per key: two deliveries may remove the same row.
+        rows.sort();
+        rows.dedup_by(|a, b| a.0 == b.0);
         let ids: Vec<&str> = members.iter().map(|q| q.info.id.as_str()).collect();
         let id = unused_id(state, |part| {
             routing::file_id(recipient, kind.code(), &ids, part)
@@ -579,10 +684,101 @@ async fn pack_files(state: &AppState, recipient: &str, checked: Vec<Checked>) ->
     packed
 }
 
-/// A file in the making: its rows (sort key, row text) and the Tasks they come from.
-type FileRows = (Vec<(String, String)>, Vec<Queued>);
+/// A municipal file row: its key (resident number, date, vaccine) and its text.
+type Row = (String, String);
+
+/// A file in the making: its rows and the Tasks they come from.
+type FileRows = (Vec<Row>, Vec<Queued>);
+
+fn row_of(
+    layout: &municipal::Layout,
+    patient: &Value,
+    record: &Value,
+) -> Result<Row, municipal::RowError> {
+    let export = ExportRecord {
+        patient,
+        record,
+        observations: &[],
+    };
+    municipal::export_row(layout, &export)
+}
+
+/// The row of this record the municipality last got from the rule, with its version: the
+/// newest earlier version whose delivery went in a file that was delivered or is on its way.
+/// `None` when there is none, or when that delivery was a deletion (the row is gone). The
+/// earlier deliveries are read by their derived ids, so this needs no search.
+fn row_sent_before(
+    state: &AppState,
+    layout: &municipal::Layout,
+    queued: &Queued,
+    patient: Option<&Value>,
+) -> Result<Option<(u64, Row)>, ApiError> {
+    let (Some(rule), Some(patient)) = (input_str(&queued.task, "rule"), patient) else {
+        return Ok(None);
+    };
+    let info = &queued.info;
+    for version in (1..info.focus_version).rev() {
+        let id = routing::DeliveryId::of(
+            rule,
+            &info.focus_type,
+            &info.focus_id,
+            &version.to_string(),
+            info.recipient_kind,
+            &info.recipient,
+        );
+        let Some(stored) = state.store.read("Task", id.as_str())? else {
+            continue;
+        };
+        let task = body_of(&stored)?;
+        let on_its_way = matches!(
+            task.get("status").and_then(Value::as_str),
+            Some("completed" | "requested" | "in-progress" | "on-hold")
+        );
+        if !on_its_way || parcel_of(&task, Channel::MunicipalFile).is_none() {
+            continue;
+        }
+        if input_str(&task, "event") == Some("deleted") {
+            return Ok(None);
+        }
+        let Some(content) = state
+            .store
+            .vread(&info.focus_type, &info.focus_id, version)?
+            .filter(|v| !v.is_deleted())
+        else {
+            return Ok(None);
+        };
+        return Ok(row_of(layout, patient, &body_of(&content)?)
+            .ok()
+            .map(|row| (version, row)));
+    }
+    Ok(None)
+}
+
+/// The delivery removing the row held `before` when this correction's row has another key.
+/// Made once per correction: a replayed correction does not remove the row again.
+fn removal(
+    state: &AppState,
+    correction: &Queued,
+    before: Option<(u64, Row)>,
+    row: &Row,
+) -> Result<Option<(Queued, Row)>, ApiError> {
+    let Some((version, old)) = before.filter(|(_, old)| old.0 != row.0) else {
+        return Ok(None);
+    };
+    let derived = correction.superseded(version);
+    if state.store.read("Task", &derived.info.id)?.is_some() {
+        return Ok(None);
+    }
+    Ok(Some((derived, old)))
+}
 
 impl Checked {
+    fn queued(&self) -> &Queued {
+        match self {
+            Checked::Record(queued, _) | Checked::Deletion(queued, _) => queued,
+        }
+    }
+
     fn split(self) -> (Queued, Value) {
         match self {
             Checked::Record(queued, value) | Checked::Deletion(queued, value) => (queued, value),
@@ -741,42 +937,48 @@ fn digest_bundle(
     })
 }
 
-/// Stores the parcel and writes its id into every carried Task, in one commit: either the
-/// parcel exists with all its Tasks pointing at it, or nothing changed. The number of Tasks.
-async fn file_parcel(
+/// Stores a recipient's parcels of one gathering and writes each parcel's id into every Task
+/// it carries, in one commit: either the parcels exist with all their Tasks pointing at them
+/// (a correction's file with the deletion of its old row), or nothing changed. The number of
+/// Tasks.
+async fn file_parcels(
     state: &AppState,
-    parcel: &Parcel,
-    mut members: Vec<Queued>,
+    parcels: &[(Parcel, Vec<Queued>)],
 ) -> Result<usize, ApiError> {
     let now = now_instant();
-    let name = parcel_output(parcel.channel);
-    let mut writes = vec![Write {
-        resource_type: PARCEL_TYPE.to_owned(),
-        id: parcel.id.clone(),
-        precondition: Precondition::MustNotExist,
-        action: WriteAction::Put(parcel.to_binary()),
-    }];
-    for queued in &mut members {
-        if let Some(outputs) = queued.task.get_mut("output").and_then(Value::as_array_mut) {
-            outputs.push(json!({"type": param(name), "valueString": parcel.id}));
-        }
-        queued.task["lastModified"] = json!(now);
-        if let Some(tags) = queued
-            .task
-            .pointer_mut("/meta/tag")
-            .and_then(Value::as_array_mut)
-        {
-            tags.push(json!({"system": PARCEL_TAG_SYSTEM, "code": parcel.id}));
-        }
+    let mut writes = Vec::new();
+    let mut count = 0;
+    for (parcel, members) in parcels {
+        let name = parcel_output(parcel.channel);
         writes.push(Write {
-            resource_type: "Task".to_owned(),
-            id: queued.info.id.clone(),
-            precondition: Precondition::VersionIs(queued.version),
-            action: WriteAction::Put(queued.task.clone()),
+            resource_type: PARCEL_TYPE.to_owned(),
+            id: parcel.id.clone(),
+            precondition: Precondition::MustNotExist,
+            action: WriteAction::Put(parcel.to_binary()),
         });
+        for queued in members {
+            let mut task = queued.task.clone();
+            if let Some(outputs) = task.get_mut("output").and_then(Value::as_array_mut) {
+                outputs.push(json!({"type": param(name), "valueString": parcel.id}));
+            }
+            task["lastModified"] = json!(now);
+            if let Some(tags) = task.pointer_mut("/meta/tag").and_then(Value::as_array_mut) {
+                tags.push(json!({"system": PARCEL_TAG_SYSTEM, "code": parcel.id}));
+            }
+            writes.push(Write {
+                resource_type: "Task".to_owned(),
+                id: queued.info.id.clone(),
+                precondition: match queued.new {
+                    true => Precondition::MustNotExist,
+                    false => Precondition::VersionIs(queued.version),
+                },
+                action: WriteAction::Put(task),
+            });
+            count += 1;
+        }
     }
     state.store.commit(writes).await?;
-    Ok(members.len())
+    Ok(count)
 }
 
 /// Sends each parcel with due Tasks to its recipient's endpoint. The number of Tasks attempted.
@@ -1055,6 +1257,7 @@ async fn ack_parcel(
             info,
             delivery,
             parcel: Some(id.to_owned()),
+            new: false,
         });
     }
     if members.is_empty() {
@@ -1205,6 +1408,67 @@ mod tests {
             ..parcel
         };
         assert_eq!(Parcel::from_binary(&digest.to_binary()).unwrap(), digest);
+    }
+
+    #[test]
+    fn a_superseded_row_is_a_valid_task_about_the_earlier_version() {
+        let recipient = routing::Recipient {
+            kind: RecipientKind::Municipality,
+            id: "city".into(),
+            has_endpoint: false,
+        };
+        let resource = json!({"resourceType": "Immunization", "id": "i1"});
+        let event = routing::Event {
+            kind: routing::EventKind::Updated,
+            resource_type: "Immunization",
+            id: "i1",
+            version: "2",
+            resource: &resource,
+        };
+        let rule = "routine-immunization-to-home-municipality";
+        let id = routing::DeliveryId::new(rule, &event, &recipient);
+        // An earlier version's delivery is found by its id alone.
+        assert_eq!(
+            routing::DeliveryId::of(rule, "Immunization", "i1", "2", recipient.kind, "city"),
+            id
+        );
+        let delivery = routing::Delivery {
+            id,
+            rule_id: rule.into(),
+            event: routing::EventKind::Updated,
+            resource_type: "Immunization".into(),
+            resource_id: "i1".into(),
+            version: "2".into(),
+            recipient,
+            channel: Channel::MunicipalFile,
+            purpose: routing::PurposeOfUse::Pubhlth,
+            basis: routing::Basis::Consent,
+        };
+        let task = new_task(&delivery, Some("p1"), "2026-11-25T00:00:00.000Z");
+        let correction = Queued {
+            version: 3,
+            info: Info::of(&task).unwrap(),
+            delivery: state_of(&task).unwrap(),
+            task,
+            parcel: None,
+            new: false,
+        };
+        let removal = correction.superseded(1);
+        assert!(removal.new);
+        assert_eq!(
+            removal.task["focus"]["reference"],
+            "Immunization/i1/_history/1"
+        );
+        assert_eq!(
+            removal.task["partOf"][0]["reference"],
+            format!("Task/{}", correction.info.id)
+        );
+        let info = Info::of(&removal.task).unwrap();
+        assert_eq!((info.event.as_str(), info.focus_version), (SUPERSEDED, 1));
+        assert_ne!(info.id, correction.info.id);
+        assert_eq!(state_of(&removal.task).unwrap(), DeliveryState::new());
+        let issues = fhir::validate::validate_resource(fhir::Definitions::r4(), &removal.task);
+        assert!(issues.iter().all(|i| !i.severity.is_error()), "{issues:?}");
     }
 
     #[test]
