@@ -70,15 +70,36 @@ pub fn file_gathering_time(
     queued: OffsetDateTime,
     interval: std::time::Duration,
 ) -> OffsetDateTime {
+    match file_window(queued, interval) {
+        Some((_, end)) => end,
+        None => queued,
+    }
+}
+
+/// When the file window holding `now` began: every delivery queued before it is due to be
+/// gathered. `None` for a zero interval (no windows).
+pub fn file_window_start(
+    now: OffsetDateTime,
+    interval: std::time::Duration,
+) -> Option<OffsetDateTime> {
+    file_window(now, interval).map(|(start, _)| start)
+}
+
+/// The window (start, end) holding `instant`, or `None` for a zero interval.
+fn file_window(
+    instant: OffsetDateTime,
+    interval: std::time::Duration,
+) -> Option<(OffsetDateTime, OffsetDateTime)> {
     let interval = interval.as_secs() as i64;
     if interval == 0 {
-        return queued;
+        return None;
     }
-    let local = queued.to_offset(JAPAN);
+    let local = instant.to_offset(JAPAN);
     let midnight = local.date().midnight().assume_offset(JAPAN);
     let elapsed = (local - midnight).whole_seconds();
-    let end = midnight + time::Duration::seconds((elapsed / interval + 1) * interval);
-    end.min(midnight + time::Duration::DAY)
+    let start = midnight + time::Duration::seconds(elapsed / interval * interval);
+    let end = (start + time::Duration::seconds(interval)).min(midnight + time::Duration::DAY);
+    Some((start, end))
 }
 
 /// An ISO 8601 week (`2026-W48`): weeks start on Monday, and week 1 is the week with the
@@ -213,6 +234,16 @@ mod tests {
             file_gathering_time(queued, std::time::Duration::ZERO),
             queued
         );
+        // Everything queued before the current window began is due.
+        assert_eq!(
+            file_window_start(queued, hourly),
+            Some(datetime!(2026-11-25 10:00 +09:00))
+        );
+        assert_eq!(
+            file_window_start(queued, daily),
+            Some(datetime!(2026-11-25 00:00 +09:00))
+        );
+        assert_eq!(file_window_start(queued, std::time::Duration::ZERO), None);
     }
 
     #[test]

@@ -342,7 +342,18 @@ pub(super) async fn poll(state: &AppState, http: &reqwest::Client) -> Result<usi
     let file_interval = Duration::from_secs(state.config.routing.municipal_file_interval_secs);
     let mut handled = 0;
     for channel in COLLECTED {
-        let waiting = load(state, channel, now, unfiled())
+        let mut criteria = unfiled();
+        // Files: only Tasks queued before the current window, so a day's Tasks waiting for
+        // midnight are not read every round.
+        if let Some(start) = routing::file_window_start(now, file_interval)
+            && channel == Channel::MunicipalFile
+        {
+            criteria.push((
+                "authored-on".to_owned(),
+                format!("lt{}", format_time(start)),
+            ));
+        }
+        let waiting = load(state, channel, now, criteria)
             .await?
             .into_iter()
             .filter(|q| q.parcel.is_none() && q.is_gathered(channel, now, file_interval))
