@@ -979,9 +979,10 @@ async fn file_parcels(
             writes.push(Write {
                 resource_type: "Task".to_owned(),
                 id: queued.info.id.clone(),
-                precondition: match queued.new {
-                    true => Precondition::MustNotExist,
-                    false => Precondition::VersionIs(queued.version),
+                precondition: if queued.new {
+                    Precondition::MustNotExist
+                } else {
+                    Precondition::VersionIs(queued.version)
                 },
                 action: WriteAction::Put(task),
             });
