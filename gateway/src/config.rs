@@ -81,6 +81,10 @@ pub struct RoutingConfig {
     /// pulls its files from `/routing/v1/files`.
     #[serde(default)]
     pub municipal_files: std::collections::BTreeMap<String, String>,
+    /// How often a municipality's due deliveries are gathered into a file, in seconds, counted
+    /// from midnight in Japan (86400: one file a day, after midnight). 0 gathers every round.
+    #[serde(default = "default_municipal_file_interval_secs")]
+    pub municipal_file_interval_secs: u64,
     /// Municipality code → the client id of its district team (地区担当), a registered
     /// `municipality` client; the team receives the weekly digest of records needing care.
     #[serde(default)]
@@ -97,6 +101,7 @@ impl Default for RoutingConfig {
             retry: None,
             endpoints: std::collections::BTreeMap::new(),
             municipal_files: std::collections::BTreeMap::new(),
+            municipal_file_interval_secs: default_municipal_file_interval_secs(),
             district_teams: std::collections::BTreeMap::new(),
         }
     }
@@ -121,6 +126,10 @@ fn default_routing_batch() -> usize {
 
 fn default_routing_timeout_secs() -> u64 {
     10
+}
+
+fn default_municipal_file_interval_secs() -> u64 {
+    86_400
 }
 
 /// Which callers' disclosures are decided by the person's consents, and for what purpose.
@@ -876,6 +885,12 @@ impl Config {
             return Err(format!(
                 "routing.request_timeout_secs must be between 1 and 600, got {}",
                 routing.request_timeout_secs
+            ));
+        }
+        if routing.municipal_file_interval_secs > 86_400 {
+            return Err(format!(
+                "routing.municipal_file_interval_secs must be between 0 and 86400, got {}",
+                routing.municipal_file_interval_secs
             ));
         }
         if let Some(retry) = &routing.retry

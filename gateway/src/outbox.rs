@@ -1849,7 +1849,8 @@ fn list_deliveries(state: &AppState, req: &HttpRequest) -> Result<Value, ApiErro
     )
 }
 
-/// `POST /routing/v1/deliveries/{task}/$replay`: a dead letter back in the queue, attempts reset.
+/// `POST /routing/v1/deliveries/{task}/$replay`: a dead letter back in the queue, attempts reset;
+/// a parcel delivery leaves its parcel, to be gathered into a new one.
 async fn replay(state: State, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     answer(operate(&state, &req, &path, |_| DeliveryEvent::Replay).await)
 }
@@ -1870,7 +1871,12 @@ async fn operate(
     let info = Info::of(&task).map_err(ApiError::internal)?;
     let policy = retry_policy(state, info.channel)?;
     let current = state_of(&task).map_err(ApiError::internal)?;
-    let next = step(&current, event(OffsetDateTime::now_utc()), &policy)?;
+    let event = event(OffsetDateTime::now_utc());
+    let replayed = matches!(event, DeliveryEvent::Replay);
+    let next = step(&current, event, &policy)?;
+    if replayed {
+        channels::leave_parcel(&mut task, info.channel);
+    }
     save(state, version, &mut task, &next, Vec::new()).await?;
     Ok(task)
 }

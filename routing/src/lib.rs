@@ -12,7 +12,7 @@ mod rules;
 
 pub use delivery::{DeliveryEvent, DeliveryState, DeliveryStatus, transition};
 pub use error::RoutingError;
-pub use parcel::{IsoWeek, JAPAN, digest_id, file_id};
+pub use parcel::{IsoWeek, JAPAN, digest_id, file_gathering_time, file_id, file_window_start};
 pub use path::ElementPath;
 pub use plan::{
     Delivery, DeliveryId, Directory, Event, MUNICIPALITY_EXTENSION, OrganizationRef, Plan,

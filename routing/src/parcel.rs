@@ -30,14 +30,22 @@ pub(crate) fn hashed_id(parts: &[&str]) -> String {
     hex
 }
 
-/// The id of a municipal file: the recipient, the file's kind (`records` or `deletions`) and
-/// the delivery ids it carries, in any order. Gathering the same deliveries again gives the
-/// same id, so a file is never stored or accepted twice.
-pub fn file_id(recipient: &str, kind: &str, delivery_ids: &[&str]) -> String {
+/// The id of a municipal file: the recipient, the file's kind (`records` or `deletions`), the
+/// delivery ids it carries, in any order, and the part. Gathering the same deliveries again
+/// gives the same id, so a file is never stored or accepted twice. A file of deliveries that
+/// were already in one (a replay) is part 2, 3, …, so the recipient never gets one file id
+/// with different content.
+pub fn file_id(recipient: &str, kind: &str, delivery_ids: &[&str], part: u32) -> String {
     let mut ids = delivery_ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
+    let part = part.to_string();
     let mut parts = vec!["musubi-municipal-file-v1", recipient, kind];
+    // Part 1 keeps the form of ids made before parts existed.
+    if part != "1" {
+        parts.push("part");
+        parts.push(&part);
+    }
     parts.extend(ids);
     hashed_id(&parts)
 }
@@ -51,6 +59,47 @@ pub fn digest_id(recipient: &str, week: IsoWeek, part: u32) -> String {
         &week.to_string(),
         &part.to_string(),
     ])
+}
+
+/// When a municipal-file delivery queued at `queued` is gathered into a file: at the end of
+/// its window. Windows start at midnight in Japan and every `interval` after it (the last one
+/// of a day ends at the next midnight), so the deliveries of one window travel in one file. A
+/// zero interval gathers at once. Derived from the queue time alone, so a restart or a missed
+/// round never loses or splits a window.
+pub fn file_gathering_time(
+    queued: OffsetDateTime,
+    interval: std::time::Duration,
+) -> OffsetDateTime {
+    match file_window(queued, interval) {
+        Some((_, end)) => end,
+        None => queued,
+    }
+}
+
+/// When the file window holding `now` began: every delivery queued before it is due to be
+/// gathered. `None` for a zero interval (no windows).
+pub fn file_window_start(
+    now: OffsetDateTime,
+    interval: std::time::Duration,
+) -> Option<OffsetDateTime> {
+    file_window(now, interval).map(|(start, _)| start)
+}
+
+/// The window (start, end) holding `instant`, or `None` for a zero interval.
+fn file_window(
+    instant: OffsetDateTime,
+    interval: std::time::Duration,
+) -> Option<(OffsetDateTime, OffsetDateTime)> {
+    let interval = interval.as_secs() as i64;
+    if interval == 0 {
+        return None;
+    }
+    let local = instant.to_offset(JAPAN);
+    let midnight = local.date().midnight().assume_offset(JAPAN);
+    let elapsed = (local - midnight).whole_seconds();
+    let start = midnight + time::Duration::seconds(elapsed / interval * interval);
+    let end = (start + time::Duration::seconds(interval)).min(midnight + time::Duration::DAY);
+    Some((start, end))
 }
 
 /// An ISO 8601 week (`2026-W48`): weeks start on Monday, and week 1 is the week with the
@@ -154,11 +203,60 @@ mod tests {
     }
 
     #[test]
+    fn a_file_window_ends_on_the_interval_counted_from_midnight_in_japan() {
+        let daily = std::time::Duration::from_secs(86_400);
+        // 23:59 and 00:00 in Japan fall on either side of a daily boundary.
+        assert_eq!(
+            file_gathering_time(datetime!(2026-11-25 23:59 +09:00), daily),
+            datetime!(2026-11-26 00:00 +09:00)
+        );
+        assert_eq!(
+            file_gathering_time(datetime!(2026-11-25 15:00 UTC), daily),
+            datetime!(2026-11-27 00:00 +09:00)
+        );
+        let hourly = std::time::Duration::from_secs(3_600);
+        assert_eq!(
+            file_gathering_time(datetime!(2026-11-25 10:30 +09:00), hourly),
+            datetime!(2026-11-25 11:00 +09:00)
+        );
+        // Seven hours does not divide a day: the day's last window ends at midnight.
+        let seven = std::time::Duration::from_secs(7 * 3_600);
+        assert_eq!(
+            file_gathering_time(datetime!(2026-11-25 22:00 +09:00), seven),
+            datetime!(2026-11-26 00:00 +09:00)
+        );
+        assert_eq!(
+            file_gathering_time(datetime!(2026-11-25 06:59 +09:00), seven),
+            datetime!(2026-11-25 07:00 +09:00)
+        );
+        let queued = datetime!(2026-11-25 10:30:15 +09:00);
+        assert_eq!(
+            file_gathering_time(queued, std::time::Duration::ZERO),
+            queued
+        );
+        // Everything queued before the current window began is due.
+        assert_eq!(
+            file_window_start(queued, hourly),
+            Some(datetime!(2026-11-25 10:00 +09:00))
+        );
+        assert_eq!(
+            file_window_start(queued, daily),
+            Some(datetime!(2026-11-25 00:00 +09:00))
+        );
+        assert_eq!(file_window_start(queued, std::time::Duration::ZERO), None);
+    }
+
+    #[test]
     fn parcel_ids_depend_on_content_not_order() {
-        let a = file_id("city", "records", &["d2", "d1"]);
-        assert_eq!(a, file_id("city", "records", &["d1", "d2", "d1"]));
-        assert_ne!(a, file_id("city", "deletions", &["d1", "d2"]));
-        assert_ne!(a, file_id("town", "records", &["d1", "d2"]));
+        let a = file_id("city", "records", &["d2", "d1"], 1);
+        assert_eq!(a, file_id("city", "records", &["d1", "d2", "d1"], 1));
+        assert_ne!(a, file_id("city", "deletions", &["d1", "d2"], 1));
+        assert_ne!(a, file_id("town", "records", &["d1", "d2"], 1));
+        assert_ne!(a, file_id("city", "records", &["d1", "d2"], 2));
+        assert_ne!(
+            file_id("city", "records", &["d1"], 2),
+            file_id("city", "records", &["d1"], 3)
+        );
         assert_eq!(a.len(), 32);
         let week = IsoWeek::parse("2026-W48").unwrap();
         assert_eq!(digest_id("team", week, 1), digest_id("team", week, 1));

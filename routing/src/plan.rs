@@ -133,14 +133,44 @@ pub struct DeliveryId(String);
 
 impl DeliveryId {
     pub fn new(rule_id: &str, event: &Event<'_>, recipient: &Recipient) -> Self {
-        Self(crate::parcel::hashed_id(&[
-            "musubi-delivery-v1",
+        Self::of(
             rule_id,
             event.resource_type,
             event.id,
             event.version,
-            recipient.kind.code(),
-            recipient.id.as_str(),
+            recipient.kind,
+            &recipient.id,
+        )
+    }
+
+    /// The id of the rule's delivery of one record version to one recipient, so the delivery
+    /// of an earlier version can be read back without a search.
+    pub fn of(
+        rule_id: &str,
+        resource_type: &str,
+        id: &str,
+        version: &str,
+        recipient_kind: RecipientKind,
+        recipient_id: &str,
+    ) -> Self {
+        Self(crate::parcel::hashed_id(&[
+            "musubi-delivery-v1",
+            rule_id,
+            resource_type,
+            id,
+            version,
+            recipient_kind.code(),
+            recipient_id,
+        ]))
+    }
+
+    /// The id of the delivery that removes the row a correction leaves behind at a
+    /// municipality (its key changed): derived from the correction's delivery id, so gathering
+    /// again never makes a second one.
+    pub fn superseded_row(delivery_id: &str) -> Self {
+        Self(crate::parcel::hashed_id(&[
+            "musubi-superseded-row-v1",
+            delivery_id,
         ]))
     }
 

@@ -27,7 +27,8 @@ fn municipality(id: &str, code: &str) -> auth::Client {
 }
 
 /// Two municipalities, each with its district team; the worker's own timer is effectively off
-/// (the test runs the rounds) and failed attempts are due again at once.
+/// (the test runs the rounds), files are gathered every round and failed attempts are due
+/// again at once.
 async fn spawn(adjust: impl FnOnce(&mut Config)) -> TestApp {
     TestApp::spawn_with(|config| {
         config.clients.push(municipality("city-chuo", CHUO));
@@ -43,6 +44,7 @@ async fn spawn(adjust: impl FnOnce(&mut Config)) -> TestApp {
             .district_teams
             .insert(MINATO.into(), "team-minato".into());
         config.routing.poll_interval_ms = 3_600_000;
+        config.routing.municipal_file_interval_secs = 0;
         config.routing.retry = Some(RetryOverride {
             base_delay_ms: 0,
             max_delay_ms: 0,
@@ -470,6 +472,299 @@ async fn a_file_endpoint_that_fails_then_recovers_receives_each_file_once() {
 }
 
 #[tokio::test]
+async fn files_are_gathered_once_a_day_or_when_the_operator_builds_them() {
+    let app = spawn(|config| config.routing.municipal_file_interval_secs = 86_400).await;
+    resident(&app, "p-chuo", CHUO, "000123").await;
+    put(
+        &app,
+        routine_immunization("imm-1", "p-chuo", "hib", "2024-07-10"),
+    )
+    .await;
+    put(
+        &app,
+        routine_immunization("imm-2", "p-chuo", "pcv", "2024-07-10"),
+    )
+    .await;
+    let by_focus = |all: &[Value], record: &str| {
+        all.iter()
+            .find(|t| {
+                t["focus"]["reference"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(record)
+            })
+            .unwrap()
+            .clone()
+    };
+    // Today's window has not ended: the worker waits.
+    round(&app).await;
+    let queued = tasks(&app, "municipal-file").await;
+    assert!(
+        queued.iter().all(|t| output(t, "file").is_none()),
+        "{queued:#?}"
+    );
+
+    // Queued yesterday (Japan time): that window has ended, so the worker files it alone.
+    queued_at(
+        &app,
+        by_focus(&queued, "Immunization/imm-1/"),
+        "2026-11-18T10:00:00.000Z",
+    )
+    .await;
+    round(&app).await;
+    let after = tasks(&app, "municipal-file").await;
+    let yesterday = by_focus(&after, "Immunization/imm-1/");
+    let first = output_str(&yesterday, "file").expect("filed").to_owned();
+    assert!(output(&by_focus(&after, "Immunization/imm-2/"), "file").is_none());
+
+    // Only an operator builds now, and only for a registered municipality.
+    let chuo = token(&app, "city-chuo").await;
+    assert_eq!(
+        post_as(&app, &chuo, &format!("files?municipality={CHUO}"))
+            .await
+            .status,
+        403
+    );
+    let build = |query: String| {
+        let app = &app;
+        async move {
+            app.send(
+                app.client
+                    .post(format!("{}/routing/v1/files{query}", app.root)),
+            )
+            .await
+        }
+    };
+    assert_eq!(build(String::new()).await.status, 400);
+    assert_eq!(build("?municipality=131020".into()).await.status, 400);
+    assert_eq!(build("?municipality=011002".into()).await.status, 404);
+    let r = build(format!("?municipality={CHUO}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let built = listed_ids(&r.json());
+    assert_eq!(built.len(), 1, "{}", r.text);
+    assert_ne!(built[0], first);
+    let now = task(
+        &app,
+        by_focus(&after, "Immunization/imm-2/")["id"]
+            .as_str()
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(output_str(&now, "file"), Some(built[0].as_str()));
+    // Building again finds nothing new; the municipality lists both files.
+    let again = build(format!("?municipality={CHUO}")).await;
+    assert_eq!(again.json()["total"], 0, "{}", again.text);
+    let mut listed = listed_ids(&get_as(&app, &chuo, "files").await.json());
+    listed.sort();
+    let mut expected = vec![first, built[0].clone()];
+    expected.sort();
+    assert_eq!(listed, expected);
+}
+
+async fn operate(app: &TestApp, task_id: &str, command: &str) {
+    let r = app
+        .send(app.client.post(format!(
+            "{}/routing/v1/deliveries/{task_id}/${command}",
+            app.root
+        )))
+        .await;
+    assert_eq!(r.status, 200, "{command}: {}", r.text);
+}
+
+#[tokio::test]
+async fn a_replayed_delivery_goes_in_a_new_file_without_its_discarded_sibling() {
+    let endpoint = Endpoint::default();
+    endpoint.lock().unwrap().fail_next = 2;
+    let url = format!("{}/files", endpoint_url(&endpoint));
+    let app = spawn(|config| {
+        config.routing.municipal_files.insert(CHUO.into(), url);
+        // The first failure dead-letters the file's Tasks.
+        config.routing.retry = Some(RetryOverride {
+            base_delay_ms: 0,
+            max_delay_ms: 0,
+            max_attempts: 1,
+        });
+    })
+    .await;
+    resident(&app, "p-chuo", CHUO, "000123").await;
+    let sent = routine_immunization("imm-1", "p-chuo", "hib", "2024-07-10");
+    put(&app, sent.clone()).await;
+    put(
+        &app,
+        routine_immunization("imm-2", "p-chuo", "pcv", "2024-07-10"),
+    )
+    .await;
+    round(&app).await;
+    let dead = tasks(&app, "municipal-file").await;
+    assert!(dead.iter().all(|t| t["status"] == "failed"), "{dead:#?}");
+    let id_of = |record: &str| {
+        dead.iter()
+            .find(|t| {
+                t["focus"]["reference"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(record)
+            })
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (kept, dropped) = (id_of("Immunization/imm-1/"), id_of("Immunization/imm-2/"));
+    let first = output_str(&task(&app, &kept).await, "file")
+        .unwrap()
+        .to_owned();
+
+    // The operator drops one and replays the other: the replayed one leaves the file.
+    operate(&app, &dropped, "discard").await;
+    operate(&app, &kept, "replay").await;
+    let replayed = task(&app, &kept).await;
+    assert_eq!(output_str(&replayed, "file"), None, "{replayed:#}");
+    assert_eq!(output_str(&replayed, "earlier-file"), Some(first.as_str()));
+    assert!(
+        !replayed.to_string().contains("routing-parcel-id"),
+        "{replayed:#}"
+    );
+
+    // It goes in a new file alone, which fails too; replayed again, the same delivery goes in
+    // a third file with an id of its own.
+    round(&app).await;
+    let second = output_str(&task(&app, &kept).await, "file")
+        .unwrap()
+        .to_owned();
+    assert_ne!(second, first);
+    operate(&app, &kept, "replay").await;
+    round(&app).await;
+    let done = task(&app, &kept).await;
+    assert_eq!(done["status"], "completed", "{done:#}");
+    let third = output_str(&done, "file").unwrap().to_owned();
+    assert!(third != first && third != second, "{third}");
+    assert_eq!(task(&app, &dropped).await["status"], "cancelled");
+
+    let received = endpoint.lock().unwrap();
+    let files: Vec<(&str, u16)> = received
+        .requests
+        .iter()
+        .map(|r| (r.file_id.as_str(), r.status))
+        .collect();
+    assert_eq!(
+        files,
+        vec![
+            (first.as_str(), 503),
+            (second.as_str(), 503),
+            (third.as_str(), 201)
+        ]
+    );
+    assert_eq!(parse_file(CHUO, &received.requests[0].body).len(), 2);
+    for request in &received.requests[1..] {
+        let parsed = parse_file(CHUO, &request.body);
+        assert_eq!(parsed.len(), 1, "only the replayed record");
+        same_vaccination(&parsed[0], &sent);
+    }
+}
+
+/// The caller's files waiting to be pulled, by kind (`records`, `deletions`), with their ids.
+async fn waiting_files(app: &TestApp, token: &str) -> Vec<(String, String)> {
+    let listing = get_as(app, token, "files").await;
+    assert_eq!(listing.status, 200, "{}", listing.text);
+    let mut files: Vec<(String, String)> = listing.json()["entry"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            let binary = &e["resource"];
+            let kind = binary["meta"]["tag"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| {
+                    t["system"] == "https://musubi.example.org/fhir/CodeSystem/routing-parcel"
+                })
+                .unwrap()["code"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            (kind, binary["id"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test]
+async fn a_correction_that_changes_a_rows_key_removes_the_old_row() {
+    let app = spawn(|_| {}).await;
+    resident(&app, "p-chuo", CHUO, "000123").await;
+    let first = routine_immunization("imm-1", "p-chuo", "hib", "2024-07-10");
+    put(&app, first.clone()).await;
+    round(&app).await;
+    let chuo = token(&app, "city-chuo").await;
+    let files = waiting_files(&app, &chuo).await;
+    assert_eq!(files.len(), 1, "{files:?}");
+    let r = post_as(&app, &chuo, &format!("files/{}/ack", files[0].1)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // The vaccination date was wrong: the key (resident number, date, vaccine) changes.
+    let corrected = routine_immunization("imm-1", "p-chuo", "hib", "2024-07-17");
+    put(&app, corrected.clone()).await;
+    round(&app).await;
+    let files = waiting_files(&app, &chuo).await;
+    let kinds: Vec<&str> = files.iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(kinds, vec!["deletions", "records"]);
+    let content = |id: String| {
+        let app = &app;
+        let chuo = &chuo;
+        async move {
+            let r = get_as(app, chuo, &format!("files/{id}")).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            parse_file(CHUO, r.text.as_bytes())
+        }
+    };
+    let removed = content(files[0].1.clone()).await;
+    assert_eq!(removed.len(), 1);
+    same_vaccination(&removed[0], &first);
+    let added = content(files[1].1.clone()).await;
+    assert_eq!(added.len(), 1);
+    same_vaccination(&added[0], &corrected);
+
+    // The removal is a delivery of its own, about the version the municipality held, part of
+    // the correction's delivery.
+    let all = tasks(&app, "municipal-file").await;
+    assert_eq!(all.len(), 3, "{all:#?}");
+    let removal = all
+        .iter()
+        .find(|t| t["partOf"].is_array())
+        .expect("the removal's Task");
+    assert_eq!(
+        removal["focus"]["reference"],
+        "Immunization/imm-1/_history/1"
+    );
+    assert_eq!(output_str(removal, "file"), Some(files[0].1.as_str()));
+    let correction = all
+        .iter()
+        .find(|t| t["focus"]["reference"] == "Immunization/imm-1/_history/2")
+        .unwrap();
+    assert_eq!(
+        removal["partOf"][0]["reference"],
+        format!("Task/{}", correction["id"].as_str().unwrap())
+    );
+    for (_, id) in &files {
+        let r = post_as(&app, &chuo, &format!("files/{id}/ack")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+
+    // A correction that keeps the key replaces the row: no deletions file.
+    let mut relabelled = corrected.clone();
+    relabelled["lotNumber"] = json!("LOT-2");
+    put(&app, relabelled).await;
+    round(&app).await;
+    let files = waiting_files(&app, &chuo).await;
+    let kinds: Vec<&str> = files.iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(kinds, vec!["records"]);
+}
+
+#[tokio::test]
 async fn a_resident_the_layout_cannot_hold_is_dead_lettered_without_blocking_the_file() {
     let app = spawn(|_| {}).await;
     resident(&app, "p-chuo", CHUO, "000123").await;
@@ -569,8 +864,13 @@ async fn family(app: &TestApp, patient: &str, code: &str, team: Option<&str>) {
 }
 
 /// Moves a Task's queueing time back a week, as if the record had been routed last week.
-async fn queued_last_week(app: &TestApp, mut task: Value) {
-    task["authoredOn"] = json!("2026-11-18T10:00:00.000Z");
+async fn queued_last_week(app: &TestApp, task: Value) {
+    queued_at(app, task, "2026-11-18T10:00:00.000Z").await;
+}
+
+/// Moves a Task's queueing time to `instant`.
+async fn queued_at(app: &TestApp, mut task: Value, instant: &str) {
+    task["authoredOn"] = json!(instant);
     let id = task["id"].as_str().unwrap().to_owned();
     let r = app.put(&format!("Task/{id}"), &task).await;
     assert_eq!(r.status, 200, "{}", r.text);

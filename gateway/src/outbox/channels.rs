@@ -1,12 +1,16 @@
 //! The collected channels (docs/routing.md, "Municipal files" and "Weekly digests"): deliveries
 //! that travel together in one parcel per recipient instead of one request per record.
 //!
-//! - `municipal-file`: each round, a municipality's due Tasks become one CSV file in its
+//! - `municipal-file`: once their window (`routing.municipal_file_interval_secs`, counted from
+//!   midnight in Japan) has ended, a municipality's due Tasks become one CSV file in its
 //!   municipal layout (and a second file listing deletions), POSTed to the municipality's file
 //!   endpoint or kept for it to pull from `/routing/v1/files`.
 //! - `weekly-digest`: once an ISO week (Japan time) has ended, a district team's Tasks of that
 //!   week become one FHIR Bundle, POSTed to its rest-hook endpoint or kept for it to pull from
 //!   `/routing/v1/digests`.
+//!
+//! A correction that changes a municipal row's key also removes the row the municipality held,
+//! with a delivery of its own in the deletions file.
 //!
 //! A parcel is stored as a `Binary` in the same commit that writes its id into every carried
 //! Task's `output`, so a record is in exactly one parcel, and building again never duplicates.
@@ -38,6 +42,8 @@ pub const FILE_KIND_HEADER: &str = "x-musubi-file-kind";
 /// The layout of municipal files. A municipality's differences come from its override file
 /// (docs/municipal.md), so one layout name serves every municipality.
 const FILE_LAYOUT: &str = "musubi-vaccination";
+/// The event of a delivery that removes a row a correction left behind (its key changed).
+const SUPERSEDED: &str = "superseded";
 /// The channels whose deliveries travel in parcels.
 const COLLECTED: [Channel; 2] = [Channel::MunicipalFile, Channel::WeeklyDigest];
 
@@ -163,14 +169,72 @@ struct Queued {
     delivery: DeliveryState,
     /// The parcel that carries it, once it is in one.
     parcel: Option<String>,
+    /// Made by this gathering (a superseded row's deletion): stored with its parcel.
+    new: bool,
 }
 
 impl Queued {
-    fn week(&self) -> Option<IsoWeek> {
+    /// When the delivery was queued (`Task.authoredOn`).
+    fn queued_at(&self) -> Option<OffsetDateTime> {
         let authored = self.task.get("authoredOn").and_then(Value::as_str)?;
-        OffsetDateTime::parse(authored, &Rfc3339)
-            .ok()
-            .map(IsoWeek::of)
+        OffsetDateTime::parse(authored, &Rfc3339).ok()
+    }
+
+    fn week(&self) -> Option<IsoWeek> {
+        self.queued_at().map(IsoWeek::of)
+    }
+
+    /// Whether the worker gathers it into a parcel at `now`: a digest once its week has ended,
+    /// a file once its window has. A Task without a queue time is gathered at once.
+    fn is_gathered(&self, channel: Channel, now: OffsetDateTime, file_interval: Duration) -> bool {
+        match channel {
+            Channel::WeeklyDigest => self.week().is_none_or(|w| w.has_ended(now)),
+            _ => self
+                .queued_at()
+                .is_none_or(|t| routing::file_gathering_time(t, file_interval) <= now),
+        }
+    }
+
+    /// The delivery that removes `version`'s row, which the municipality holds under a key this
+    /// correction changed: a new Task for the same recipient, about that version, with event
+    /// `superseded` and `partOf` this Task. It travels in the deletions file.
+    fn superseded(&self, version: u64) -> Queued {
+        let id = routing::DeliveryId::superseded_row(&self.info.id)
+            .as_str()
+            .to_owned();
+        let info = Info {
+            id: id.clone(),
+            event: SUPERSEDED.to_owned(),
+            focus_version: version,
+            ..self.info.clone()
+        };
+        let mut task = self.task.clone();
+        task["id"] = json!(id);
+        task["meta"] = json!({"tag": [{"system": RECIPIENT_TAG_SYSTEM, "code": info.recipient}]});
+        task["identifier"] = json!([{"system": DELIVERY_ID_SYSTEM, "value": id}]);
+        task["focus"] = json!({"reference": info.focus()});
+        task["partOf"] = json!([{"reference": format!("Task/{}", self.info.id)}]);
+        task["authoredOn"] = json!(now_instant());
+        if let Some(inputs) = task.get_mut("input").and_then(Value::as_array_mut) {
+            for input in inputs {
+                if input.pointer("/type/coding/0/code").and_then(Value::as_str) == Some("event") {
+                    input["valueCode"] = json!(SUPERSEDED);
+                }
+            }
+        }
+        if let Some(object) = task.as_object_mut() {
+            object.shift_remove("output");
+        }
+        let delivery = DeliveryState::new();
+        set_state(&mut task, &delivery, &now_instant());
+        Queued {
+            version: 0,
+            task,
+            info,
+            delivery,
+            parcel: None,
+            new: true,
+        }
     }
 
     /// Moves the Task through `events` and stores the end state once, with `audits`.
@@ -229,6 +293,31 @@ impl Queued {
     }
 }
 
+/// A replayed delivery leaves its parcel: the tag goes, and its output is renamed
+/// (`earlier-file`, `earlier-digest`) so the Task still tells what it was sent in. It is then
+/// gathered into a new parcel of its own round, so siblings an operator discarded are never
+/// sent again, and the old parcel id is never sent with different content.
+pub(super) fn leave_parcel(task: &mut Value, channel: Channel) {
+    if !COLLECTED.contains(&channel) {
+        return;
+    }
+    let name = parcel_output(channel);
+    if let Some(outputs) = task.get_mut("output").and_then(Value::as_array_mut) {
+        for output in outputs {
+            if output
+                .pointer("/type/coding/0/code")
+                .and_then(Value::as_str)
+                == Some(name)
+            {
+                output["type"] = param(&format!("earlier-{name}"));
+            }
+        }
+    }
+    if let Some(tags) = task.pointer_mut("/meta/tag").and_then(Value::as_array_mut) {
+        tags.retain(|t| t.get("system").and_then(Value::as_str) != Some(PARCEL_TAG_SYSTEM));
+    }
+}
+
 fn parcel_of(task: &Value, channel: Channel) -> Option<String> {
     output(task, parcel_output(channel))
         .and_then(|o| o.get("valueString"))
@@ -250,17 +339,26 @@ fn log_failure(result: Result<(), ApiError>, what: &str) {
 /// stops the others. The number of Tasks handled.
 pub(super) async fn poll(state: &AppState, http: &reqwest::Client) -> Result<usize, ApiError> {
     let now = OffsetDateTime::now_utc();
+    let file_interval = Duration::from_secs(state.config.routing.municipal_file_interval_secs);
     let mut handled = 0;
     for channel in COLLECTED {
-        let waiting = load(state, channel, now, unfiled())
+        let mut criteria = unfiled();
+        // Files: only Tasks queued before the current window, so a day's Tasks waiting for
+        // midnight are not read every round.
+        if let Some(start) = routing::file_window_start(now, file_interval)
+            && channel == Channel::MunicipalFile
+        {
+            criteria.push((
+                "authored-on".to_owned(),
+                format!("lt{}", format_time(start)),
+            ));
+        }
+        let waiting = load(state, channel, now, criteria)
             .await?
             .into_iter()
-            .filter(|q| q.parcel.is_none())
-            .filter(|q| {
-                channel != Channel::WeeklyDigest || q.week().is_none_or(|w| w.has_ended(now))
-            })
+            .filter(|q| q.parcel.is_none() && q.is_gathered(channel, now, file_interval))
             .collect();
-        handled += build(state, channel, waiting).await;
+        handled += build(state, channel, waiting).await.handled;
         // Per recipient with an endpoint, so parcels waiting to be pulled by others never
         // crowd a scan.
         for recipient in pushed_to(state, channel) {
@@ -322,6 +420,7 @@ async fn load(
             info,
             delivery,
             parcel,
+            new: false,
         };
         if matches!(queued.delivery.status, DeliveryStatus::InFlight { .. }) {
             let random = *jitter.entry(queued.parcel.clone()).or_insert_with(random);
@@ -351,10 +450,17 @@ enum Checked {
     Deletion(Queued, Value),
 }
 
+/// What one build did.
+struct Built {
+    /// The Tasks filed in a parcel or settled otherwise.
+    handled: usize,
+    /// The parcels stored.
+    parcels: Vec<Parcel>,
+}
+
 /// Re-checks consent for each due Task not yet in a parcel, settles refusals and failures, and
-/// stores the parcels of the rest: per recipient (and, for digests, per week). The number of
-/// Tasks handled.
-async fn build(state: &AppState, channel: Channel, waiting: Vec<Queued>) -> usize {
+/// stores the parcels of the rest: per recipient (and, for digests, per week).
+async fn build(state: &AppState, channel: Channel, waiting: Vec<Queued>) -> Built {
     let now = OffsetDateTime::now_utc();
     let mut groups: BTreeMap<(String, Option<IsoWeek>), Vec<Checked>> = BTreeMap::new();
     let mut settled = 0;
@@ -366,7 +472,7 @@ async fn build(state: &AppState, channel: Channel, waiting: Vec<Queued>) -> usiz
             Ok(Recheck::Refuse(reason, decision)) => {
                 queued.refuse(state, reason, decision.as_ref()).await
             }
-            Ok(Recheck::Send(Some(body), _)) => {
+            Ok(Recheck::Send(Some(body), _)) if queued.info.event != SUPERSEDED => {
                 let key = (queued.info.recipient.clone(), week_key(channel, &queued));
                 groups
                     .entry(key)
@@ -374,8 +480,9 @@ async fn build(state: &AppState, channel: Channel, waiting: Vec<Queued>) -> usiz
                     .push(Checked::Record(queued, body));
                 continue;
             }
-            Ok(Recheck::Send(None, _)) => match focus_content(state, &queued.info) {
-                Ok(Focus::Deleted(content)) => {
+            // A deletion, or a superseded row: the row of the record as it was.
+            Ok(Recheck::Send(_, _)) => match focus_content(state, &queued.info) {
+                Ok(Focus::Deleted(content) | Focus::Record(content)) => {
                     let key = (queued.info.recipient.clone(), week_key(channel, &queued));
                     groups
                         .entry(key)
@@ -409,23 +516,30 @@ async fn build(state: &AppState, channel: Channel, waiting: Vec<Queued>) -> usiz
         log_failure(result, "a parcel delivery could not be recorded");
     }
     let mut filed = 0;
+    let mut parcels = Vec::new();
     for ((recipient, week), checked) in groups {
         let packed = match channel {
             Channel::WeeklyDigest => pack_digest(state, &recipient, week, checked).await,
             _ => pack_files(state, &recipient, checked).await,
         };
         settled += packed.settled;
-        for (parcel, members) in packed.parcels {
-            let id = parcel.id.clone();
-            match file_parcel(state, &parcel, members).await {
-                Ok(count) => filed += count,
-                Err(error) => {
-                    tracing::warn!(parcel = %id, error = %reason_of(&error), "a parcel could not be stored; its deliveries wait for the next round")
-                }
+        if packed.parcels.is_empty() {
+            continue;
+        }
+        match file_parcels(state, &packed.parcels).await {
+            Ok(count) => {
+                filed += count;
+                parcels.extend(packed.parcels.into_iter().map(|(parcel, _)| parcel));
+            }
+            Err(error) => {
+                tracing::warn!(%recipient, error = %reason_of(&error), "parcels could not be stored; their deliveries wait for the next round")
             }
         }
     }
-    filed + settled
+    Built {
+        handled: filed + settled,
+        parcels,
+    }
 }
 
 /// Weekly digests are per week; municipal files are not.
@@ -470,19 +584,28 @@ async fn pack_files(state: &AppState, recipient: &str, checked: Vec<Checked>) ->
         }
     };
     let mut rows: BTreeMap<Kind, FileRows> = BTreeMap::new();
+    // Per record, the row the municipality holds once the files before this one are in: a
+    // correction whose key differs leaves that row behind, so the deletions file removes it.
+    let mut held: HashMap<(String, String), Option<(u64, Row)>> = HashMap::new();
+    let mut superseded: Vec<(Queued, Row)> = Vec::new();
+    let mut checked = checked;
+    checked.sort_by_key(|c| {
+        let info = &c.queued().info;
+        (
+            info.focus_type.clone(),
+            info.focus_id.clone(),
+            info.focus_version,
+        )
+    });
     for checked in checked {
         let kind = match &checked {
             Checked::Record(..) => Kind::Records,
             Checked::Deletion(..) => Kind::Deletions,
         };
         let (mut queued, record) = checked.split();
-        let row = patient_of(state, &queued.info).and_then(|patient| {
-            let export = ExportRecord {
-                patient: &patient,
-                record: &record,
-                observations: &[],
-            };
-            municipal::export_row(&layout, &export).map_err(|e| {
+        let patient = patient_of(state, &queued.info);
+        let row = patient.as_ref().map_err(Clone::clone).and_then(|patient| {
+            row_of(&layout, patient, &record).map_err(|e| {
                 format!(
                     "the {} layout cannot hold {}: {e}",
                     layout.name(),
@@ -490,25 +613,76 @@ async fn pack_files(state: &AppState, recipient: &str, checked: Vec<Checked>) ->
                 )
             })
         });
-        match row {
-            Ok(row) => {
-                let (rows, members) = rows.entry(kind).or_default();
-                rows.push(row);
-                members.push(queued);
-            }
+        let row = match row {
+            Ok(row) => row,
             Err(reason) => {
                 log_failure(
                     queued.fail(state, Failure::Permanent { reason }).await,
                     "a municipal-file delivery could not be recorded",
                 );
                 packed.settled += 1;
+                continue;
             }
+        };
+        let record_key = (queued.info.focus_type.clone(), queued.info.focus_id.clone());
+        if kind == Kind::Records && queued.info.event != SUPERSEDED {
+            let before = match held.get(&record_key) {
+                Some(before) => Ok(before.clone()),
+                None => row_sent_before(state, &layout, &queued, patient.as_ref().ok()),
+            };
+            match before.and_then(|before| removal(state, &queued, before, &row)) {
+                Ok(Some(removal)) => superseded.push(removal),
+                Ok(None) => {}
+                Err(error) => {
+                    let reason = format!(
+                        "the row the municipality holds could not be read: {}",
+                        reason_of(&error)
+                    );
+                    let failure = Failure::Transient {
+                        reason,
+                        retry_after: None,
+                    };
+                    log_failure(
+                        queued.fail(state, failure).await,
+                        "a municipal-file delivery could not be recorded",
+                    );
+                    packed.settled += 1;
+                    continue;
+                }
+            }
+            held.insert(record_key, Some((queued.info.focus_version, row.clone())));
+        } else if queued.info.event != SUPERSEDED {
+            held.insert(record_key, None);
+        }
+        let (rows, members) = rows.entry(kind).or_default();
+        rows.push(row);
+        members.push(queued);
+    }
+    // A key the records file holds again is no row to remove.
+    let kept: std::collections::HashSet<String> = rows
+        .get(&Kind::Records)
+        .map(|(rows, _)| rows.iter().map(|r| r.0.clone()).collect())
+        .unwrap_or_default();
+    for (queued, row) in superseded {
+        if !kept.contains(&row.0) {
+            let (rows, members) = rows.entry(Kind::Deletions).or_default();
+            rows.push(row);
+            members.push(queued);
         }
     }
-    for (kind, (rows, members)) in rows {
+    for (kind, (mut rows, members)) in rows {
+        // One row per key: two deliveries may remove the same row.
+        rows.sort();
+        rows.dedup_by(|a, b| a.0 == b.0);
         let ids: Vec<&str> = members.iter().map(|q| q.info.id.as_str()).collect();
+        let id = unused_id(state, |part| {
+            routing::file_id(recipient, kind.code(), &ids, part)
+        });
+        let Some((id, _)) = id else {
+            continue;
+        };
         let parcel = Parcel {
-            id: routing::file_id(recipient, kind.code(), &ids),
+            id,
             channel: Channel::MunicipalFile,
             recipient: recipient.to_owned(),
             kind,
@@ -521,10 +695,101 @@ async fn pack_files(state: &AppState, recipient: &str, checked: Vec<Checked>) ->
     packed
 }
 
-/// A file in the making: its rows (sort key, row text) and the Tasks they come from.
-type FileRows = (Vec<(String, String)>, Vec<Queued>);
+/// A municipal file row: its key (resident number, date, vaccine) and its text.
+type Row = (String, String);
+
+/// A file in the making: its rows and the Tasks they come from.
+type FileRows = (Vec<Row>, Vec<Queued>);
+
+fn row_of(
+    layout: &municipal::Layout,
+    patient: &Value,
+    record: &Value,
+) -> Result<Row, municipal::RowError> {
+    let export = ExportRecord {
+        patient,
+        record,
+        observations: &[],
+    };
+    municipal::export_row(layout, &export)
+}
+
+/// The row of this record the municipality last got from the rule, with its version: the
+/// newest earlier version whose delivery went in a file that was delivered or is on its way.
+/// `None` when there is none, or when that delivery was a deletion (the row is gone). The
+/// earlier deliveries are read by their derived ids, so this needs no search.
+fn row_sent_before(
+    state: &AppState,
+    layout: &municipal::Layout,
+    queued: &Queued,
+    patient: Option<&Value>,
+) -> Result<Option<(u64, Row)>, ApiError> {
+    let (Some(rule), Some(patient)) = (input_str(&queued.task, "rule"), patient) else {
+        return Ok(None);
+    };
+    let info = &queued.info;
+    for version in (1..info.focus_version).rev() {
+        let id = routing::DeliveryId::of(
+            rule,
+            &info.focus_type,
+            &info.focus_id,
+            &version.to_string(),
+            info.recipient_kind,
+            &info.recipient,
+        );
+        let Some(stored) = state.store.read("Task", id.as_str())? else {
+            continue;
+        };
+        let task = body_of(&stored)?;
+        let on_its_way = matches!(
+            task.get("status").and_then(Value::as_str),
+            Some("completed" | "requested" | "in-progress" | "on-hold")
+        );
+        if !on_its_way || parcel_of(&task, Channel::MunicipalFile).is_none() {
+            continue;
+        }
+        if input_str(&task, "event") == Some("deleted") {
+            return Ok(None);
+        }
+        let Some(content) = state
+            .store
+            .vread(&info.focus_type, &info.focus_id, version)?
+            .filter(|v| !v.is_deleted())
+        else {
+            return Ok(None);
+        };
+        return Ok(row_of(layout, patient, &body_of(&content)?)
+            .ok()
+            .map(|row| (version, row)));
+    }
+    Ok(None)
+}
+
+/// The delivery removing the row held `before` when this correction's row has another key.
+/// Made once per correction: a replayed correction does not remove the row again.
+fn removal(
+    state: &AppState,
+    correction: &Queued,
+    before: Option<(u64, Row)>,
+    row: &Row,
+) -> Result<Option<(Queued, Row)>, ApiError> {
+    let Some((version, old)) = before.filter(|(_, old)| old.0 != row.0) else {
+        return Ok(None);
+    };
+    let derived = correction.superseded(version);
+    if state.store.read("Task", &derived.info.id)?.is_some() {
+        return Ok(None);
+    }
+    Ok(Some((derived, old)))
+}
 
 impl Checked {
+    fn queued(&self) -> &Queued {
+        match self {
+            Checked::Record(queued, _) | Checked::Deletion(queued, _) => queued,
+        }
+    }
+
     fn split(self) -> (Queued, Value) {
         match self {
             Checked::Record(queued, value) | Checked::Deletion(queued, value) => (queued, value),
@@ -555,6 +820,24 @@ fn municipality_code_of(state: &AppState, recipient: &str) -> Option<Municipalit
         .find(|c| c.id == recipient && c.kind == auth::ClientKind::Municipality)
         .and_then(|c| c.municipality_code.as_deref())
         .and_then(|code| MunicipalityCode::parse(code).ok())
+}
+
+/// The first part (1, 2, …) whose parcel id no stored parcel has, with that id, so a parcel id
+/// is never reused for different content. `None` when the store cannot be read; the deliveries
+/// then wait for the next round.
+fn unused_id(state: &AppState, id_of: impl Fn(u32) -> String) -> Option<(String, u32)> {
+    let mut part = 1;
+    loop {
+        let id = id_of(part);
+        match state.store.read(PARCEL_TYPE, &id) {
+            Ok(Some(_)) => part += 1,
+            Ok(None) => return Some((id, part)),
+            Err(error) => {
+                tracing::warn!(%error, "a parcel id could not be looked up; its deliveries wait for the next round");
+                return None;
+            }
+        }
+    }
 }
 
 /// The district team's digest of one week: the records that passed the consent re-check. A
@@ -595,17 +878,9 @@ async fn pack_digest(
         return packed;
     }
     // Part 1 is the week's digest; records queued after it was made go into the next part.
-    let mut part = 1;
-    let id = loop {
-        let id = routing::digest_id(recipient, week, part);
-        match state.store.read(PARCEL_TYPE, &id) {
-            Ok(Some(_)) => part += 1,
-            Ok(None) => break id,
-            Err(error) => {
-                tracing::warn!(%error, "the digest could not be looked up; it waits for the next round");
-                return packed;
-            }
-        }
+    let Some((id, part)) = unused_id(state, |part| routing::digest_id(recipient, week, part))
+    else {
+        return packed;
     };
     let entries: Vec<(String, &Value)> = records
         .iter()
@@ -673,42 +948,49 @@ fn digest_bundle(
     })
 }
 
-/// Stores the parcel and writes its id into every carried Task, in one commit: either the
-/// parcel exists with all its Tasks pointing at it, or nothing changed. The number of Tasks.
-async fn file_parcel(
+/// Stores a recipient's parcels of one gathering and writes each parcel's id into every Task
+/// it carries, in one commit: either the parcels exist with all their Tasks pointing at them
+/// (a correction's file with the deletion of its old row), or nothing changed. The number of
+/// Tasks.
+async fn file_parcels(
     state: &AppState,
-    parcel: &Parcel,
-    mut members: Vec<Queued>,
+    parcels: &[(Parcel, Vec<Queued>)],
 ) -> Result<usize, ApiError> {
     let now = now_instant();
-    let name = parcel_output(parcel.channel);
-    let mut writes = vec![Write {
-        resource_type: PARCEL_TYPE.to_owned(),
-        id: parcel.id.clone(),
-        precondition: Precondition::MustNotExist,
-        action: WriteAction::Put(parcel.to_binary()),
-    }];
-    for queued in &mut members {
-        if let Some(outputs) = queued.task.get_mut("output").and_then(Value::as_array_mut) {
-            outputs.push(json!({"type": param(name), "valueString": parcel.id}));
-        }
-        queued.task["lastModified"] = json!(now);
-        if let Some(tags) = queued
-            .task
-            .pointer_mut("/meta/tag")
-            .and_then(Value::as_array_mut)
-        {
-            tags.push(json!({"system": PARCEL_TAG_SYSTEM, "code": parcel.id}));
-        }
+    let mut writes = Vec::new();
+    let mut count = 0;
+    for (parcel, members) in parcels {
+        let name = parcel_output(parcel.channel);
         writes.push(Write {
-            resource_type: "Task".to_owned(),
-            id: queued.info.id.clone(),
-            precondition: Precondition::VersionIs(queued.version),
-            action: WriteAction::Put(queued.task.clone()),
+            resource_type: PARCEL_TYPE.to_owned(),
+            id: parcel.id.clone(),
+            precondition: Precondition::MustNotExist,
+            action: WriteAction::Put(parcel.to_binary()),
         });
+        for queued in members {
+            let mut task = queued.task.clone();
+            if let Some(outputs) = task.get_mut("output").and_then(Value::as_array_mut) {
+                outputs.push(json!({"type": param(name), "valueString": parcel.id}));
+            }
+            task["lastModified"] = json!(now);
+            if let Some(tags) = task.pointer_mut("/meta/tag").and_then(Value::as_array_mut) {
+                tags.push(json!({"system": PARCEL_TAG_SYSTEM, "code": parcel.id}));
+            }
+            writes.push(Write {
+                resource_type: "Task".to_owned(),
+                id: queued.info.id.clone(),
+                precondition: if queued.new {
+                    Precondition::MustNotExist
+                } else {
+                    Precondition::VersionIs(queued.version)
+                },
+                action: WriteAction::Put(task),
+            });
+            count += 1;
+        }
     }
     state.store.commit(writes).await?;
-    Ok(members.len())
+    Ok(count)
 }
 
 /// Sends each parcel with due Tasks to its recipient's endpoint. The number of Tasks attempted.
@@ -870,9 +1152,10 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
                 answer(list_parcels(&state, &req, channel))
             },
         ));
-        if channel == Channel::WeeklyDigest {
-            listing = listing.route(web::post().to(build_digests));
-        }
+        listing = match channel {
+            Channel::WeeklyDigest => listing.route(web::post().to(build_digests)),
+            _ => listing.route(web::post().to(build_files)),
+        };
         cfg.service(listing)
             .route(
                 &format!("{path}/{{parcel}}"),
@@ -986,6 +1269,7 @@ async fn ack_parcel(
             info,
             delivery,
             parcel: Some(id.to_owned()),
+            new: false,
         });
     }
     if members.is_empty() {
@@ -1047,15 +1331,66 @@ async fn build_week(state: &AppState, req: &HttpRequest) -> Result<Value, ApiErr
         count: MAX_SCAN,
         need_total: false,
     })?;
-    let mut entries = Vec::new();
+    let mut parcels = Vec::new();
     for version in &page.matches {
         if let Ok(parcel) = Parcel::from_binary(&body_of(version)?) {
-            entries.push(json!({"fullUrl": format!("{}/{}", PARCEL_TYPE, parcel.id), "resource": parcel.summary()}));
+            parcels.push(parcel);
         }
     }
-    Ok(
-        json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(), "entry": entries}),
-    )
+    Ok(parcel_bundle(&parcels))
+}
+
+/// The operator's answer: the parcels as a searchset Bundle of their Binaries without data.
+fn parcel_bundle(parcels: &[Parcel]) -> Value {
+    let entries: Vec<Value> = parcels
+        .iter()
+        .map(|p| json!({"fullUrl": format!("{}/{}", PARCEL_TYPE, p.id), "resource": p.summary()}))
+        .collect();
+    json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(), "entry": entries})
+}
+
+/// `POST /routing/v1/files?municipality=NNNNNN` (operator): builds the municipality's files
+/// now from every due delivery not yet in a file, before its window has ended; the worker sends
+/// them on its next round, or they wait to be pulled. Answers the files built.
+async fn build_files(state: State, req: HttpRequest) -> HttpResponse {
+    answer(build_municipality(&state, &req).await)
+}
+
+async fn build_municipality(state: &AppState, req: &HttpRequest) -> Result<Value, ApiError> {
+    operator(state, req)?;
+    let code = crate::rest::parse_query_string(req.query_string())
+        .into_iter()
+        .find(|(k, _)| k == "municipality")
+        .map(|(_, v)| v)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "municipality is required, as a local-government code (e.g. 131024)",
+            )
+        })?;
+    let code = MunicipalityCode::parse(&code)
+        .map_err(|e| ApiError::bad_request(e.to_string()).at("municipality"))?;
+    let recipients: Vec<&str> = state
+        .config
+        .clients
+        .iter()
+        .filter(|c| municipality_code_of(state, &c.id).as_ref() == Some(&code))
+        .map(|c| c.id.as_str())
+        .collect();
+    if recipients.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "no registered municipality client has the code {code}"
+        )));
+    }
+    let now = OffsetDateTime::now_utc();
+    let mut waiting = Vec::new();
+    for recipient in recipients {
+        let mut criteria = unfiled();
+        criteria.push(recipient_tag(recipient));
+        let queued = load(state, Channel::MunicipalFile, now, criteria).await?;
+        waiting.extend(queued.into_iter().filter(|q| q.parcel.is_none()));
+    }
+    let built = build(state, Channel::MunicipalFile, waiting).await;
+    Ok(parcel_bundle(&built.parcels))
 }
 
 #[cfg(test)]
@@ -1085,6 +1420,67 @@ mod tests {
             ..parcel
         };
         assert_eq!(Parcel::from_binary(&digest.to_binary()).unwrap(), digest);
+    }
+
+    #[test]
+    fn a_superseded_row_is_a_valid_task_about_the_earlier_version() {
+        let recipient = routing::Recipient {
+            kind: RecipientKind::Municipality,
+            id: "city".into(),
+            has_endpoint: false,
+        };
+        let resource = json!({"resourceType": "Immunization", "id": "i1"});
+        let event = routing::Event {
+            kind: routing::EventKind::Updated,
+            resource_type: "Immunization",
+            id: "i1",
+            version: "2",
+            resource: &resource,
+        };
+        let rule = "routine-immunization-to-home-municipality";
+        let id = routing::DeliveryId::new(rule, &event, &recipient);
+        // An earlier version's delivery is found by its id alone.
+        assert_eq!(
+            routing::DeliveryId::of(rule, "Immunization", "i1", "2", recipient.kind, "city"),
+            id
+        );
+        let delivery = routing::Delivery {
+            id,
+            rule_id: rule.into(),
+            event: routing::EventKind::Updated,
+            resource_type: "Immunization".into(),
+            resource_id: "i1".into(),
+            version: "2".into(),
+            recipient,
+            channel: Channel::MunicipalFile,
+            purpose: routing::PurposeOfUse::Pubhlth,
+            basis: routing::Basis::Consent,
+        };
+        let task = new_task(&delivery, Some("p1"), "2026-11-25T00:00:00.000Z");
+        let correction = Queued {
+            version: 3,
+            info: Info::of(&task).unwrap(),
+            delivery: state_of(&task).unwrap(),
+            task,
+            parcel: None,
+            new: false,
+        };
+        let removal = correction.superseded(1);
+        assert!(removal.new);
+        assert_eq!(
+            removal.task["focus"]["reference"],
+            "Immunization/i1/_history/1"
+        );
+        assert_eq!(
+            removal.task["partOf"][0]["reference"],
+            format!("Task/{}", correction.info.id)
+        );
+        let info = Info::of(&removal.task).unwrap();
+        assert_eq!((info.event.as_str(), info.focus_version), (SUPERSEDED, 1));
+        assert_ne!(info.id, correction.info.id);
+        assert_eq!(state_of(&removal.task).unwrap(), DeliveryState::new());
+        let issues = fhir::validate::validate_resource(fhir::Definitions::r4(), &removal.task);
+        assert!(issues.iter().all(|i| !i.severity.is_error()), "{issues:?}");
     }
 
     #[test]
