@@ -5,11 +5,9 @@
 //! versions; the monthly-batch Tasks say where each vaccination went; the billed parties read
 //! and receive their Claims, and a Claim is not delivered before its due day.
 
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
-
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use musubi_tests::{TEST_CLIENT_SECRET, TestApp, client_credentials_token, system_client};
+use musubi_tests::{
+    Endpoint, TEST_CLIENT_SECRET, TestApp, client_credentials_token, start_endpoint, system_client,
+};
 use serde_json::{Value, json};
 
 const EXT: &str = "https://musubi.example.org/fhir/StructureDefinition/municipality-code";
@@ -850,40 +848,17 @@ async fn a_month_closes_into_the_golden_claims_once_and_corrections_become_new_v
 }
 
 /// What the 千代田区 endpoint received: (path, delivery id, the Claim's status).
-type Received = Arc<Mutex<Vec<(String, String, String)>>>;
-
-async fn receive(data: web::Data<Received>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let id = req
-        .headers()
-        .get("x-musubi-delivery-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let status = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|claim| claim["status"].as_str().map(str::to_owned))
-        .unwrap_or_default();
-    data.lock()
+fn received(endpoint: &Endpoint) -> Vec<(String, String, String)> {
+    endpoint
+        .lock()
         .unwrap()
-        .push((req.path().to_owned(), id, status));
-    HttpResponse::Created().finish()
-}
-
-fn endpoint(received: &Received) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let data = web::Data::new(received.clone());
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .default_service(web::to(receive))
-    })
-    .workers(1)
-    .listen(listener)
-    .unwrap()
-    .run();
-    tokio::spawn(server);
-    format!("http://{addr}/fhir")
+        .requests
+        .iter()
+        .map(|r| {
+            let status = r.json()["status"].as_str().unwrap_or_default().to_owned();
+            (r.path.clone(), r.delivery_id.clone(), status)
+        })
+        .collect()
 }
 
 fn delivery_of(parameters: &Value) -> String {
@@ -898,9 +873,9 @@ fn delivery_of(parameters: &Value) -> String {
 
 #[tokio::test]
 async fn a_claim_is_delivered_on_its_due_day_and_not_before() {
-    let received: Received = Arc::default();
+    let endpoint = Endpoint::default();
     let extra = tempfile::tempdir().unwrap();
-    let app = spawn(&extra, Some(endpoint(&received))).await;
+    let app = spawn(&extra, Some(start_endpoint(&endpoint, "/fhir"))).await;
     seed_organizations(&app).await;
     // A 千代田区 resident vaccinated at a 千代田区 clinic in June 2025 (due 10 July 2025, past) and
     // one vaccinated this month (due the 10th of next month, in the future).
@@ -944,7 +919,7 @@ async fn a_claim_is_delivered_on_its_due_day_and_not_before() {
     // One pass of the worker: the past-due Claim goes, the future one waits for its day.
     let http = reqwest::Client::new();
     gateway::outbox::poll(&app.state, &http).await.unwrap();
-    let got = received.lock().unwrap().clone();
+    let got = received(&endpoint);
     assert_eq!(
         got,
         vec![("/fhir/Claim".to_owned(), past.clone(), "active".to_owned())]
@@ -965,7 +940,7 @@ async fn a_claim_is_delivered_on_its_due_day_and_not_before() {
     assert_eq!(outputs(&waiting, "attempts")[0]["valueUnsignedInt"], 0);
     // A second pass still leaves it alone.
     assert_eq!(gateway::outbox::poll(&app.state, &http).await.unwrap(), 0);
-    assert_eq!(received.lock().unwrap().len(), 1);
+    assert_eq!(received(&endpoint).len(), 1);
     app.stop().await;
 }
 
@@ -978,9 +953,9 @@ fn references<'v>(parameters: &'v Value, name: &str) -> Vec<&'v str> {
 
 #[tokio::test]
 async fn a_newer_claim_version_replaces_a_waiting_delivery_and_follows_a_delivered_one() {
-    let received: Received = Arc::default();
+    let endpoint = Endpoint::default();
     let extra = tempfile::tempdir().unwrap();
-    let app = spawn(&extra, Some(endpoint(&received))).await;
+    let app = spawn(&extra, Some(start_endpoint(&endpoint, "/fhir"))).await;
     seed_organizations(&app).await;
     let http = reqwest::Client::new();
     // June 2025 (due 10 July 2025, past) and this month (due next month, in the future).
@@ -1021,7 +996,7 @@ async fn a_newer_claim_version_replaces_a_waiting_delivery_and_follows_a_deliver
         .unwrap()
         .to_owned();
     gateway::outbox::poll(&app.state, &http).await.unwrap();
-    assert_eq!(received.lock().unwrap().len(), 1);
+    assert_eq!(received(&endpoint).len(), 1);
 
     // A correction after the first version was delivered: it stays delivered, and the new
     // version follows.
@@ -1043,11 +1018,9 @@ async fn a_newer_claim_version_replaces_a_waiting_delivery_and_follows_a_deliver
     assert_ne!(second, first);
     assert_eq!(task(&app, &first)["status"], "completed");
     gateway::outbox::poll(&app.state, &http).await.unwrap();
-    let got: Vec<String> = received
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, id, _)| id.clone())
+    let got: Vec<String> = received(&endpoint)
+        .into_iter()
+        .map(|(_, id, _)| id)
         .collect();
     assert_eq!(got, vec![first.clone(), second.clone()]);
 
@@ -1066,7 +1039,7 @@ async fn a_newer_claim_version_replaces_a_waiting_delivery_and_follows_a_deliver
     assert_eq!(cancellation.len(), 1, "{withdrawn:#}");
     let cancellation = cancellation[0].trim_start_matches("Task/").to_owned();
     gateway::outbox::poll(&app.state, &http).await.unwrap();
-    let last = received.lock().unwrap().last().cloned().unwrap();
+    let last = received(&endpoint).last().cloned().unwrap();
     assert_eq!(
         last,
         (
@@ -1080,7 +1053,7 @@ async fn a_newer_claim_version_replaces_a_waiting_delivery_and_follows_a_deliver
     // superseded (cancelled), and nothing is sent.
     let r = app.delete("Immunization/imm-now").await;
     assert!(r.status == 200 || r.status == 204, "{}", r.text);
-    let before = received.lock().unwrap().len();
+    let before = received(&endpoint).len();
     let withdrawn = close(&app, &month).await;
     assert_eq!(
         references(&withdrawn, "withdrawn"),
@@ -1099,7 +1072,7 @@ async fn a_newer_claim_version_replaces_a_waiting_delivery_and_follows_a_deliver
         format!("superseded by {future_claim}/_history/2")
     );
     gateway::outbox::poll(&app.state, &http).await.unwrap();
-    assert_eq!(received.lock().unwrap().len(), before);
+    assert_eq!(received(&endpoint).len(), before);
     app.stop().await;
 }
 

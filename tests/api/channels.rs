@@ -4,12 +4,10 @@
 //! district team in one weekly digest per week, with consent re-checked per record.
 //! Each test drives the worker's rounds itself (`gateway::outbox::poll`).
 
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
-
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use gateway::config::{Config, RetryOverride};
-use musubi_tests::{TEST_CLIENT_SECRET, TestApp, client_credentials_token, system_client};
+use musubi_tests::{
+    Endpoint, TEST_CLIENT_SECRET, TestApp, client_credentials_token, start_endpoint, system_client,
+};
 use serde_json::{Value, json};
 
 /// 中央区: the residents' home.
@@ -341,77 +339,14 @@ async fn a_municipality_pulls_its_residents_routine_immunizations_in_one_file() 
     );
 }
 
-/// What the municipality's file endpoint received, and how it answers.
-#[derive(Default)]
-struct Received {
-    /// Answer 503 to this many more requests before answering 201.
-    fail_next: usize,
-    requests: Vec<Request>,
-}
-
-/// One request an endpoint received, and the status it answered.
-struct Request {
-    path: String,
-    file_id: String,
-    file_kind: String,
-    delivery_id: String,
-    status: u16,
-    body: Vec<u8>,
-}
-
-type Endpoint = Arc<Mutex<Received>>;
-
-async fn receive(data: web::Data<Endpoint>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let mut received = data.lock().unwrap();
-    let status = if received.fail_next > 0 {
-        received.fail_next -= 1;
-        503
-    } else {
-        201
-    };
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let request = Request {
-        path: req.path().to_owned(),
-        file_id: header("x-musubi-file-id"),
-        file_kind: header("x-musubi-file-kind"),
-        delivery_id: header("x-musubi-delivery-id"),
-        status,
-        body: body.to_vec(),
-    };
-    received.requests.push(request);
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
-}
-
-/// An endpoint on 127.0.0.1:0 standing in for a municipality's file API or a team's FHIR
-/// server; its base URL.
-fn endpoint_url(endpoint: &Endpoint) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let data = web::Data::new(endpoint.clone());
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .default_service(web::to(receive))
-    })
-    .workers(1)
-    .listen(listener)
-    .unwrap()
-    .run();
-    tokio::spawn(server);
-    format!("http://{addr}/base")
-}
-
 #[tokio::test]
 async fn a_file_endpoint_that_fails_then_recovers_receives_each_file_once() {
     let endpoint = Endpoint::default();
     endpoint.lock().unwrap().fail_next = 1;
-    let url = format!("{}/registers/131024/files", endpoint_url(&endpoint));
+    let url = format!(
+        "{}/registers/131024/files",
+        start_endpoint(&endpoint, "/base")
+    );
     let app = spawn(|config| {
         config.routing.municipal_files.insert(CHUO.into(), url);
     })
@@ -575,7 +510,7 @@ async fn operate(app: &TestApp, task_id: &str, command: &str) {
 async fn a_replayed_delivery_goes_in_a_new_file_without_its_discarded_sibling() {
     let endpoint = Endpoint::default();
     endpoint.lock().unwrap().fail_next = 2;
-    let url = format!("{}/files", endpoint_url(&endpoint));
+    let url = format!("{}/files", start_endpoint(&endpoint, "/base"));
     let app = spawn(|config| {
         config.routing.municipal_files.insert(CHUO.into(), url);
         // The first failure dead-letters the file's Tasks.
@@ -1071,7 +1006,7 @@ async fn a_district_team_gets_one_digest_a_week_of_the_records_it_may_see() {
 async fn a_team_with_an_endpoint_receives_its_digest_by_rest_hook_once() {
     let endpoint = Endpoint::default();
     endpoint.lock().unwrap().fail_next = 1;
-    let url = format!("{}/fhir", endpoint_url(&endpoint));
+    let url = format!("{}/fhir", start_endpoint(&endpoint, "/base"));
     let app = spawn(|config| {
         config.routing.endpoints.insert("team-minato".into(), url);
     })

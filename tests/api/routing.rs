@@ -3,13 +3,12 @@
 //! once through outages, dead-letters what keeps failing, refuses what a withdrawn consent no
 //! longer allows, and recipients without an endpoint pull from the mailbox.
 
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use gateway::config::RetryOverride;
-use musubi_tests::{TEST_CLIENT_SECRET, TestApp, client_credentials_token, system_client};
+use musubi_tests::{
+    Endpoint, TEST_CLIENT_SECRET, TestApp, client_credentials_token, start_endpoint, system_client,
+};
 use serde_json::{Value, json};
 
 const APP: &str = "routing-app";
@@ -17,61 +16,12 @@ const ACCOUNT: &str = "https://musubi.example.org/fhir/IdSystem/account";
 const CLIENT_ID_SYSTEM: &str = "https://musubi.example.org/fhir/IdSystem/client-id";
 const CHANNEL_SYSTEM: &str = "https://musubi.example.org/fhir/CodeSystem/routing-channel";
 
-/// What the recipient's endpoint received, and how it answers.
-#[derive(Default)]
-struct Received {
-    /// Answer 503 to this many more requests before answering 201.
-    fail_next: usize,
-    /// Answer 503 to everything.
-    always_fail: bool,
-    /// (method, path, delivery id, status answered)
-    requests: Vec<(String, String, String, u16)>,
-    bodies: Vec<Value>,
-}
+/// The parent's app's FHIR endpoint (musubi_tests::Endpoint).
+type Recipient = Endpoint;
 
-type Recipient = Arc<Mutex<Received>>;
-
-async fn receive(data: web::Data<Recipient>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let mut received = data.lock().unwrap();
-    let status = if received.always_fail || received.fail_next > 0 {
-        received.fail_next = received.fail_next.saturating_sub(1);
-        503
-    } else {
-        201
-    };
-    let id = req
-        .headers()
-        .get("x-musubi-delivery-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    received
-        .requests
-        .push((req.method().to_string(), req.path().to_owned(), id, status));
-    if status == 201 {
-        received
-            .bodies
-            .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
-    }
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
-}
-
-/// A FHIR endpoint on 127.0.0.1:0 standing in for the parent's app; its base URL.
+/// Serves the app's endpoint; its FHIR base URL.
 fn recipient_endpoint(recipient: &Recipient) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let data = web::Data::new(recipient.clone());
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .default_service(web::to(receive))
-    })
-    .workers(1)
-    .listen(listener)
-    .unwrap()
-    .run();
-    tokio::spawn(server);
-    format!("http://{addr}/fhir")
+    start_endpoint(recipient, "/fhir")
 }
 
 /// The app's backend: it may read its records and, as their addressee, its delivery Tasks.
@@ -269,13 +219,19 @@ async fn a_clinic_immunization_reaches_the_parents_app_exactly_once() {
     {
         let received = recipient.lock().unwrap();
         assert_eq!(received.requests.len(), 1, "{:?}", received.requests);
-        let (method, path, delivery, status) = &received.requests[0];
+        let request = &received.requests[0];
+        let (method, path, delivery, status) = (
+            &request.method,
+            &request.path,
+            &request.delivery_id,
+            &request.status,
+        );
         assert_eq!(
             (method.as_str(), path.as_str(), delivery.as_str(), *status),
             ("POST", "/fhir/Immunization", id.as_str(), 201)
         );
-        assert_eq!(received.bodies[0]["id"], "imm-1");
-        assert_eq!(received.bodies[0]["resourceType"], "Immunization");
+        assert_eq!(received.accepted()[0]["id"], "imm-1");
+        assert_eq!(received.accepted()[0]["resourceType"], "Immunization");
     }
     assert_eq!(audit_outcomes(&app, &id).await, vec!["0"]);
 
@@ -339,10 +295,10 @@ async fn a_recipient_down_then_up_receives_the_record_once() {
     assert_eq!(attempts(&done), 3);
     tokio::time::sleep(Duration::from_millis(400)).await;
     let received = recipient.lock().unwrap();
-    let statuses: Vec<u16> = received.requests.iter().map(|r| r.3).collect();
+    let statuses: Vec<u16> = received.requests.iter().map(|r| r.status).collect();
     assert_eq!(statuses, vec![503, 503, 201]);
-    assert!(received.requests.iter().all(|r| r.2 == id));
-    assert_eq!(received.bodies.len(), 1);
+    assert!(received.requests.iter().all(|r| r.delivery_id == id));
+    assert_eq!(received.accepted().len(), 1);
 }
 
 #[tokio::test]
@@ -414,7 +370,7 @@ async fn an_always_failing_delivery_is_dead_lettered_and_can_be_replayed() {
         .unwrap()
         .requests
         .iter()
-        .map(|r| r.3)
+        .map(|r| r.status)
         .collect();
     assert_eq!(statuses, vec![503, 503, 201]);
 }
@@ -447,7 +403,7 @@ async fn a_consent_revoked_while_queued_refuses_the_delivery() {
     let received = recipient.lock().unwrap().requests.clone();
     assert!(!received.is_empty());
     assert!(
-        received.iter().all(|r| r.3 == 503),
+        received.iter().all(|r| r.status == 503),
         "nothing was delivered: {received:?}"
     );
     let count = received.len();
@@ -610,5 +566,5 @@ async fn a_parents_app_subscribes_and_receives_the_clinics_immunization() {
     wait_for_status(&app, queued["id"].as_str().unwrap(), &["completed"]).await;
     let received = recipient.lock().unwrap();
     assert_eq!(received.requests.len(), 1, "{:?}", received.requests);
-    assert_eq!(received.bodies[0]["id"], "imm-7");
+    assert_eq!(received.accepted()[0]["id"], "imm-7");
 }

@@ -438,3 +438,98 @@ pub async fn sign_in(app: &TestApp, client_id: &str, username: &str, scope: &str
     assert_eq!(token.status(), 200);
     token.json().await.expect("token JSON")
 }
+
+/// One request a test [`Endpoint`] received, and the status it answered.
+#[derive(Debug, Clone)]
+pub struct EndpointRequest {
+    pub method: String,
+    pub path: String,
+    /// `X-Musubi-Delivery-Id`, `X-Musubi-File-Id`, `X-Musubi-File-Kind` (empty when absent).
+    pub delivery_id: String,
+    pub file_id: String,
+    pub file_kind: String,
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl EndpointRequest {
+    /// The body as JSON (`Null` when it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// What a test [`Endpoint`] received, and how it answers: 503 to the next `fail_next` requests
+/// (or to every request while `always_fail`), 201 otherwise.
+#[derive(Debug, Default)]
+pub struct EndpointLog {
+    pub fail_next: usize,
+    pub always_fail: bool,
+    pub requests: Vec<EndpointRequest>,
+}
+
+impl EndpointLog {
+    /// The bodies of the requests it accepted, as JSON.
+    pub fn accepted(&self) -> Vec<Value> {
+        self.requests
+            .iter()
+            .filter(|r| r.status == 201)
+            .map(EndpointRequest::json)
+            .collect()
+    }
+}
+
+/// A recipient's endpoint (an app's FHIR server, a municipality's file API) standing in for
+/// it in delivery tests; [`start_endpoint`] serves it.
+pub type Endpoint = Arc<std::sync::Mutex<EndpointLog>>;
+
+async fn endpoint_receive(
+    log: actix_web::web::Data<Endpoint>,
+    request: actix_web::HttpRequest,
+    body: actix_web::web::Bytes,
+) -> actix_web::HttpResponse {
+    let mut log = log.lock().expect("endpoint log");
+    let status = if log.always_fail || log.fail_next > 0 {
+        log.fail_next = log.fail_next.saturating_sub(1);
+        503
+    } else {
+        201
+    };
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    log.requests.push(EndpointRequest {
+        method: request.method().to_string(),
+        path: request.path().to_owned(),
+        delivery_id: header("x-musubi-delivery-id"),
+        file_id: header("x-musubi-file-id"),
+        file_kind: header("x-musubi-file-kind"),
+        status,
+        body: body.to_vec(),
+    });
+    actix_web::HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("a status"))
+        .finish()
+}
+
+/// Serves `endpoint` on 127.0.0.1:0 and answers its base URL (`http://127.0.0.1:port{base}`).
+pub fn start_endpoint(endpoint: &Endpoint, base: &str) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let addr = listener.local_addr().expect("its address");
+    let data = actix_web::web::Data::new(endpoint.clone());
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(data.clone())
+            .default_service(actix_web::web::to(endpoint_receive))
+    })
+    .workers(1)
+    .listen(listener)
+    .expect("listen")
+    .run();
+    tokio::spawn(server);
+    format!("http://{addr}{base}")
+}
