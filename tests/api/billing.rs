@@ -91,17 +91,6 @@ async fn spawn(extra: &tempfile::TempDir, endpoint: Option<String>) -> TestApp {
     .await
 }
 
-async fn put(app: &TestApp, resource: Value) -> Value {
-    let path = format!(
-        "{}/{}",
-        resource["resourceType"].as_str().unwrap(),
-        resource["id"].as_str().unwrap()
-    );
-    let r = app.put(&path, &resource).await;
-    assert!(r.status == 200 || r.status == 201, "PUT {path}: {}", r.text);
-    r.json()
-}
-
 /// 医師会 ma-chiyoda and ma-chuo; clinic C1 (1310100118, 千代田区) and C2 (1310200223, 中央区)
 /// as in the golden fixture; clinic C3 of ma-chiyoda whose address lacks the municipality code.
 async fn seed_organizations(app: &TestApp) {
@@ -109,11 +98,8 @@ async fn seed_organizations(app: &TestApp) {
         ("ma-chiyoda", "千代田区医師会"),
         ("ma-chuo", "中央区医師会"),
     ] {
-        put(
-            app,
-            json!({"resourceType": "Organization", "id": id, "name": name}),
-        )
-        .await;
+        app.upsert(json!({"resourceType": "Organization", "id": id, "name": name}))
+            .await;
     }
     for (id, code, municipality, association) in [
         ("clinic-c1", "1310100118", Some("131016"), "ma-chiyoda"),
@@ -124,14 +110,11 @@ async fn seed_organizations(app: &TestApp) {
         if let Some(municipality) = municipality {
             address["extension"] = json!([{"url": EXT, "valueCode": municipality}]);
         }
-        put(
-            app,
-            json!({"resourceType": "Organization", "id": id, "name": id,
+        app.upsert(json!({"resourceType": "Organization", "id": id, "name": id,
                 "identifier": [{"system": MIC, "value": code}],
                 "address": [address],
-                "partOf": {"reference": format!("Organization/{association}")}}),
-        )
-        .await;
+                "partOf": {"reference": format!("Organization/{association}")}}))
+            .await;
     }
 }
 
@@ -406,7 +389,7 @@ async fn seed_month(app: &TestApp) {
     seed_organizations(app).await;
     for s in MONTH {
         let patient_id = format!("p-{}", s.id);
-        put(app, patient(&patient_id, s.born, s.home)).await;
+        app.upsert(patient(&patient_id, s.born, s.home)).await;
         for (n, (vaccine, dose, date)) in s.earlier.iter().enumerate() {
             // Earlier doses of another month; not routine-funded here, so outside the close.
             let mut earlier = immunization(
@@ -418,17 +401,21 @@ async fn seed_month(app: &TestApp) {
                 date,
             );
             earlier.as_object_mut().unwrap().remove("fundingSource");
-            put(app, earlier).await;
+            app.upsert(earlier).await;
         }
-        put(
-            app,
-            immunization(s.id, &patient_id, s.clinic, s.vaccine, s.dose, s.date),
-        )
+        app.upsert(immunization(
+            s.id,
+            &patient_id,
+            s.clinic,
+            s.vaccine,
+            s.dose,
+            s.date,
+        ))
         .await;
     }
     let mut in_error = immunization("imm-22", "p-imm-22", "clinic-c1", "mr", 1, "2025-06-08");
     in_error["status"] = json!("entered-in-error");
-    put(app, in_error).await;
+    app.upsert(in_error).await;
     let r = app.delete("Immunization/imm-23").await;
     assert!(r.status == 200 || r.status == 204, "{}", r.text);
 }
@@ -682,7 +669,7 @@ async fn a_month_closes_into_the_golden_claims_once_and_corrections_become_new_v
     // A late correction: imm-08 was given on 10 June, before 千代田区's mr price changed.
     let mut corrected = immunization("imm-08", "p-imm-08", "clinic-c1", "mr", 1, "2025-06-10");
     corrected["note"] = json!([{"text": "date corrected"}]);
-    put(&app, corrected).await;
+    app.upsert(corrected).await;
     let tasks_after_correction = task_count(&app);
     let third = close(&app, "2025-06").await;
     let changed: Vec<(String, String, u64, u64)> = named(&third, "batch")
@@ -888,17 +875,25 @@ async fn a_claim_is_delivered_on_its_due_day_and_not_before() {
         .previous_day()
         .unwrap();
     let day = |d: time::Date| format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day());
-    put(&app, patient("p-past", "2024-05-01", "131016")).await;
-    put(
-        &app,
-        immunization("imm-past", "p-past", "clinic-c1", "mr", 1, "2025-06-02"),
-    )
+    app.upsert(patient("p-past", "2024-05-01", "131016")).await;
+    app.upsert(immunization(
+        "imm-past",
+        "p-past",
+        "clinic-c1",
+        "mr",
+        1,
+        "2025-06-02",
+    ))
     .await;
-    put(&app, patient("p-now", &day(born), "131016")).await;
-    put(
-        &app,
-        immunization("imm-now", "p-now", "clinic-c1", "mr", 1, &day(this_month)),
-    )
+    app.upsert(patient("p-now", &day(born), "131016")).await;
+    app.upsert(immunization(
+        "imm-now",
+        "p-now",
+        "clinic-c1",
+        "mr",
+        1,
+        &day(this_month),
+    ))
     .await;
 
     let past = delivery_of(&close(&app, "2025-06").await);
@@ -971,22 +966,30 @@ async fn a_newer_claim_version_replaces_a_waiting_delivery_and_follows_a_deliver
         this_month.year(),
         u8::from(this_month.month())
     );
-    put(&app, patient("p-past", "2024-05-01", "131016")).await;
-    put(
-        &app,
-        immunization("imm-past", "p-past", "clinic-c1", "mr", 1, "2025-06-02"),
-    )
+    app.upsert(patient("p-past", "2024-05-01", "131016")).await;
+    app.upsert(immunization(
+        "imm-past",
+        "p-past",
+        "clinic-c1",
+        "mr",
+        1,
+        "2025-06-02",
+    ))
     .await;
     let born = this_month
         .replace_year(this_month.year() - 1)
         .unwrap()
         .previous_day()
         .unwrap();
-    put(&app, patient("p-now", &day(born), "131016")).await;
-    put(
-        &app,
-        immunization("imm-now", "p-now", "clinic-c1", "mr", 1, &day(this_month)),
-    )
+    app.upsert(patient("p-now", &day(born), "131016")).await;
+    app.upsert(immunization(
+        "imm-now",
+        "p-now",
+        "clinic-c1",
+        "mr",
+        1,
+        &day(this_month),
+    ))
     .await;
     let first = delivery_of(&close(&app, "2025-06").await);
     let waiting = close(&app, &month).await;
@@ -1000,10 +1003,14 @@ async fn a_newer_claim_version_replaces_a_waiting_delivery_and_follows_a_deliver
 
     // A correction after the first version was delivered: it stays delivered, and the new
     // version follows.
-    put(
-        &app,
-        immunization("imm-past", "p-past", "clinic-c1", "mr", 1, "2025-06-03"),
-    )
+    app.upsert(immunization(
+        "imm-past",
+        "p-past",
+        "clinic-c1",
+        "mr",
+        1,
+        "2025-06-03",
+    ))
     .await;
     let corrected = close(&app, "2025-06").await;
     assert_eq!(
@@ -1081,11 +1088,15 @@ async fn the_demo_operator_closes_a_month_and_reads_no_records() {
     let extra = tempfile::tempdir().unwrap();
     let app = spawn(&extra, None).await;
     seed_organizations(&app).await;
-    put(&app, patient("p-op", "2024-05-01", "131016")).await;
-    put(
-        &app,
-        immunization("imm-op", "p-op", "clinic-c1", "mr", 1, "2025-06-02"),
-    )
+    app.upsert(patient("p-op", "2024-05-01", "131016")).await;
+    app.upsert(immunization(
+        "imm-op",
+        "p-op",
+        "clinic-c1",
+        "mr",
+        1,
+        "2025-06-02",
+    ))
     .await;
     let http = app.anonymous();
     let token = |id: &'static str, secret: &'static str| {

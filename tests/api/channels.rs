@@ -60,23 +60,11 @@ async fn round(app: &TestApp) -> usize {
         .expect("the worker round runs")
 }
 
-async fn put(app: &TestApp, resource: Value) -> Value {
-    let path = format!(
-        "{}/{}",
-        resource["resourceType"].as_str().unwrap(),
-        resource["id"].as_str().unwrap()
-    );
-    let r = app.put(&path, &resource).await;
-    assert!(r.status == 200 || r.status == 201, "PUT {path}: {}", r.text);
-    r.json()
-}
-
 /// A resident of `code`, with the municipality's resident number (宛名番号) the file needs.
 async fn resident(app: &TestApp, id: &str, code: &str, number: &str) {
     let system =
         municipal::resident_identifier_system(&identifiers::MunicipalityCode::parse(code).unwrap());
-    put(
-        app,
+    app.upsert(
         json!({"resourceType": "Patient", "id": id, "birthDate": "2024-05-10", "gender": "female",
             "identifier": [{"system": system, "value": number}],
             "name": [{"text": "中央 花子"}],
@@ -210,12 +198,9 @@ async fn a_municipality_pulls_its_residents_routine_immunizations_in_one_file() 
     let app = spawn(|_| {}).await;
     resident(&app, "p-chuo", CHUO, "000123").await;
     let sent = routine_immunization("imm-1", "p-chuo", "hib", "2024-07-10");
-    put(&app, sent.clone()).await;
-    put(
-        &app,
-        routine_immunization("imm-2", "p-chuo", "pcv", "2024-07-10"),
-    )
-    .await;
+    app.upsert(sent.clone()).await;
+    app.upsert(routine_immunization("imm-2", "p-chuo", "pcv", "2024-07-10"))
+        .await;
     let queued = tasks(&app, "municipal-file").await;
     assert_eq!(queued.len(), 2, "{queued:#?}");
     assert!(
@@ -353,7 +338,7 @@ async fn a_file_endpoint_that_fails_then_recovers_receives_each_file_once() {
     .await;
     resident(&app, "p-chuo", CHUO, "000123").await;
     let sent = routine_immunization("imm-1", "p-chuo", "hib", "2024-07-10");
-    put(&app, sent.clone()).await;
+    app.upsert(sent.clone()).await;
     let id = tasks(&app, "municipal-file").await[0]["id"]
         .as_str()
         .unwrap()
@@ -410,16 +395,10 @@ async fn a_file_endpoint_that_fails_then_recovers_receives_each_file_once() {
 async fn files_are_gathered_once_a_day_or_when_the_operator_builds_them() {
     let app = spawn(|config| config.routing.municipal_file_interval_secs = 86_400).await;
     resident(&app, "p-chuo", CHUO, "000123").await;
-    put(
-        &app,
-        routine_immunization("imm-1", "p-chuo", "hib", "2024-07-10"),
-    )
-    .await;
-    put(
-        &app,
-        routine_immunization("imm-2", "p-chuo", "pcv", "2024-07-10"),
-    )
-    .await;
+    app.upsert(routine_immunization("imm-1", "p-chuo", "hib", "2024-07-10"))
+        .await;
+    app.upsert(routine_immunization("imm-2", "p-chuo", "pcv", "2024-07-10"))
+        .await;
     let by_focus = |all: &[Value], record: &str| {
         all.iter()
             .find(|t| {
@@ -523,12 +502,9 @@ async fn a_replayed_delivery_goes_in_a_new_file_without_its_discarded_sibling() 
     .await;
     resident(&app, "p-chuo", CHUO, "000123").await;
     let sent = routine_immunization("imm-1", "p-chuo", "hib", "2024-07-10");
-    put(&app, sent.clone()).await;
-    put(
-        &app,
-        routine_immunization("imm-2", "p-chuo", "pcv", "2024-07-10"),
-    )
-    .await;
+    app.upsert(sent.clone()).await;
+    app.upsert(routine_immunization("imm-2", "p-chuo", "pcv", "2024-07-10"))
+        .await;
     round(&app).await;
     let dead = tasks(&app, "municipal-file").await;
     assert!(dead.iter().all(|t| t["status"] == "failed"), "{dead:#?}");
@@ -632,7 +608,7 @@ async fn a_correction_that_changes_a_rows_key_removes_the_old_row() {
     let app = spawn(|_| {}).await;
     resident(&app, "p-chuo", CHUO, "000123").await;
     let first = routine_immunization("imm-1", "p-chuo", "hib", "2024-07-10");
-    put(&app, first.clone()).await;
+    app.upsert(first.clone()).await;
     round(&app).await;
     let chuo = token(&app, "city-chuo").await;
     let files = waiting_files(&app, &chuo).await;
@@ -642,7 +618,7 @@ async fn a_correction_that_changes_a_rows_key_removes_the_old_row() {
 
     // The vaccination date was wrong: the key (resident number, date, vaccine) changes.
     let corrected = routine_immunization("imm-1", "p-chuo", "hib", "2024-07-17");
-    put(&app, corrected.clone()).await;
+    app.upsert(corrected.clone()).await;
     round(&app).await;
     let files = waiting_files(&app, &chuo).await;
     let kinds: Vec<&str> = files.iter().map(|(kind, _)| kind.as_str()).collect();
@@ -692,7 +668,7 @@ async fn a_correction_that_changes_a_rows_key_removes_the_old_row() {
     // A correction that keeps the key replaces the row: no deletions file.
     let mut relabelled = corrected.clone();
     relabelled["lotNumber"] = json!("LOT-2");
-    put(&app, relabelled).await;
+    app.upsert(relabelled).await;
     round(&app).await;
     let files = waiting_files(&app, &chuo).await;
     let kinds: Vec<&str> = files.iter().map(|(kind, _)| kind.as_str()).collect();
@@ -704,23 +680,25 @@ async fn a_resident_the_layout_cannot_hold_is_dead_lettered_without_blocking_the
     let app = spawn(|_| {}).await;
     resident(&app, "p-chuo", CHUO, "000123").await;
     // No resident number: the layout's required 宛名番号 column cannot be filled.
-    put(
-        &app,
-        json!({"resourceType": "Patient", "id": "p-unknown", "birthDate": "2024-05-10", "gender": "male",
+    app.upsert(json!({"resourceType": "Patient", "id": "p-unknown", "birthDate": "2024-05-10", "gender": "male",
             "name": [{"text": "番号 なし"}],
             "address": [{"use": "home", "text": "東京都中央区",
                 "extension": [{"url": MUNICIPALITY_EXTENSION, "valueCode": CHUO}]}]}),
     )
     .await;
-    put(
-        &app,
-        routine_immunization("imm-ok", "p-chuo", "hib", "2024-07-10"),
-    )
+    app.upsert(routine_immunization(
+        "imm-ok",
+        "p-chuo",
+        "hib",
+        "2024-07-10",
+    ))
     .await;
-    put(
-        &app,
-        routine_immunization("imm-bad", "p-unknown", "hib", "2024-07-10"),
-    )
+    app.upsert(routine_immunization(
+        "imm-bad",
+        "p-unknown",
+        "hib",
+        "2024-07-10",
+    ))
     .await;
     round(&app).await;
     let all = tasks(&app, "municipal-file").await;
@@ -787,14 +765,13 @@ fn team_consent(patient: &str, team: &str) -> Value {
 /// A resident with a guardian, and the guardian's consent for `team` if any.
 async fn family(app: &TestApp, patient: &str, code: &str, team: Option<&str>) {
     resident(app, patient, code, &format!("n-{patient}")).await;
-    put(
-        app,
+    app.upsert(
         json!({"resourceType": "RelatedPerson", "id": format!("rp-{patient}"), "active": true,
                "patient": {"reference": format!("Patient/{patient}")}}),
     )
     .await;
     if let Some(team) = team {
-        put(app, team_consent(patient, team)).await;
+        app.upsert(team_consent(patient, team)).await;
     }
 }
 
@@ -817,14 +794,14 @@ async fn a_district_team_gets_one_digest_a_week_of_the_records_it_may_see() {
     family(&app, "p-a", CHUO, Some("team-chuo")).await;
     family(&app, "p-b", CHUO, None).await;
     family(&app, "p-c", CHUO, Some("team-chuo")).await;
-    put(&app, needs_care("obs-a1", "p-a")).await;
-    put(&app, needs_care("obs-a2", "p-a")).await;
-    put(&app, needs_care("obs-b1", "p-b")).await;
-    put(&app, needs_care("obs-c1", "p-c")).await;
+    app.upsert(needs_care("obs-a1", "p-a")).await;
+    app.upsert(needs_care("obs-a2", "p-a")).await;
+    app.upsert(needs_care("obs-b1", "p-b")).await;
+    app.upsert(needs_care("obs-c1", "p-c")).await;
     // p-c's guardian withdraws the consent while the record waits for the digest.
     let mut withdrawn = team_consent("p-c", "team-chuo");
     withdrawn["status"] = json!("inactive");
-    put(&app, withdrawn).await;
+    app.upsert(withdrawn).await;
     let queued = tasks(&app, "weekly-digest").await;
     assert_eq!(queued.len(), 4, "{queued:#?}");
     assert!(
@@ -969,7 +946,7 @@ async fn a_district_team_gets_one_digest_a_week_of_the_records_it_may_see() {
     );
 
     // A record of this week waits for the week's end, unless the operator builds it now.
-    put(&app, needs_care("obs-a3", "p-a")).await;
+    app.upsert(needs_care("obs-a3", "p-a")).await;
     round(&app).await;
     let fresh = tasks(&app, "weekly-digest")
         .await
@@ -1012,7 +989,7 @@ async fn a_team_with_an_endpoint_receives_its_digest_by_rest_hook_once() {
     })
     .await;
     family(&app, "p-m", MINATO, Some("team-minato")).await;
-    put(&app, needs_care("obs-m1", "p-m")).await;
+    app.upsert(needs_care("obs-m1", "p-m")).await;
     let queued = tasks(&app, "weekly-digest").await;
     assert_eq!(queued.len(), 1);
     assert_eq!(queued[0]["owner"]["identifier"]["value"], "team-minato");

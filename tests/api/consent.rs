@@ -47,23 +47,20 @@ pub(crate) async fn spawn(adjust: impl FnOnce(&mut gateway::config::Config)) -> 
 /// and a voluntary vaccination; and child-b of another family with a consultation.
 pub(crate) async fn seed(app: &TestApp) {
     for (child, account) in [("child-a", "parent-a"), ("child-b", "parent-b")] {
-        put(
-            app,
+        app.upsert(
             json!({"resourceType": "Patient", "id": child, "birthDate": "2024-05-10",
             "name": [{"text": format!("子 {child}")}],
             "address": [{"use": "home", "city": "千代田区",
                 "extension": [{"url": MUNICIPALITY_EXTENSION, "valueCode": CHIYODA}]}]}),
         )
         .await;
-        put(
-            app,
+        app.upsert(
             json!({"resourceType": "RelatedPerson", "id": format!("rp-{child}"), "active": true,
             "identifier": [{"system": ACCOUNT, "value": account}],
             "patient": {"reference": format!("Patient/{child}")}}),
         )
         .await;
-        put(
-            app,
+        app.upsert(
             json!({"resourceType": "Encounter", "id": format!("enc-{child}"), "status": "finished",
             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
             "type": [{"text": "育児相談"}], "reasonCode": [{"text": "夜泣き・授乳困難"}],
@@ -73,32 +70,18 @@ pub(crate) async fn seed(app: &TestApp) {
         .await;
     }
     for id in ["cond-1", "cond-2"] {
-        put(
-            app,
-            json!({"resourceType": "Condition", "id": id,
-            "code": {"text": "育児不安"}, "subject": {"reference": "Patient/child-a"}}),
-        )
-        .await;
+        app.upsert(json!({"resourceType": "Condition", "id": id,
+            "code": {"text": "育児不安"}, "subject": {"reference": "Patient/child-a"}}))
+            .await;
     }
     for (id, funding) in [("imm-routine", "routine"), ("imm-voluntary", "voluntary")] {
-        put(app, json!({"resourceType": "Immunization", "id": id, "status": "completed",
+        app.upsert(json!({"resourceType": "Immunization", "id": id, "status": "completed",
             "vaccineCode": {"coding": [{"system": "https://musubi.example.org/fhir/CodeSystem/vaccine-type", "code": "hib"}]},
             "patient": {"reference": "Patient/child-a"}, "occurrenceDateTime": "2024-07-10",
             "primarySource": true,
             "fundingSource": {"coding": [{"system": "https://musubi.example.org/fhir/CodeSystem/funding-source", "code": funding}]}}))
         .await;
     }
-}
-
-pub(crate) async fn put(app: &TestApp, resource: Value) -> Value {
-    let path = format!(
-        "{}/{}",
-        resource["resourceType"].as_str().unwrap(),
-        resource["id"].as_str().unwrap()
-    );
-    let r = app.put(&path, &resource).await;
-    assert!(r.status == 200 || r.status == 201, "PUT {path}: {}", r.text);
-    r.json()
 }
 
 /// A privacy consent of child-a given by the guardian, with `provision` as the root.
@@ -252,7 +235,7 @@ async fn a_municipality_sees_a_consultation_only_with_consent() {
         let r = get_as(&app, &city, path).await;
         assert_eq!(r.status, 404, "{path} without consent: {}", r.text);
     }
-    put(&app, permit_consultations("consent-a1")).await;
+    app.upsert(permit_consultations("consent-a1")).await;
     for path in [
         "Encounter/enc-child-a",
         "Condition/cond-1",
@@ -356,15 +339,12 @@ async fn a_deny_nested_in_a_permit_hides_that_record_from_totals_and_counts() {
     let mut provision = permit_consultations("x")["provision"].clone();
     provision["provision"] = json!([{"type": "deny",
         "data": [{"meaning": "instance", "reference": {"reference": "Condition/cond-2"}}]}]);
-    put(
-        &app,
-        consent(
-            "consent-nested",
-            "2025-04-01T09:00:00+09:00",
-            "active",
-            provision,
-        ),
-    )
+    app.upsert(consent(
+        "consent-nested",
+        "2025-04-01T09:00:00+09:00",
+        "active",
+        provision,
+    ))
     .await;
     let city = token_of(&app, "city-chiyoda").await;
 
@@ -434,7 +414,7 @@ async fn a_deny_nested_in_a_permit_hides_that_record_from_totals_and_counts() {
 async fn identity_only_sharing_shows_who_and_when_but_no_content() {
     let app = spawn(|_| {}).await;
     seed(&app).await;
-    put(&app, consent("consent-identity", "2025-04-01T09:00:00+09:00", "active", json!({
+    app.upsert(consent("consent-identity", "2025-04-01T09:00:00+09:00", "active", json!({
         "type": "permit", "actor": [to_municipality(CHIYODA)], "purpose": purpose("PUBHLTH"),
         "class": classes(&["consultations"]),
         "modifierExtension": [{"url": "https://musubi.example.org/fhir/StructureDefinition/consent-sharing-level", "valueCode": "identity-only"}]})))
@@ -472,7 +452,7 @@ async fn identity_only_sharing_shows_who_and_when_but_no_content() {
 async fn a_revoked_consent_stops_the_next_read() {
     let app = spawn(|_| {}).await;
     seed(&app).await;
-    put(&app, permit_consultations("consent-revocable")).await;
+    app.upsert(permit_consultations("consent-revocable")).await;
     let city = token_of(&app, "city-chiyoda").await;
     assert_eq!(
         get_as(&app, &city, "Encounter/enc-child-a").await.status,
@@ -481,7 +461,7 @@ async fn a_revoked_consent_stops_the_next_read() {
 
     let mut revoked = permit_consultations("consent-revocable");
     revoked["status"] = json!("inactive");
-    put(&app, revoked).await;
+    app.upsert(revoked).await;
     let r = get_as(&app, &city, "Encounter/enc-child-a").await;
     assert_eq!(r.status, 404, "{}", r.text);
 
@@ -514,7 +494,7 @@ async fn a_revoked_consent_stops_the_next_read() {
 async fn every_refusal_and_disclosure_of_a_search_is_audited_per_patient() {
     let app = spawn(|_| {}).await;
     seed(&app).await;
-    put(&app, permit_consultations("consent-a")).await;
+    app.upsert(permit_consultations("consent-a")).await;
     let city = token_of(&app, "city-chiyoda").await;
     let r = get_as(&app, &city, "Encounter").await.json();
     assert_eq!(entry_ids(&r), vec!["Encounter/enc-child-a"], "{r}");
@@ -616,7 +596,7 @@ async fn read_audit_can_be_switched_off_but_writes_stay_audited() {
 async fn the_purpose_of_use_header_is_limited_per_kind() {
     let app = spawn(|_| {}).await;
     seed(&app).await;
-    put(&app, permit_consultations("consent-pubhlth")).await;
+    app.upsert(permit_consultations("consent-pubhlth")).await;
     let city = token_of(&app, "city-chiyoda").await;
     let with_purpose = |code: &str| {
         app.anonymous()
@@ -646,12 +626,9 @@ async fn a_consent_checked_search_over_the_cap_asks_to_be_narrowed() {
     assert_eq!(r.status, 200, "two matches are within the cap: {}", r.text);
     let r = get_as(&app, &city, "Condition?_count=1").await;
     assert_eq!(r.status, 200);
-    put(
-        &app,
-        json!({"resourceType": "Condition", "id": "cond-3",
-        "code": {"text": "x"}, "subject": {"reference": "Patient/child-b"}}),
-    )
-    .await;
+    app.upsert(json!({"resourceType": "Condition", "id": "cond-3",
+        "code": {"text": "x"}, "subject": {"reference": "Patient/child-b"}}))
+        .await;
     let r = get_as(&app, &city, "Condition?_count=1").await;
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.text.contains("narrow"), "{}", r.text);
@@ -686,7 +663,7 @@ async fn a_consent_musubi_cannot_enforce_is_refused() {
 async fn a_parent_lists_who_saw_their_child_s_records() {
     let app = spawn(|_| {}).await;
     seed(&app).await;
-    put(&app, permit_consultations("consent-a")).await;
+    app.upsert(permit_consultations("consent-a")).await;
     let city = token_of(&app, "city-chiyoda").await;
     assert_eq!(
         get_as(&app, &city, "Encounter/enc-child-a").await.status,
@@ -781,23 +758,17 @@ async fn a_claim_batch_is_read_only_by_the_parties_it_names() {
     })
     .await;
     // 千代田区医師会 claims from 千代田区; 千代田区 settles with 中央区 (the second leg).
-    put(
-        &app,
-        claim_batch(
-            "batch-ma-chiyoda",
-            json!({"reference": "Organization/ma-chiyoda"}),
-            municipality_reference(CHIYODA),
-        ),
-    )
+    app.upsert(claim_batch(
+        "batch-ma-chiyoda",
+        json!({"reference": "Organization/ma-chiyoda"}),
+        municipality_reference(CHIYODA),
+    ))
     .await;
-    put(
-        &app,
-        claim_batch(
-            "batch-settlement",
-            municipality_reference(CHIYODA),
-            municipality_reference(CHUO),
-        ),
-    )
+    app.upsert(claim_batch(
+        "batch-settlement",
+        municipality_reference(CHIYODA),
+        municipality_reference(CHUO),
+    ))
     .await;
 
     // (client, purpose header, the batches it may read)

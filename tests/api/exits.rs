@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::consent::{
     CHIYODA, CHUO, agent_ids, audit_about, classes, detail, details, get_as, permit_consultations,
-    purpose, put, seed, spawn, token_of,
+    purpose, seed, spawn, token_of,
 };
 use crate::municipal::{GOLDEN_UTF8, QUERY, finished, root, upload};
 
@@ -105,7 +105,7 @@ async fn the_schedule_operation_answers_from_what_the_caller_may_see() {
     // Permitted: with the family's consent for demographics the home municipality gets the
     // schedule, built from the doses it may see — the routine dose (a legal basis), not the
     // voluntary one (no consent names vaccinations).
-    put(&app, permit_consultations("consent-a1")).await;
+    app.upsert(permit_consultations("consent-a1")).await;
     let r = get_as(&app, &home, &schedule("child-a")).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.text.contains("Immunization/imm-routine"), "{}", r.text);
@@ -324,19 +324,16 @@ async fn a_municipal_export_carries_only_what_the_municipality_may_receive() {
     assert_eq!(event["outcome"], "4", "{event}");
 
     // Permitted: one resident consents to vaccinations going to the city.
-    put(
-        &app,
-        permit(
-            "consent-resident",
-            &patient,
-            recipient(
-                "https://musubi.example.org/fhir/IdSystem/municipality-code",
-                CHIYODA,
-            ),
-            "PUBHLTH",
-            &["vaccinations"],
+    app.upsert(permit(
+        "consent-resident",
+        &patient,
+        recipient(
+            "https://musubi.example.org/fhir/IdSystem/municipality-code",
+            CHIYODA,
         ),
-    )
+        "PUBHLTH",
+        &["vaccinations"],
+    ))
     .await;
     let some = export(city).await;
     assert_eq!(some.status, 200, "{}", some.text);
@@ -397,16 +394,13 @@ async fn an_app_backend_reads_back_only_what_the_family_shared_with_it() {
     );
 
     // Permitted: the guardian shares vaccinations and demographics with this app.
-    put(
-        &app,
-        permit(
-            "consent-app",
-            "child-a",
-            recipient(CLIENT_ID_SYSTEM, "phr-backend"),
-            "PATRQT",
-            &["vaccinations", "demographics"],
-        ),
-    )
+    app.upsert(permit(
+        "consent-app",
+        "child-a",
+        recipient(CLIENT_ID_SYSTEM, "phr-backend"),
+        "PATRQT",
+        &["vaccinations", "demographics"],
+    ))
     .await;
     let shared = read("child-a").await;
     assert_eq!(shared.status, 200, "{}", shared.text);
@@ -488,8 +482,7 @@ async fn research_app() -> (TestApp, tempfile::TempDir) {
 
 /// A child with a linkage key, a name, a birth date and a vaccination.
 async fn research_child(app: &TestApp, id: &str, member: &str) {
-    put(
-        app,
+    app.upsert(
         json!({"resourceType": "Patient", "id": id, "birthDate": "2024-05-10", "gender": "female",
             "identifier": [{"system": MEMBER_ID, "value": member}],
             "name": [{"family": "山田", "given": [format!("花子{id}")]}],
@@ -497,8 +490,7 @@ async fn research_child(app: &TestApp, id: &str, member: &str) {
             "address": [{"city": "千代田区", "line": ["千代田1-1"], "postalCode": "100-0001"}]}),
     )
     .await;
-    put(
-        app,
+    app.upsert(
         json!({"resourceType": "Immunization", "id": format!("imm-{id}"), "status": "completed",
             "vaccineCode": {"coding": [{"system": HIB, "code": "hib"}]},
             "patient": {"reference": format!("Patient/{id}")}, "occurrenceDateTime": "2024-07-10",
@@ -556,15 +548,19 @@ async fn a_research_export_carries_pseudonyms_of_consenting_persons_only() {
     let (app, _keys) = research_app().await;
     research_child(&app, "r-yes", "06139999:1:2:01").await;
     research_child(&app, "r-no", "06139999:1:3:01").await;
-    put(
-        &app,
-        research_consent("consent-research", "r-yes", PROJECT, "active"),
-    )
+    app.upsert(research_consent(
+        "consent-research",
+        "r-yes",
+        PROJECT,
+        "active",
+    ))
     .await;
-    put(
-        &app,
-        research_consent("consent-other", "r-yes", OTHER_PROJECT, "active"),
-    )
+    app.upsert(research_consent(
+        "consent-other",
+        "r-yes",
+        OTHER_PROJECT,
+        "active",
+    ))
     .await;
 
     let first = research_export(&app, PROJECT).await;
@@ -642,10 +638,12 @@ async fn a_research_export_carries_pseudonyms_of_consenting_persons_only() {
     );
 
     // Revoked: gone from the next export.
-    put(
-        &app,
-        research_consent("consent-research", "r-yes", PROJECT, "inactive"),
-    )
+    app.upsert(research_consent(
+        "consent-research",
+        "r-yes",
+        PROJECT,
+        "inactive",
+    ))
     .await;
     let after = research_export(&app, PROJECT).await;
     assert_eq!(after.status, 200, "{}", after.text);
@@ -684,8 +682,7 @@ async fn a_phr_vendor_s_records_need_a_research_consent_naming_that_vendor() {
     let (app, _keys) = research_app().await;
     research_child(&app, "r-app", "06139999:1:4:01").await;
     // A vaccination the parent's app sent (its source is the app, as the PHR API writes it).
-    put(
-        &app,
+    app.upsert(
         json!({"resourceType": "Immunization", "id": "imm-from-app", "status": "completed",
             "meta": {"source": "https://musubi.example.org/fhir/phr-client/vendor-a"},
             "vaccineCode": {"coding": [{"system": HIB, "code": "hib"}]},
@@ -693,10 +690,12 @@ async fn a_phr_vendor_s_records_need_a_research_consent_naming_that_vendor() {
             "primarySource": false}),
     )
     .await;
-    put(
-        &app,
-        research_consent("consent-project", "r-app", PROJECT, "active"),
-    )
+    app.upsert(research_consent(
+        "consent-project",
+        "r-app",
+        PROJECT,
+        "active",
+    ))
     .await;
     let exported = |response: &Response| {
         lines(response)
@@ -723,7 +722,7 @@ async fn a_phr_vendor_s_records_need_a_research_consent_naming_that_vendor() {
         .unwrap()
         .push(json!({"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "CST"}]},
                      "reference": {"identifier": {"system": CLIENT_ID_SYSTEM, "value": "vendor-a"}}}));
-    put(&app, vendor).await;
+    app.upsert(vendor).await;
     let with = research_export(&app, PROJECT).await;
     let mut dates = exported(&with);
     dates.sort();

@@ -60,17 +60,6 @@ async fn spawn(endpoint: Option<String>, max_attempts: u32) -> TestApp {
     .await
 }
 
-async fn put(app: &TestApp, resource: Value) -> Value {
-    let path = format!(
-        "{}/{}",
-        resource["resourceType"].as_str().unwrap(),
-        resource["id"].as_str().unwrap()
-    );
-    let r = app.put(&path, &resource).await;
-    assert!(r.status == 200 || r.status == 201, "PUT {path}: {}", r.text);
-    r.json()
-}
-
 fn app_sharing_consent(status: &str) -> Value {
     json!({
         "resourceType": "Consent", "id": "share-with-app", "status": status,
@@ -90,20 +79,18 @@ fn app_sharing_consent(status: &str) -> Value {
 /// child-a, linked to a parent's account, whose guardian consented to sharing vaccinations with
 /// the app.
 async fn seed(app: &TestApp) {
-    put(
-        app,
+    app.upsert(
         json!({"resourceType": "Patient", "id": "child-a", "birthDate": "2024-05-10",
                "name": [{"text": "子 a"}]}),
     )
     .await;
-    put(
-        app,
+    app.upsert(
         json!({"resourceType": "RelatedPerson", "id": "rp-child-a", "active": true,
                "identifier": [{"system": ACCOUNT, "value": "parent-a"}],
                "patient": {"reference": "Patient/child-a"}}),
     )
     .await;
-    put(app, app_sharing_consent("active")).await;
+    app.upsert(app_sharing_consent("active")).await;
 }
 
 fn immunization(id: &str) -> Value {
@@ -195,7 +182,7 @@ async fn a_clinic_immunization_reaches_the_parents_app_exactly_once() {
     let recipient = Recipient::default();
     let app = spawn(Some(recipient_endpoint(&recipient)), 5).await;
     seed(&app).await;
-    let created = put(&app, immunization("imm-1")).await;
+    let created = app.upsert(immunization("imm-1")).await;
     assert_eq!(created["meta"]["versionId"], "1");
 
     // The Task was written with the record: it exists as soon as the write answered.
@@ -236,12 +223,12 @@ async fn a_clinic_immunization_reaches_the_parents_app_exactly_once() {
     assert_eq!(audit_outcomes(&app, &id).await, vec!["0"]);
 
     // Writing the same content again stores no new version and queues nothing.
-    put(&app, immunization("imm-1")).await;
+    app.upsert(immunization("imm-1")).await;
     assert_eq!(tasks_of(&app, "Immunization/imm-1").await.len(), 1);
     // A correction is a new version: a new delivery.
     let mut corrected = immunization("imm-1");
     corrected["lotNumber"] = json!("LOT-2");
-    put(&app, corrected).await;
+    app.upsert(corrected).await;
     let tasks = tasks_of(&app, "Immunization/imm-1").await;
     assert_eq!(tasks.len(), 2);
     let second = tasks
@@ -285,7 +272,7 @@ async fn a_recipient_down_then_up_receives_the_record_once() {
     recipient.lock().unwrap().fail_next = 2;
     let app = spawn(Some(recipient_endpoint(&recipient)), 6).await;
     seed(&app).await;
-    put(&app, immunization("imm-2")).await;
+    app.upsert(immunization("imm-2")).await;
     let id = only_task(&app, "Immunization/imm-2").await["id"]
         .as_str()
         .unwrap()
@@ -307,7 +294,7 @@ async fn an_always_failing_delivery_is_dead_lettered_and_can_be_replayed() {
     recipient.lock().unwrap().always_fail = true;
     let app = spawn(Some(recipient_endpoint(&recipient)), 2).await;
     seed(&app).await;
-    put(&app, immunization("imm-3")).await;
+    app.upsert(immunization("imm-3")).await;
     let id = only_task(&app, "Immunization/imm-3").await["id"]
         .as_str()
         .unwrap()
@@ -382,13 +369,13 @@ async fn a_consent_revoked_while_queued_refuses_the_delivery() {
     recipient.lock().unwrap().always_fail = true;
     let app = spawn(Some(recipient_endpoint(&recipient)), 1000).await;
     seed(&app).await;
-    put(&app, immunization("imm-4")).await;
+    app.upsert(immunization("imm-4")).await;
     let id = only_task(&app, "Immunization/imm-4").await["id"]
         .as_str()
         .unwrap()
         .to_owned();
     wait_for_status(&app, &id, &["on-hold"]).await;
-    put(&app, app_sharing_consent("inactive")).await;
+    app.upsert(app_sharing_consent("inactive")).await;
     let refused = wait_for_status(&app, &id, &["rejected", "completed"]).await;
     assert_eq!(refused["status"], "rejected", "{refused:#}");
     assert_eq!(refused["businessStatus"]["coding"][0]["code"], "refused");
@@ -427,7 +414,7 @@ async fn a_consent_revoked_while_queued_refuses_the_delivery() {
 async fn a_recipient_without_an_endpoint_lists_and_acks_its_mailbox() {
     let app = spawn(None, 5).await;
     seed(&app).await;
-    put(&app, immunization("imm-5")).await;
+    app.upsert(immunization("imm-5")).await;
     let id = only_task(&app, "Immunization/imm-5").await["id"]
         .as_str()
         .unwrap()
@@ -493,9 +480,7 @@ async fn a_poison_task_is_dead_lettered_without_blocking_the_others() {
     seed(&app).await;
     // An outbox Task the worker cannot read (written around the planner), addressed to the app
     // so the app may follow it.
-    put(
-        &app,
-        json!({"resourceType": "Task", "id": "poison", "status": "requested", "intent": "order",
+    app.upsert(json!({"resourceType": "Task", "id": "poison", "status": "requested", "intent": "order",
                "identifier": [{"system": "https://musubi.example.org/fhir/IdSystem/delivery-id", "value": "poison"}],
                "input": [{"type": {"coding": [{"system": "https://musubi.example.org/fhir/CodeSystem/routing-parameter", "code": "recipient"}]}, "valueString": APP}],
                "code": {"coding": [{"system": CHANNEL_SYSTEM, "code": "fhir-rest-hook"}]},
@@ -503,7 +488,7 @@ async fn a_poison_task_is_dead_lettered_without_blocking_the_others() {
                "for": {"reference": "Patient/child-a"}}),
     )
     .await;
-    put(&app, immunization("imm-6")).await;
+    app.upsert(immunization("imm-6")).await;
     let id = only_task(&app, "Immunization/imm-6").await["id"]
         .as_str()
         .unwrap()
@@ -560,7 +545,7 @@ async fn a_parents_app_subscribes_and_receives_the_clinics_immunization() {
     assert_eq!(stored["meta"]["tag"][0]["code"], APP);
 
     // The clinic records the vaccination; the parent's app receives it by rest-hook.
-    put(&app, immunization("imm-7")).await;
+    app.upsert(immunization("imm-7")).await;
     let queued = only_task(&app, "Immunization/imm-7").await;
     assert_eq!(queued["code"]["coding"][0]["code"], "fhir-rest-hook");
     wait_for_status(&app, queued["id"].as_str().unwrap(), &["completed"]).await;

@@ -229,6 +229,19 @@ impl TestApp {
             .collect()
     }
 
+    /// PUTs a resource to `{type}/{id}` (create or update) and answers the stored resource;
+    /// panics unless the answer is 200 or 201.
+    pub async fn upsert(&self, resource: Value) -> Value {
+        let path = format!(
+            "{}/{}",
+            resource["resourceType"].as_str().expect("resourceType"),
+            resource["id"].as_str().expect("id")
+        );
+        let r = self.put(&path, &resource).await;
+        assert!(r.status == 200 || r.status == 201, "PUT {path}: {}", r.text);
+        r.json()
+    }
+
     pub async fn get(&self, path: &str) -> Response {
         self.send(
             self.client
