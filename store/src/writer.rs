@@ -315,6 +315,7 @@ fn plan_write(
             if live_version.is_some() {
                 remove_index_entries(tx, rt, id)?;
             }
+            supersede(tx, rt, id, current.as_ref(), current_raw.as_ref());
             for entry in &entries {
                 tx.put(
                     keys::index(rt, &entry.param, &entry.value.key_bytes(), id),
@@ -324,9 +325,7 @@ fn plan_write(
             let entries_blob = postcard::to_allocvec(&entries)
                 .map_err(|e| StoreError::Invalid(format!("index entries of {rt}/{id}: {e}")))?;
             tx.put_readable(keys::entries(rt, id), Slice::from(entries_blob));
-            let record = Slice::from(version.encode());
-            tx.put(keys::history(rt, id, next_version), record.clone());
-            tx.put_readable(current_key, record);
+            tx.put_readable(current_key, Slice::from(version.encode()));
             tx.put(
                 keys::log(*next_seq),
                 Slice::from(keys::log_value(rt, id, next_version)),
@@ -366,9 +365,8 @@ fn plan_write(
             };
             remove_index_entries(tx, rt, id)?;
             tx.remove_readable(keys::entries(rt, id));
-            let record = Slice::from(version.encode());
-            tx.put(keys::history(rt, id, next_version), record.clone());
-            tx.put_readable(current_key, record);
+            supersede(tx, rt, id, current.as_ref(), current_raw.as_ref());
+            tx.put_readable(current_key, Slice::from(version.encode()));
             tx.put(
                 keys::log(*next_seq),
                 Slice::from(keys::log_value(rt, id, next_version)),
@@ -379,6 +377,21 @@ fn plan_write(
                 version,
             })
         }
+    }
+}
+
+/// Move the version a write replaces into the history table. The current version lives only
+/// under its current key (one copy of each body on disk); `vread` and instance history look
+/// there for it.
+fn supersede(
+    tx: &mut Transaction<'_>,
+    rt: &str,
+    id: &str,
+    current: Option<&RecordHeader>,
+    current_raw: Option<&Slice>,
+) {
+    if let (Some(header), Some(raw)) = (current, current_raw) {
+        tx.put(keys::history(rt, id, header.version), raw.clone());
     }
 }
 
