@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use crate::keys;
 use crate::record::{RecordHeader, StoredVersion};
-use crate::writer::{Message, Writer};
+use crate::writer::{Message, WriteGenerations, Writer};
 use crate::{
     CommitFuture, HistoryPage, HistoryScope, SearchPage, SearchRequest, Store, StoreError, Write,
 };
@@ -52,6 +52,7 @@ pub struct FjallStore {
     _db: Database,
     data: Keyspace,
     poisoned: Arc<AtomicBool>,
+    generations: Arc<WriteGenerations>,
     inbox: Mutex<Option<Sender<Message>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -123,7 +124,9 @@ impl FjallStore {
             None => 1,
         };
         let poisoned = Arc::new(AtomicBool::new(false));
+        let generations = Arc::new(WriteGenerations::default());
         let writer = Writer {
+            generations: generations.clone(),
             db: db.clone(),
             data: data.clone(),
             next_seq,
@@ -139,6 +142,7 @@ impl FjallStore {
             _db: db,
             data,
             poisoned,
+            generations,
             inbox: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(handle)),
         })
@@ -224,7 +228,7 @@ impl Store for FjallStore {
                 let current = self.read(rt, id)?;
                 let current_version = current.as_ref().map_or(u64::MAX, |c| c.version);
                 if let Some(current) = current
-                    && !since_ms.is_some_and(|s| current.last_updated_ms < s)
+                    && since_ms.is_none_or(|s| current.last_updated_ms >= s)
                 {
                     versions.push(current);
                 }
@@ -266,6 +270,10 @@ impl Store for FjallStore {
         let total = versions.len();
         let versions = versions.into_iter().skip(offset).take(count).collect();
         Ok(HistoryPage { total, versions })
+    }
+
+    fn write_generation(&self, resource_type: &str) -> u64 {
+        self.generations.get(resource_type)
     }
 
     fn ready(&self) -> Result<(), StoreError> {

@@ -546,3 +546,49 @@ fn assert_every_version(store: &FjallStore) {
         .unwrap();
     assert_eq!(by_type.total, 5);
 }
+
+#[tokio::test]
+async fn write_generations_grow_with_each_change_of_their_type_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    assert_eq!(store.write_generation("Consent"), 0);
+    let consent = json!({"resourceType": "Consent", "id": "c1", "status": "active"});
+    store
+        .commit(vec![put(
+            "Consent",
+            "c1",
+            Precondition::None,
+            consent.clone(),
+        )])
+        .await
+        .unwrap();
+    // Visible by the time the commit is acknowledged.
+    assert_eq!(store.write_generation("Consent"), 1);
+    assert_eq!(store.write_generation("Patient"), 0);
+    // A write that changes nothing leaves it as it is; another type's write too.
+    store
+        .commit(vec![put("Consent", "c1", Precondition::None, consent)])
+        .await
+        .unwrap();
+    store
+        .commit(vec![put(
+            "Patient",
+            "p1",
+            Precondition::None,
+            patient("p1", "A"),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(store.write_generation("Consent"), 1);
+    assert_eq!(store.write_generation("Patient"), 1);
+    store
+        .commit(vec![Write {
+            resource_type: "Consent".into(),
+            id: "c1".into(),
+            precondition: Precondition::None,
+            action: WriteAction::Delete,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(store.write_generation("Consent"), 2);
+}
