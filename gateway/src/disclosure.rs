@@ -563,7 +563,10 @@ pub(crate) struct Facts {
 /// municipality) sends the next request back to the store. Saves a Consent search, a Patient read
 /// and the consents' parsing per consent-checked request.
 #[derive(Default)]
-pub struct FactsCache(Mutex<HashMap<PatientRef, ((u64, u64), Arc<Facts>)>>);
+pub struct FactsCache(Mutex<HashMap<PatientRef, (Generations, Arc<Facts>)>>);
+
+/// The store's write generations of Consent and Patient, in that order.
+type Generations = (u64, u64);
 
 /// Patients whose facts are kept; the cache starts over when it is full.
 const FACTS_CACHE_ENTRIES: usize = 10_000;
