@@ -4,7 +4,9 @@
 local file = assert(io.open(os.getenv("BODY_FILE") or "conformance/bench/immunization.json", "rb"))
 local body = file:read("*a")
 file:close()
-local spread = body:find("Patient/bench%-patient%-0\"") ~= nil and os.getenv("BODY_FILE") == nil
+-- A BODY_FILE (a transaction) is sent as it is, unless SPREAD is set.
+local spread = body:find("Patient/bench%-patient%-0\"") ~= nil
+  and (os.getenv("BODY_FILE") == nil or os.getenv("SPREAD") ~= nil)
 local counter = 0
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/fhir+json"

@@ -7,6 +7,12 @@
 #       sequential 50-entry transaction Bundles (transaction50.json: one dose for each of
 #       bench-patient-0…49), then wrk -c32 -t2 for DURATION (default 10s) on that Bundle.
 #       Prints the preload rate and the wrk rate (Bundles/s).
+#   conformance/bench/profile_hot_paths.sh read BINARY [DURATION]
+#       Fresh data dir, the 1 000 bench children and one Immunization, then wrk -c32 -t2 for
+#       DURATION (default 10s) on GET /fhir/Immunization/{id} as the demo clinic (consent-checked,
+#       read audit as configured: set MUSUBI__AUDIT__READS=off or MUSUBI__CONSENT__ENFORCE=false
+#       for the A/B). Prints req/s and the server's CPU per read (steadier than req/s when
+#       other work shares the cores).
 #   conformance/bench/profile_hot_paths.sh import BINARY ROWS
 #       `BINARY import` of a generated musubi-vaccination file of ROWS rows into a fresh
 #       store; prints rows/s and peak RSS (MiB).
@@ -20,16 +26,14 @@ binary=$(realpath "$2")
 work=target/bench/hot
 mkdir -p "$work"
 
-case "$scenario" in
-transaction)
-  doses=${3:-200}
-  duration=${4:-10s}
+# Starts BINARY on a fresh data dir with the 1 000 bench children; sets server, base, token, auth.
+start_server() {
   data_dir=$(mktemp -d "$work/data.XXXXXX")
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   base="http://127.0.0.1:$port"
   # Rate limits off: this measures the server, not the limiter.
   MUSUBI__LOG__LEVEL=warn MUSUBI__RATE_LIMITS__PER_CLIENT_PER_SECOND=0 \
-    MUSUBI__RATE_LIMITS__PER_IP_PER_SECOND=0 \
+    MUSUBI__RATE_LIMITS__PER_IP_PER_SECOND=0 MUSUBI__AUTH__ACCESS_TOKEN_LIFETIME_SECS=7200 \
     "$binary" serve --listen "127.0.0.1:$port" --data-dir "$data_dir" 2>"$work/server.log" &
   server=$!
   cleanup() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data_dir"; }
@@ -40,6 +44,24 @@ transaction)
   auth=(-H "Authorization: Bearer $token")
   curl -sf "${auth[@]}" -X POST "$base/fhir" -H 'Content-Type: application/fhir+json' \
     --data-binary @conformance/bench/patients1000.json >/dev/null
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
+start_recording() { # name
+  if [ -n "${PERF_RECORD:-}" ]; then
+    perf record -F 199 --call-graph dwarf,16384 -p "$server" -o "$work/perf-$1.data" 2>/dev/null &
+    recorder=$!
+    sleep 0.3
+  fi
+}
+stop_recording() {
+  if [ -n "${PERF_RECORD:-}" ]; then kill -INT "$recorder"; wait "$recorder" || true; fi
+}
+
+case "$scenario" in
+transaction)
+  doses=${3:-200}
+  duration=${4:-10s}
+  start_server
   started=$(date +%s%N)
   for _ in $(seq 1 "$doses"); do
     curl -sf "${auth[@]}" -X POST "$base/fhir" -H 'Content-Type: application/fhir+json' \
@@ -47,18 +69,13 @@ transaction)
   done
   ms=$(( ($(date +%s%N) - started) / 1000000 ))
   echo "preload: $doses sequential Bundles in $ms ms"
-  if [ -n "${PERF_RECORD:-}" ]; then
-    perf record -F 199 --call-graph dwarf,16384 -p "$server" -o "$work/perf-transaction.data" 2>/dev/null &
-    recorder=$!
-    sleep 0.3
-  fi
-  cpu_ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
+  start_recording transaction
   cpu_before=$(cpu_ticks)
   WRK_TOKEN=$token BODY_FILE=conformance/bench/transaction50.json \
     wrk -t2 -c32 -d"$duration" --timeout 60s --latency -s conformance/bench/create_immunization.lua "$base/fhir" \
     > "$work/transaction.txt"
   cpu_after=$(cpu_ticks)
-  if [ -n "${PERF_RECORD:-}" ]; then kill -INT "$recorder"; wait "$recorder" || true; fi
+  stop_recording
   # Server CPU per Bundle is steadier than Bundles/s when other work shares the cores.
   awk -v cpu=$((cpu_after - cpu_before)) -v hz="$(getconf CLK_TCK)" '
     /requests in/ {n = $1}
@@ -67,6 +84,25 @@ transaction)
     /Non-2xx/ {bad = " " $0}
     END {printf "transaction: %s Bundles/s (%d in the run),%s%s; server CPU %.1f ms per Bundle\n", rate, n, lat, bad, 1000 * cpu / hz / n}' \
     "$work/transaction.txt"
+  ;;
+read)
+  duration=${3:-10s}
+  start_server
+  imm_id=$(curl -sf "${auth[@]}" -X POST "$base/fhir/Immunization" -H 'Content-Type: application/fhir+json' \
+    --data-binary @conformance/bench/immunization.json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  start_recording read
+  cpu_before=$(cpu_ticks)
+  WRK_TOKEN=$token WRK_PATH="/fhir/Immunization/$imm_id" \
+    wrk -t2 -c32 -d"$duration" --timeout 30s --latency -s conformance/bench/get_path.lua "$base" > "$work/read.txt"
+  cpu_after=$(cpu_ticks)
+  stop_recording
+  awk -v cpu=$((cpu_after - cpu_before)) -v hz="$(getconf CLK_TCK)" -v rss="$(awk '/VmRSS/ {print $2}' "/proc/$server/status")" '
+    /requests in/ {n = $1}
+    /Requests\/sec/ {rate = $2}
+    / 50%| 99%/ {lat = lat " p" $1 " " $2}
+    /Non-2xx/ {bad = " " $0}
+    END {printf "read: %s req/s (%d in the run),%s%s; server CPU %.1f us per read; RSS %.0f MiB\n", rate, n, lat, bad, 1e6 * cpu / hz / n, rss / 1024}' \
+    "$work/read.txt"
   ;;
 import)
   rows=$3
@@ -98,7 +134,7 @@ print(f"import: {report['rowsRead']} rows ({report['rowsImported']} imported, "
 PY
   ;;
 *)
-  echo "usage: $0 transaction|import BINARY ..." >&2
+  echo "usage: $0 transaction|read|import BINARY ..." >&2
   exit 2
   ;;
 esac

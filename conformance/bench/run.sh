@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Load benchmark on loopback: builds the release binary, starts Musubi on a fresh data dir and
 # measures, in one run, the limits (disk fdatasync rate, HTTP hello-world) and the scenarios
-# (durable create, read by id, search), then writes docs/performance.md.
+# (durable create, read by id, search, PHR vitals, the routed and consent-checked real path),
+# then writes docs/performance.md.
 #
 #   conformance/bench/run.sh            # 10 s per scenario, writes docs/performance.md
 #   conformance/bench/run.sh --smoke    # 1 s per scenario, writes target/bench/performance.md
@@ -57,7 +58,7 @@ p99() { awk '/ 99%/ {print $2}'; }
 # saying so: 30 s keeps every answer in the measurement.
 run_wrk() { # name, extra args...
   local name=$1; shift
-  wrk -t"$threads" -c"$connections" -d"$duration" --timeout 30s --latency "$@" > "target/bench/$name.txt"
+  wrk -t"$threads" -c"${WRK_CONNECTIONS:-$connections}" -d"$duration" --timeout 30s --latency "$@" > "target/bench/$name.txt"
   echo "$name: $(rps < "target/bench/$name.txt") req/s, p99 $(p99 < "target/bench/$name.txt")" >&2
 }
 
@@ -89,6 +90,47 @@ BODY_FILE=conformance/bench/transaction50.json run_wrk transaction -s conformanc
 WRK_PATH="/fhir/Immunization/$imm_id" run_wrk read -s conformance/bench/get_path.lua "$base"
 WRK_PATH="/fhir/Immunization?patient=Patient/bench-patient-0&date=ge2024-06-03&_count=10&_total=none" \
   run_wrk search -s conformance/bench/get_path.lua "$base"
+
+# Scenario 6: a PHR app sends a year of daily body weights in each request (365 Observations,
+# docs/phr-api.md) for a parent's child, with the demo parent's token (authorization code + PKCE).
+# The municipality client links the parent's account to bench-patient-0 first.
+municipality_token=$(curl -sf -u demo-municipality:demo-municipality-secret -d grant_type=client_credentials "$base/oauth/token" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+curl -sf -H "Authorization: Bearer $municipality_token" -X PUT "$base/fhir/RelatedPerson/bench-parent" \
+  -H 'Content-Type: application/fhir+json' --data-binary '{"resourceType": "RelatedPerson", "id": "bench-parent", "active": true,
+  "identifier": [{"system": "https://musubi.example.org/fhir/IdSystem/account", "value": "demo-parent"}],
+  "patient": {"reference": "Patient/bench-patient-0"}}' >/dev/null
+parent_token=$(python3 conformance/bench/parent_token.py "$base")
+# Four apps at once: each request takes ~0.5 s of server work, so 32 would only queue.
+WRK_TOKEN=$parent_token PHR_PERSON=bench-patient-0 WRK_CONNECTIONS=4 run_wrk phr_vitals -s conformance/bench/phr_vitals.lua "$base"
+
+# Scenario 7: the real path with consent and routing doing work. The 1 000 children get a home
+# municipality (千代田区, 131016), so every routine Immunization created for them is routed to it
+# (a delivery Task in the create's commit); the municipality then reads one of them (consent
+# decided by its legal basis, read AuditEvent committed before the answer).
+python3 - conformance/bench/patients1000.json > target/bench/residents1000.json <<'PY'
+import json, sys
+bundle = json.load(open(sys.argv[1]))
+for entry in bundle["entry"]:
+    entry["resource"]["address"] = [{"use": "home", "city": "千代田区", "extension": [{
+        "url": "https://musubi.example.org/fhir/StructureDefinition/municipality-code", "valueCode": "131016"}]}]
+json.dump(bundle, sys.stdout, ensure_ascii=False)
+PY
+curl -sf "${auth[@]}" -X POST "$base/fhir" -H 'Content-Type: application/fhir+json' \
+  --data-binary @target/bench/residents1000.json >/dev/null
+python3 - conformance/bench/immunization.json > target/bench/immunization-routine.json <<'PY'
+import json, sys
+immunization = json.load(open(sys.argv[1]))
+immunization["fundingSource"] = {"coding": [{"system": "https://musubi.example.org/fhir/CodeSystem/funding-source", "code": "routine"}]}
+json.dump(immunization, sys.stdout, ensure_ascii=False)
+PY
+BODY_FILE=target/bench/immunization-routine.json SPREAD=1 run_wrk routed_create \
+  -s conformance/bench/create_immunization.lua "$base/fhir/Immunization"
+routed_id=$(curl -sf "${auth[@]}" -X POST "$base/fhir/Immunization" -H 'Content-Type: application/fhir+json' \
+  --data-binary @target/bench/immunization-routine.json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+WRK_TOKEN=$municipality_token WRK_PATH="/fhir/Immunization/$routed_id" run_wrk municipal_read \
+  -s conformance/bench/get_path.lua "$base"
+
 # The count goes through the consent check like any search (every match decided before the
 # total is given, up to consent.max_search_matches); "more than" that when it refuses.
 stored=$(curl -s "${auth[@]}" "$base/fhir/Immunization?_summary=count" | python3 -c '

@@ -4,13 +4,14 @@
 //! refusal, and every write, leaves an AuditEvent (docs/consent.md, "Enforcement in the
 //! gateway").
 //!
-//! Decisions are made per request from the Consents stored at that moment and cached only for
-//! the request (per patient), so a revocation takes effect with the very next request. The
-//! functions here are called once per exit by `rest.rs` and `transaction.rs`.
+//! Decisions are made per request from the Consents stored at that moment. A patient's consent
+//! facts are reused across requests only while the store reports no Consent or Patient write
+//! since they were read ([`FactsCache`]), so a revocation takes effect with the very next
+//! request. The functions here are called once per exit by `rest.rs` and `transaction.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use consent::{
     BasePolicy, Classification, ConsentRecord, Data, Grantor, Identifier, Outcome, Party,
@@ -767,6 +768,45 @@ pub(crate) struct Facts {
     pub(crate) home: Option<String>,
 }
 
+/// Consent facts of recently decided patients, each with the store's Consent and Patient write
+/// generations taken before it was read. A hit needs both generations unchanged, so any write of
+/// a Consent or Patient through this process's store (a revocation, a move to another
+/// municipality) sends the next request back to the store. Saves a Consent search, a Patient read
+/// and the consents' parsing per consent-checked request.
+#[derive(Default)]
+pub struct FactsCache(Mutex<HashMap<PatientRef, (Generations, Arc<Facts>)>>);
+
+/// The store's write generations of Consent and Patient, in that order.
+type Generations = (u64, u64);
+
+/// Patients whose facts are kept; the cache starts over when it is full.
+const FACTS_CACHE_ENTRIES: usize = 10_000;
+
+fn cached_consent_facts(
+    state: &crate::state::AppState,
+    policy: &Policy,
+    patient: &PatientRef,
+) -> Result<Arc<Facts>, ApiError> {
+    // Generations before the data: facts read after them are at least that new.
+    let generation = (
+        state.store.write_generation("Consent"),
+        state.store.write_generation("Patient"),
+    );
+    let cache = &state.consent_facts.0;
+    if let Some((cached_at, facts)) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(patient)
+        && *cached_at == generation
+    {
+        return Ok(facts.clone());
+    }
+    let facts = Arc::new(consent_facts(state, policy, patient)?);
+    let mut cached = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if cached.len() >= FACTS_CACHE_ENTRIES {
+        cached.clear();
+    }
+    cached.insert(patient.clone(), (generation, facts.clone()));
+    Ok(facts)
+}
+
 /// The decisions of one request.
 struct Enforcer<'c, 's> {
     ctx: &'c Ctx<'s>,
@@ -774,7 +814,7 @@ struct Enforcer<'c, 's> {
     recipient: Party,
     purpose: Purpose,
     now: OffsetDateTime,
-    facts: HashMap<PatientRef, Facts>,
+    facts: HashMap<PatientRef, Arc<Facts>>,
     log: Vec<Logged>,
 }
 
@@ -968,7 +1008,7 @@ impl<'c, 's> Enforcer<'c, 's> {
     /// The patient's consents and home municipality, read once per request.
     fn facts_of(&mut self, patient: &PatientRef) -> Result<&Facts, ApiError> {
         if !self.facts.contains_key(patient) {
-            let facts = consent_facts(self.ctx.state, self.policy, patient)?;
+            let facts = cached_consent_facts(self.ctx.state, self.policy, patient)?;
             self.facts.insert(patient.clone(), facts);
         }
         Ok(&self.facts[patient])

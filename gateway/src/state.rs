@@ -26,6 +26,7 @@ pub struct AppState {
     /// The My Number Portal adapter: its client, pending authorisations and sessions
     /// (docs/my-number-portal.md, "Serving"); shared by every worker.
     pub portal: crate::portal_api::PortalApi,
+    pub consent_facts: crate::disclosure::FactsCache,
 }
 
 /// Held while a conditional write searches and commits; released on drop.
@@ -55,6 +56,7 @@ impl AppState {
             imports: Mutex::new(HashMap::new()),
             phr_idempotency: crate::phr_api::Idempotency::default(),
             portal,
+            consent_facts: crate::disclosure::FactsCache::default(),
         }
     }
 

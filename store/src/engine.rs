@@ -11,8 +11,8 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use tokio::sync::oneshot;
 
 use crate::keys;
-use crate::record::StoredVersion;
-use crate::writer::{Message, Writer};
+use crate::record::{RecordHeader, StoredVersion};
+use crate::writer::{Message, WriteGenerations, Writer};
 use crate::{
     CommitFuture, HistoryPage, HistoryScope, SearchPage, SearchRequest, Store, StoreError, Write,
 };
@@ -52,6 +52,7 @@ pub struct FjallStore {
     _db: Database,
     data: Keyspace,
     poisoned: Arc<AtomicBool>,
+    generations: Arc<WriteGenerations>,
     inbox: Mutex<Option<Sender<Message>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -123,7 +124,9 @@ impl FjallStore {
             None => 1,
         };
         let poisoned = Arc::new(AtomicBool::new(false));
+        let generations = Arc::new(WriteGenerations::default());
         let writer = Writer {
+            generations: generations.clone(),
             db: db.clone(),
             data: data.clone(),
             next_seq,
@@ -139,6 +142,7 @@ impl FjallStore {
             _db: db,
             data,
             poisoned,
+            generations,
             inbox: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(handle)),
         })
@@ -188,11 +192,24 @@ impl Store for FjallStore {
         id: &str,
         version: u64,
     ) -> Result<Option<StoredVersion>, StoreError> {
-        self.get_version(
+        if let Some(found) = self.get_version(
             &keys::history(resource_type, id, version),
             resource_type,
             id,
-        )
+        )? {
+            return Ok(Some(found));
+        }
+        // The live version (or deletion marker) is kept under its current key only; it moves to
+        // the history table when the next version supersedes it (keys::history).
+        let current = keys::current(resource_type, id);
+        match self.data.get(&current).map_err(io)? {
+            Some(raw) if RecordHeader::peek(&raw).is_some_and(|h| h.version == version) => {
+                StoredVersion::decode(resource_type, id, &raw)
+                    .map(Some)
+                    .ok_or_else(|| StoreError::Corrupt(format!("{resource_type}/{id}")))
+            }
+            _ => Ok(None),
+        }
     }
 
     fn history(
@@ -205,10 +222,23 @@ impl Store for FjallStore {
         let mut versions = Vec::new();
         match scope {
             HistoryScope::Instance(rt, id) => {
+                // Newest first: the current version, then the superseded ones. Stores written
+                // before superseded-only history also hold the current version in the history
+                // table; it is listed once.
+                let current = self.read(rt, id)?;
+                let current_version = current.as_ref().map_or(u64::MAX, |c| c.version);
+                if let Some(current) = current
+                    && since_ms.is_none_or(|s| current.last_updated_ms >= s)
+                {
+                    versions.push(current);
+                }
                 for entry in self.data.prefix(keys::history_prefix(rt, id)).rev() {
                     let raw = entry.value().map_err(io)?;
                     let v = StoredVersion::decode(rt, id, &raw)
                         .ok_or_else(|| StoreError::Corrupt(format!("{rt}/{id}")))?;
+                    if v.version >= current_version {
+                        continue;
+                    }
                     if since_ms.is_some_and(|s| v.last_updated_ms < s) {
                         break;
                     }
@@ -240,6 +270,10 @@ impl Store for FjallStore {
         let total = versions.len();
         let versions = versions.into_iter().skip(offset).take(count).collect();
         Ok(HistoryPage { total, versions })
+    }
+
+    fn write_generation(&self, resource_type: &str) -> u64 {
+        self.generations.get(resource_type)
     }
 
     fn ready(&self) -> Result<(), StoreError> {

@@ -16,7 +16,9 @@ pub fn current_prefix(resource_type: &str) -> Vec<u8> {
     key
 }
 
-/// One version of a resource: `h\0{type}\0{id}\0{version:be64}` → record.
+/// A superseded version of a resource: `h\0{type}\0{id}\0{version:be64}` → record. The current
+/// version is written under [`current`] only and moves here when the next version replaces it
+/// (stores written before that layout hold it in both places).
 pub fn history(resource_type: &str, id: &str, version: u64) -> Vec<u8> {
     let mut key = history_prefix(resource_type, id);
     key.extend_from_slice(&version.to_be_bytes());

@@ -122,6 +122,12 @@ pub trait Store: Send + Sync + 'static {
         count: usize,
     ) -> Result<HistoryPage, StoreError>;
     fn search(&self, request: &SearchRequest<'_>) -> Result<SearchPage, StoreError>;
+    /// A number that grows whenever a commit group writes a resource of `resource_type` (not for
+    /// writes that changed nothing). It grows after the write is readable and before the write is
+    /// acknowledged, so a value derived from data read *after* taking the generation is still
+    /// current while the generation is unchanged: a cache checked this way never outlives a write
+    /// made through this store.
+    fn write_generation(&self, resource_type: &str) -> u64;
     /// Whether writes can be accepted (the writer runs and no disk write has failed).
     fn ready(&self) -> Result<(), StoreError>;
     /// Commit all writes atomically and durably, or none of them.

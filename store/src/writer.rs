@@ -46,6 +46,29 @@ impl Message {
     }
 }
 
+/// Per resource type, how many commit groups have changed it ([`crate::Store::write_generation`]).
+#[derive(Default)]
+pub(crate) struct WriteGenerations(std::sync::Mutex<std::collections::HashMap<String, u64>>);
+
+impl WriteGenerations {
+    pub(crate) fn get(&self, resource_type: &str) -> u64 {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(resource_type).copied().unwrap_or(0)
+    }
+
+    fn bump<'a>(&self, resource_types: impl IntoIterator<Item = &'a str>) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for resource_type in resource_types {
+            match map.get_mut(resource_type) {
+                Some(generation) => *generation += 1,
+                None => {
+                    map.insert(resource_type.to_owned(), 1);
+                }
+            }
+        }
+    }
+}
+
 pub(crate) struct Writer {
     pub db: Database,
     pub data: Keyspace,
@@ -54,6 +77,7 @@ pub(crate) struct Writer {
     /// accepted. Shared with the store handle so readiness checks see it.
     pub poisoned: Arc<AtomicBool>,
     pub overlay_hasher: Xxh3Builder,
+    pub generations: Arc<WriteGenerations>,
 }
 
 /// Values written earlier in the same group (or transaction) but not yet in fjall, by key.
@@ -160,6 +184,15 @@ impl Writer {
             }
             return;
         }
+        // The group is readable now; caches keyed by generation see the change before any
+        // writer hears back.
+        let changed: std::collections::BTreeSet<&str> = pending
+            .iter()
+            .flat_map(|(_, committed)| committed.iter())
+            .filter(|c| c.outcome != WriteOutcome::Unchanged)
+            .map(|c| c.version.resource_type.as_str())
+            .collect();
+        self.generations.bump(changed);
         for (reply, committed) in pending {
             let _ = reply.send(Ok(committed));
         }
@@ -315,6 +348,7 @@ fn plan_write(
             if live_version.is_some() {
                 remove_index_entries(tx, rt, id)?;
             }
+            supersede(tx, rt, id, current.as_ref(), current_raw.as_ref());
             for entry in &entries {
                 tx.put(
                     keys::index(rt, &entry.param, &entry.value.key_bytes(), id),
@@ -324,9 +358,7 @@ fn plan_write(
             let entries_blob = postcard::to_allocvec(&entries)
                 .map_err(|e| StoreError::Invalid(format!("index entries of {rt}/{id}: {e}")))?;
             tx.put_readable(keys::entries(rt, id), Slice::from(entries_blob));
-            let record = Slice::from(version.encode());
-            tx.put(keys::history(rt, id, next_version), record.clone());
-            tx.put_readable(current_key, record);
+            tx.put_readable(current_key, Slice::from(version.encode()));
             tx.put(
                 keys::log(*next_seq),
                 Slice::from(keys::log_value(rt, id, next_version)),
@@ -366,9 +398,8 @@ fn plan_write(
             };
             remove_index_entries(tx, rt, id)?;
             tx.remove_readable(keys::entries(rt, id));
-            let record = Slice::from(version.encode());
-            tx.put(keys::history(rt, id, next_version), record.clone());
-            tx.put_readable(current_key, record);
+            supersede(tx, rt, id, current.as_ref(), current_raw.as_ref());
+            tx.put_readable(current_key, Slice::from(version.encode()));
             tx.put(
                 keys::log(*next_seq),
                 Slice::from(keys::log_value(rt, id, next_version)),
@@ -379,6 +410,21 @@ fn plan_write(
                 version,
             })
         }
+    }
+}
+
+/// Move the version a write replaces into the history table. The current version lives only
+/// under its current key (one copy of each body on disk); `vread` and instance history look
+/// there for it.
+fn supersede(
+    tx: &mut Transaction<'_>,
+    rt: &str,
+    id: &str,
+    current: Option<&RecordHeader>,
+    current_raw: Option<&Slice>,
+) {
+    if let (Some(header), Some(raw)) = (current, current_raw) {
+        tx.put(keys::history(rt, id, header.version), raw.clone());
     }
 }
 

@@ -428,3 +428,167 @@ async fn reference_searches_answered_from_the_index_alone_match_verified_ones() 
     );
     assert!(search_ids(&store, "Immunization", &[("patient:missing", "true")]).is_empty());
 }
+
+#[tokio::test]
+async fn every_version_stays_readable_when_the_current_one_is_kept_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let family = |v: &store::StoredVersion| -> String {
+        let body: Value = serde_json::from_slice(&v.body).unwrap();
+        body["name"][0]["family"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    store
+        .commit(vec![put(
+            "Patient",
+            "p1",
+            Precondition::MustNotExist,
+            patient("p1", "A"),
+        )])
+        .await
+        .unwrap();
+    // Version 1 is current: vread finds it under its current key.
+    assert_eq!(
+        family(&store.vread("Patient", "p1", 1).unwrap().unwrap()),
+        "A"
+    );
+    assert!(store.vread("Patient", "p1", 2).unwrap().is_none());
+    // Two versions in one commit group, then a deletion and a re-creation.
+    let (b, c) = tokio::join!(
+        store.commit(vec![put(
+            "Patient",
+            "p1",
+            Precondition::VersionIs(1),
+            patient("p1", "B")
+        )]),
+        store.commit(vec![put(
+            "Patient",
+            "p1",
+            Precondition::VersionIs(2),
+            patient("p1", "C")
+        )]),
+    );
+    assert_eq!(b.unwrap()[0].version.version, 2);
+    assert_eq!(c.unwrap()[0].version.version, 3);
+    let deleted = store
+        .commit(vec![Write {
+            resource_type: "Patient".into(),
+            id: "p1".into(),
+            precondition: Precondition::None,
+            action: WriteAction::Delete,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(deleted[0].version.version, 4);
+    assert!(
+        store
+            .vread("Patient", "p1", 4)
+            .unwrap()
+            .unwrap()
+            .is_deleted()
+    );
+    store
+        .commit(vec![put(
+            "Patient",
+            "p1",
+            Precondition::None,
+            patient("p1", "E"),
+        )])
+        .await
+        .unwrap();
+
+    assert_every_version(&store);
+    store.shutdown().await.unwrap();
+    drop(store);
+    assert_every_version(&open(dir.path()));
+}
+
+/// The five versions the test above wrote, through vread, instance history and type history.
+fn assert_every_version(store: &FjallStore) {
+    let family = |v: &store::StoredVersion| -> String {
+        let body: Value = serde_json::from_slice(&v.body).unwrap_or_default();
+        body["name"][0]["family"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let expected: Vec<(u64, String)> = [(5, "E"), (4, ""), (3, "C"), (2, "B"), (1, "A")]
+        .iter()
+        .map(|(v, n)| (*v, (*n).to_owned()))
+        .collect();
+    for (version, name) in &expected {
+        let v = store.vread("Patient", "p1", *version).unwrap().unwrap();
+        assert_eq!(
+            (v.version, family(&v)),
+            (*version, name.clone()),
+            "vread {version}"
+        );
+    }
+    let history = store
+        .history(
+            &HistoryScope::Instance("Patient".into(), "p1".into()),
+            None,
+            0,
+            10,
+        )
+        .unwrap();
+    let listed: Vec<(u64, String)> = history
+        .versions
+        .iter()
+        .map(|v| (v.version, family(v)))
+        .collect();
+    assert_eq!((history.total, listed), (5, expected));
+    // Type history goes through the change log and vread: every version once.
+    let by_type = store
+        .history(&HistoryScope::Type("Patient".into()), None, 0, 10)
+        .unwrap();
+    assert_eq!(by_type.total, 5);
+}
+
+#[tokio::test]
+async fn write_generations_grow_with_each_change_of_their_type_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    assert_eq!(store.write_generation("Consent"), 0);
+    let consent = json!({"resourceType": "Consent", "id": "c1", "status": "active"});
+    store
+        .commit(vec![put(
+            "Consent",
+            "c1",
+            Precondition::None,
+            consent.clone(),
+        )])
+        .await
+        .unwrap();
+    // Visible by the time the commit is acknowledged.
+    assert_eq!(store.write_generation("Consent"), 1);
+    assert_eq!(store.write_generation("Patient"), 0);
+    // A write that changes nothing leaves it as it is; another type's write too.
+    store
+        .commit(vec![put("Consent", "c1", Precondition::None, consent)])
+        .await
+        .unwrap();
+    store
+        .commit(vec![put(
+            "Patient",
+            "p1",
+            Precondition::None,
+            patient("p1", "A"),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(store.write_generation("Consent"), 1);
+    assert_eq!(store.write_generation("Patient"), 1);
+    store
+        .commit(vec![Write {
+            resource_type: "Consent".into(),
+            id: "c1".into(),
+            precondition: Precondition::None,
+            action: WriteAction::Delete,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(store.write_generation("Consent"), 2);
+}

@@ -491,6 +491,39 @@ async fn a_revoked_consent_stops_the_next_read() {
 }
 
 #[tokio::test]
+async fn a_move_to_another_municipality_counts_for_the_very_next_read() {
+    // The consent facts (consents, home municipality) are reused between requests; a Patient
+    // write must end that at once, like a Consent write does.
+    let app = spawn(|_| {}).await;
+    seed(&app).await;
+    let chiyoda = token_of(&app, "city-chiyoda").await;
+    let chuo = token_of(&app, "city-chuo").await;
+    for _ in 0..2 {
+        let r = get_as(&app, &chiyoda, "Immunization/imm-routine").await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    assert_eq!(
+        get_as(&app, &chuo, "Immunization/imm-routine").await.status,
+        404
+    );
+    app.upsert(
+        json!({"resourceType": "Patient", "id": "child-a", "birthDate": "2024-05-10",
+        "name": [{"text": "子 child-a"}],
+        "address": [{"use": "home", "city": "中央区",
+            "extension": [{"url": MUNICIPALITY_EXTENSION, "valueCode": CHUO}]}]}),
+    )
+    .await;
+    assert_eq!(
+        get_as(&app, &chiyoda, "Immunization/imm-routine")
+            .await
+            .status,
+        404
+    );
+    let r = get_as(&app, &chuo, "Immunization/imm-routine").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[tokio::test]
 async fn every_refusal_and_disclosure_of_a_search_is_audited_per_patient() {
     let app = spawn(|_| {}).await;
     seed(&app).await;
