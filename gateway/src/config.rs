@@ -50,6 +50,10 @@ pub struct Config {
     /// Pseudonymised research exports (docs/consent.md, "Research exports"). None by default.
     #[serde(default)]
     pub research: crate::research::ResearchConfig,
+    /// The month close's recipients found by registration, not by code: the 国保連
+    /// (docs/billing.md, "Claims via the 国保連").
+    #[serde(default)]
+    pub billing: crate::month_close::BillingConfig,
     pub log: LogConfig,
 }
 
@@ -784,6 +788,7 @@ impl Config {
         self.validate_access()?;
         self.validate_consent()?;
         self.validate_routing()?;
+        self.billing.validate(&self.clients)?;
         if self.portal.enabled {
             // Builds the client once (key, CAs, data files) so a mistake stops the start.
             crate::portal_api::PortalService::build(

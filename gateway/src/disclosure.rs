@@ -586,8 +586,9 @@ fn party_of(ctx: &Ctx<'_>, caller: &Caller) -> Party {
 }
 
 /// A client as a consent party: its kind, client id, and what its registration links it to —
-/// the organisation codes and the Organization it acts for (`organization`), so that a record
-/// naming that Organization or code names this client.
+/// the organisation codes, the Organization it acts for (`organization`) and the prefecture
+/// whose 国保連 it is (`billing.kokuho_ren`), so that a record naming that Organization, code
+/// or 国保連 names this client.
 pub(crate) fn client_party(
     state: &crate::state::AppState,
     kind: RecipientKind,
@@ -603,6 +604,9 @@ pub(crate) fn client_party(
             party = party.with_identifier(Identifier::municipality(code));
         }
         party.organization = client.organization.clone();
+        if let Some(prefecture) = state.config.billing.kokuho_ren_of(client_id) {
+            party = party.with_identifier(Identifier::new(billing::KOKUHO_REN_SYSTEM, prefecture));
+        }
     }
     party
 }

@@ -18,11 +18,13 @@ use billing::{
 };
 use identifiers::{
     FacilityCode, MEDICAL_INSTITUTION_CODE_SYSTEM, MEDICAL_INSTITUTION_CODE_SYSTEM_COMMON,
+    PrefectureCode,
 };
 use routing::{
     Basis, Channel, Delivery, DeliveryId, Directory, EventKind, OrganizationRef, PurposeOfUse,
     Recipient, RecipientKind,
 };
+use serde::Deserialize;
 use serde_json::{Value, json};
 use store::{Precondition, Write, WriteAction};
 use time::{OffsetDateTime, UtcOffset};
@@ -38,6 +40,66 @@ pub const FUNDING_SOURCE_SYSTEM: &str = "https://musubi.example.org/fhir/CodeSys
 pub const CLAIM_DELIVERY_RULE: &str = "month-close-claim";
 /// The consent engine's legal basis for claim batches (profiles/jp/consent/legal-bases.json).
 pub const CLAIM_LEGAL_BASIS: &str = "routine-vaccination-claim-batch";
+
+/// The month close's configuration, `[billing]` (docs/configuration.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillingConfig {
+    /// Prefecture code (two digits, e.g. `23` for 愛知県) → the registered client that is that
+    /// prefecture's 国保連 (国民健康保険団体連合会, kokuho-ren). It receives the claims the
+    /// 国保連 pays and may read the claims that name it (docs/billing.md, "Claims via the
+    /// 国保連"). Musubi has no client kind for a 国保連, so it is registered as a
+    /// `medical-association`: the kind whose only purpose of use is payment (HPAYMT).
+    #[serde(default)]
+    pub kokuho_ren: BTreeMap<String, String>,
+}
+
+impl BillingConfig {
+    /// Checks `billing.kokuho_ren` against the registered clients: each key is a prefecture
+    /// code written with two digits, each client is registered with kind `medical-association`
+    /// and is the 国保連 of one prefecture only.
+    pub fn validate(&self, clients: &[auth::Client]) -> Result<(), String> {
+        let mut prefecture_of: BTreeMap<&str, &str> = BTreeMap::new();
+        for (key, client_id) in &self.kokuho_ren {
+            let name = format!("billing.kokuho_ren.{key:?}");
+            let prefecture = PrefectureCode::parse(key).map_err(|e| format!("{name}: {e}"))?;
+            if prefecture.to_string() != *key {
+                return Err(format!(
+                    "{name}: write the prefecture code as two digits, {prefecture}"
+                ));
+            }
+            let registered = clients
+                .iter()
+                .any(|c| &c.id == client_id && c.kind == auth::ClientKind::MedicalAssociation);
+            if !registered {
+                return Err(format!(
+                    "{name} names {client_id:?}, which is not a registered client of kind medical-association (the kind a 国保連 is registered with)"
+                ));
+            }
+            if let Some(other) = prefecture_of.insert(client_id, key) {
+                return Err(format!(
+                    "{name} names {client_id:?}, already the 国保連 of prefecture {other}: a 国保連 serves one prefecture"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The client registered as the 国保連 of `prefecture`.
+    pub fn kokuho_ren_client(&self, prefecture: PrefectureCode) -> Option<&str> {
+        self.kokuho_ren
+            .get(&prefecture.to_string())
+            .map(String::as_str)
+    }
+
+    /// The prefecture whose 国保連 the client is, if it is one.
+    pub fn kokuho_ren_of(&self, client_id: &str) -> Option<&str> {
+        self.kokuho_ren
+            .iter()
+            .find(|(_, client)| *client == client_id)
+            .map(|(prefecture, _)| prefecture.as_str())
+    }
+}
 
 /// Japan Standard Time: due days are Japanese calendar days.
 const JST: UtcOffset = match UtcOffset::from_hms(9, 0, 0) {
@@ -623,15 +685,18 @@ fn load(
     })
 }
 
-/// Who receives a batch's Claim: the payer's registered client (a municipality), or why none.
+/// Who receives a batch's Claim: the payer's registered client (a municipality, or the client
+/// registered as the prefecture's 国保連), or why none.
 fn addressee(directory: &StoreDirectory<'_>, payer: &Party) -> Result<Recipient, String> {
     match payer {
         Party::Municipality(code) => directory.municipality(code).ok_or_else(|| {
             format!("no municipality client is registered for {code}; the Claim waits to be read")
         }),
-        Party::KokuhoRen(prefecture) => Err(format!(
-            "Musubi has no recipient for the 国保連 of prefecture {prefecture} yet; the Claim waits to be read"
-        )),
+        Party::KokuhoRen(prefecture) => directory.kokuho_ren(*prefecture).ok_or_else(|| {
+            format!(
+                "no client is registered as the 国保連 of prefecture {prefecture} (billing.kokuho_ren); the Claim waits to be read"
+            )
+        }),
         Party::MedicalAssociation(id) => Ok(Recipient {
             kind: RecipientKind::MedicalAssociation,
             id: format!("Organization/{id}"),
@@ -1175,6 +1240,55 @@ mod tests {
             refused: Some("consent re-check at delivery: denied"),
         };
         assert_eq!(kind(gather(&record, vaccine_type)), "refused");
+    }
+
+    #[test]
+    fn a_kokuho_ren_is_a_registered_medical_association_client_of_one_prefecture() {
+        let load = |pairs: &[(&str, &str)]| {
+            crate::config::Config::load(
+                None,
+                pairs
+                    .iter()
+                    .map(|(k, v)| (format!("MUSUBI__BILLING__KOKUHO_REN__{k}"), v.to_string())),
+            )
+        };
+        let config = load(&[("23", "demo-medical-association")]).unwrap();
+        let aichi = PrefectureCode::parse("23").unwrap();
+        let tokyo = PrefectureCode::parse("13").unwrap();
+        let billing = &config.billing;
+        assert_eq!(
+            billing.kokuho_ren_client(aichi),
+            Some("demo-medical-association")
+        );
+        assert_eq!(billing.kokuho_ren_client(tokyo), None);
+        assert_eq!(
+            billing.kokuho_ren_of("demo-medical-association"),
+            Some("23")
+        );
+        assert_eq!(billing.kokuho_ren_of("demo-municipality"), None);
+        assert!(load(&[]).unwrap().billing.kokuho_ren.is_empty());
+
+        let kind = "not a registered client of kind medical-association";
+        let cases: [(&[(&str, &str)], &str); 5] = [
+            (&[("23", "no-such-client")], kind),
+            (&[("23", "demo-municipality")], kind),
+            (&[("48", "demo-medical-association")], "prefecture"),
+            (&[("２３", "demo-medical-association")], "as two digits, 23"),
+            (
+                &[
+                    ("13", "demo-medical-association"),
+                    ("23", "demo-medical-association"),
+                ],
+                "already the 国保連 of prefecture 13",
+            ),
+        ];
+        for (pairs, fragment) in cases {
+            let error = load(pairs).unwrap_err().to_string();
+            assert!(
+                error.contains("billing.kokuho_ren.") && error.contains(fragment),
+                "{pairs:?}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -251,6 +251,13 @@ impl StoreDirectory<'_> {
                 .next(),
         }
     }
+
+    /// The client registered as the prefecture's 国保連 (`billing.kokuho_ren`), a recipient of
+    /// the month close's claims.
+    pub(crate) fn kokuho_ren(&self, prefecture: identifiers::PrefectureCode) -> Option<Recipient> {
+        let client = self.state.config.billing.kokuho_ren_client(prefecture)?;
+        Some(self.recipient(RecipientKind::MedicalAssociation, client.to_owned()))
+    }
 }
 
 impl Directory for StoreDirectory<'_> {

@@ -62,6 +62,15 @@ fn municipality_client(id: &str, code: &str) -> auth::Client {
 /// `endpoint` for the demo 千代田区 client, and a worker that polls only once, at start: the
 /// tests run its pass themselves (`gateway::outbox::poll`).
 async fn spawn(extra: &tempfile::TempDir, endpoint: Option<String>) -> TestApp {
+    spawn_adjusted(extra, endpoint, |_| {}).await
+}
+
+/// [`spawn`], with `adjust` changing the configuration further.
+async fn spawn_adjusted(
+    extra: &tempfile::TempDir,
+    endpoint: Option<String>,
+    adjust: impl FnOnce(&mut gateway::config::Config),
+) -> TestApp {
     let billing = extra.path().join("billing");
     std::fs::create_dir_all(&billing).unwrap();
     for (name, text) in billing_files() {
@@ -87,6 +96,7 @@ async fn spawn(extra: &tempfile::TempDir, endpoint: Option<String>) -> TestApp {
                 .endpoints
                 .insert("demo-municipality".into(), endpoint);
         }
+        adjust(config);
     })
     .await
 }
@@ -1162,5 +1172,145 @@ async fn the_demo_operator_closes_a_month_and_reads_no_records() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.json()["total"].as_u64().unwrap() > 0, "{}", r.text);
+    app.stop().await;
+}
+
+/// The mutual scheme of 千代田区 and 中央区 (replacing the golden one: this file's name sorts
+/// after `schemes.json`) with its claims through the 国保連 of 東京都 (13): the home ward's price;
+/// the 医師会 claims from the 国保連 by the 10th of the next month, the 国保連 from the home ward
+/// by the 20th of the month after.
+const VIA_KOKUHO_REN: &str = r#"{"kind": "schemes", "description": "test: the mutual scheme through the 国保連",
+  "schemes": [{"id": "tokyo-23-mutual", "name": "via 国保連", "kind": "mutual",
+    "members": ["131016", "131024"], "amount": "home-municipality",
+    "route": "via-kokuho-ren", "kokuho_ren": "13",
+    "association_due": {"day": 10, "months_after": 1},
+    "settlement_due": {"day": 20, "months_after": 2}}]}"#;
+
+/// How a Claim names a 国保連: by this system and the prefecture code.
+const KOKUHO_REN_SYSTEM: &str = "https://musubi.example.org/fhir/IdSystem/kokuho-ren";
+/// The clients registered as the 国保連 of 東京都 and of 愛知県 (`billing.kokuho_ren`).
+const KOKUHO_REN_TOKYO: &str = "kokuho-ren-tokyo";
+const KOKUHO_REN_AICHI: &str = "kokuho-ren-aichi";
+
+#[tokio::test]
+async fn a_claim_via_the_kokuho_ren_reaches_its_registered_client_and_no_other() {
+    let endpoint = Endpoint::default();
+    let url = start_endpoint(&endpoint, "/fhir");
+    let extra = tempfile::tempdir().unwrap();
+    let billing = extra.path().join("billing");
+    std::fs::create_dir_all(&billing).unwrap();
+    std::fs::write(billing.join("tokyo-via-kokuho-ren.json"), VIA_KOKUHO_REN).unwrap();
+    let app = spawn_adjusted(&extra, None, move |config| {
+        for (prefecture, id) in [("13", KOKUHO_REN_TOKYO), ("23", KOKUHO_REN_AICHI)] {
+            config.clients.push(system_client(
+                id,
+                auth::ClientKind::MedicalAssociation,
+                &["system/Claim.rs"],
+            ));
+            config
+                .billing
+                .kokuho_ren
+                .insert(prefecture.into(), id.into());
+        }
+        config
+            .routing
+            .endpoints
+            .insert(KOKUHO_REN_TOKYO.into(), url);
+    })
+    .await;
+    seed_organizations(&app).await;
+    // A 中央区 resident vaccinated at a 千代田区 clinic (医師会 ma-chiyoda) in June 2025.
+    app.upsert(patient("p-kokuho", "2024-05-01", "131024"))
+        .await;
+    app.upsert(immunization(
+        "imm-kokuho",
+        "p-kokuho",
+        "clinic-c1",
+        "mr",
+        1,
+        "2025-06-02",
+    ))
+    .await;
+
+    let summary = close(&app, "2025-06").await;
+    let to_kokuho_ren = claim_of(&summary, "medical-association:ma-chiyoda", "kokuho-ren:13");
+    let from_kokuho_ren = claim_of(&summary, "kokuho-ren:13", "municipality:131024");
+    let batch = |claim: &str| {
+        named(&summary, "batch")
+            .into_iter()
+            .find(|b| part(b, "claim")["valueReference"]["reference"] == claim)
+            .unwrap()
+    };
+    let delivery = |claim: &str| {
+        part(batch(claim), "delivery")["valueReference"]["reference"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{claim} is not delivered: {summary:#}"))
+            .trim_start_matches("Task/")
+            .to_owned()
+    };
+    for (claim, due) in [
+        (&to_kokuho_ren, "2025-07-10"),
+        (&from_kokuho_ren, "2025-08-20"),
+    ] {
+        assert_eq!(part(batch(claim), "due")["valueDate"], due);
+        // 中央区's price for a first MR dose.
+        assert_eq!(part(batch(claim), "total")["valueMoney"]["value"], 10800);
+    }
+    // The 国保連's claim goes to its registered client's endpoint, held until its due day
+    // (midnight in Japan); the 国保連's own claim goes to 中央区's mailbox, as any municipal one.
+    let to_client = delivery(&to_kokuho_ren);
+    let waiting = task(&app, &to_client);
+    assert_eq!(waiting["code"]["coding"][0]["code"], "fhir-rest-hook");
+    assert_eq!(waiting["owner"]["identifier"]["value"], KOKUHO_REN_TOKYO);
+    assert_eq!(
+        outputs(&waiting, "not-before")[0]["valueInstant"],
+        "2025-07-09T15:00:00.000Z"
+    );
+    let to_chuo = task(&app, &delivery(&from_kokuho_ren));
+    assert_eq!(to_chuo["code"]["coding"][0]["code"], "mailbox");
+    assert_eq!(to_chuo["owner"]["identifier"]["value"], CHUO);
+
+    // The due day is past: one worker pass delivers it.
+    let http = reqwest::Client::new();
+    gateway::outbox::poll(&app.state, &http).await.unwrap();
+    assert_eq!(
+        received(&endpoint),
+        vec![(
+            "/fhir/Claim".to_owned(),
+            to_client.clone(),
+            "active".to_owned()
+        )]
+    );
+    let sent = endpoint.lock().unwrap().requests[0].json();
+    assert_eq!(
+        sent["insurer"]["identifier"],
+        json!({"system": KOKUHO_REN_SYSTEM, "value": "13"})
+    );
+    assert_eq!(task(&app, &to_client)["status"], "completed");
+
+    // Through /fhir, 東京都's 国保連 reads both Claims that name it (as payer and as claimant);
+    // 愛知県's reads neither, nor counts them.
+    let both = [to_kokuho_ren.as_str(), from_kokuho_ren.as_str()];
+    for (client, visible) in [(KOKUHO_REN_TOKYO, &both[..]), (KOKUHO_REN_AICHI, &[][..])] {
+        let token = client_credentials_token(&http, &app.root, client, TEST_CLIENT_SECRET, None)
+            .await
+            .unwrap();
+        let get = |path: &str| {
+            app.send(
+                http.get(app.url(path))
+                    .bearer_auth(&token)
+                    .header("accept", "application/fhir+json")
+                    .header("x-purpose-of-use", "HPAYMT"),
+            )
+        };
+        for claim in both {
+            let r = get(claim).await;
+            let want = if visible.contains(&claim) { 200 } else { 404 };
+            assert_eq!(r.status, want, "{client} reads {claim}: {}", r.text);
+        }
+        let r = get("Claim?_summary=count").await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.json()["total"], visible.len(), "{client}");
+    }
     app.stop().await;
 }
