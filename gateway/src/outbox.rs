@@ -1649,8 +1649,22 @@ fn caller(access: &Access) -> Result<&Caller, ApiError> {
 }
 
 /// Whether the Task is owned by this caller: its client id, and for a parent, their children.
+/// The names a caller's deliveries are addressed to: its client id, and the Organization it is
+/// registered for (`[[clients]] organization`), since a 医師会 is addressed as its Organization.
+fn mailbox_names(state: &AppState, caller: &Caller) -> Vec<String> {
+    let organization = state
+        .config
+        .clients
+        .iter()
+        .find(|c| c.id == caller.client_id)
+        .and_then(|c| c.organization.clone());
+    std::iter::once(caller.client_id.clone())
+        .chain(organization)
+        .collect()
+}
+
 fn owned_by(state: &AppState, caller: &Caller, info: &Info) -> Result<bool, ApiError> {
-    if info.recipient != caller.client_id {
+    if !mailbox_names(state, caller).contains(&info.recipient) {
         return Ok(false);
     }
     match caller.claims.fhir_user.as_deref() {
@@ -1677,12 +1691,11 @@ async fn inbox_bundle(state: &AppState, req: &HttpRequest) -> Result<Value, ApiE
     let caller = caller(&access)?;
     let root = root_url(state, req);
     let mut entries = Vec::new();
-    for version in scan(
-        state,
-        Channel::Mailbox,
-        "requested",
-        Some(&caller.client_id),
-    )? {
+    let mut waiting = Vec::new();
+    for name in mailbox_names(state, caller) {
+        waiting.extend(scan(state, Channel::Mailbox, "requested", Some(&name))?);
+    }
+    for version in waiting {
         let mut task = body_of(&version)?;
         let Ok(info) = Info::of(&task) else { continue };
         if !owned_by(state, caller, &info)? {

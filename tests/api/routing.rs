@@ -553,3 +553,72 @@ async fn a_parents_app_subscribes_and_receives_the_clinics_immunization() {
     assert_eq!(received.requests.len(), 1, "{:?}", received.requests);
     assert_eq!(received.accepted()[0]["id"], "imm-7");
 }
+
+/// A 予診票 goes to the clinic the guardian chose, addressed to that clinic's Organization: the
+/// clinic's client, registered for that Organization, finds it in its mailbox; a clinic
+/// registered for another Organization does not.
+#[tokio::test]
+async fn a_chosen_clinic_pulls_the_prevaccination_form_addressed_to_its_organization() {
+    let clinic = |id: &str, organization: &str| {
+        let mut client = system_client(
+            id,
+            auth::ClientKind::ClinicEmr,
+            &["system/QuestionnaireResponse.rs", "system/Task.rs"],
+        );
+        client.organization = Some(organization.to_owned());
+        client
+    };
+    let app = TestApp::spawn_with(|config| {
+        config
+            .clients
+            .push(clinic("chosen-emr", "Organization/chosen"));
+        config
+            .clients
+            .push(clinic("other-emr", "Organization/other"));
+    })
+    .await;
+    seed(&app).await;
+    for id in ["chosen", "other"] {
+        app.upsert(json!({"resourceType": "Organization", "id": id, "name": id}))
+            .await;
+    }
+    app.upsert(json!({
+        "resourceType": "QuestionnaireResponse", "id": "form-1",
+        "questionnaire": "https://musubi.example.org/fhir/Questionnaire/prevaccination-child",
+        "status": "in-progress", "subject": {"reference": "Patient/child-a"},
+        "authored": "2024-07-01T09:30:00+09:00",
+        "extension": [{"url": "https://musubi.example.org/fhir/StructureDefinition/chosen-clinic",
+                       "valueReference": {"reference": "Organization/chosen"}}],
+        "item": [{"linkId": "header", "item": [
+            {"linkId": "guardian-name", "answer": [{"valueString": "結城　一郎"}]},
+            {"linkId": "body-temperature", "answer": [{"valueDecimal": 36.6}]}]}]
+    }))
+    .await;
+    let inbox = |client: &'static str| {
+        let app = &app;
+        async move {
+            let token = client_credentials_token(
+                &app.anonymous(),
+                &app.root,
+                client,
+                TEST_CLIENT_SECRET,
+                None,
+            )
+            .await
+            .unwrap();
+            let r = app
+                .send(
+                    app.anonymous()
+                        .get(format!("{}/routing/v1/inbox", app.root))
+                        .bearer_auth(token),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            r.json()
+        }
+    };
+    let chosen = inbox("chosen-emr").await;
+    assert_eq!(chosen["total"], 1, "{chosen:#}");
+    assert_eq!(chosen["entry"][0]["resource"]["id"], "form-1");
+    assert_eq!(inbox("other-emr").await["total"], 0);
+}
