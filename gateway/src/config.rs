@@ -1194,7 +1194,7 @@ mod tests {
 
     #[test]
     fn consent_and_audit_mistakes_are_reported() {
-        let cases: [(&[(&str, &str)], &str); 6] = [
+        let cases: [(&[(&str, &str)], &str); 7] = [
             (
                 &[("MUSUBI__CONSENT__MAX_SEARCH_MATCHES", "0")],
                 "consent.max_search_matches",

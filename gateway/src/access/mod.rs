@@ -429,8 +429,8 @@ impl Access {
 
     /// The routing operator's routes (`/routing/v1`: month close, deliveries, building files
     /// and digests): only an operator client, and only with every interaction on Task granted
-    /// by `system/` scopes (`system/Task.cruds`). The operator's own Task rule in [`permit`]
-    /// keeps it from Tasks through /fhir; here the scopes alone are asked.
+    /// by `system/` scopes (`system/Task.cruds`). The scopes are asked directly: [`permit`]
+    /// refuses an operator Tasks, which it may not read through /fhir.
     ///
     /// [`permit`]: Access::permit
     pub fn permit_operator(&self) -> Result<(), ApiError> {
