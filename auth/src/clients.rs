@@ -32,6 +32,9 @@ pub enum ClientKind {
     /// A research or evaluation project's client: it receives pseudonymised exports of the
     /// projects it is listed on.
     ResearchProject,
+    /// The gateway's operator: runs the month close and handles the delivery queue. It acts
+    /// for no organisation and no person, so it is never a recipient of patient data.
+    Operator,
 }
 
 /// An OAuth grant type (RFC 6749).
@@ -303,6 +306,10 @@ fn validate(client: Client) -> Result<RegisteredClient, String> {
         }
         ClientKind::Municipality if client.municipality_code.is_none() => {
             return Err("a municipality client needs municipality_code".into());
+        }
+        // An operator acts for the gateway, never for a signed-in user or patient.
+        ClientKind::Operator if client.grant_types != [GrantType::ClientCredentials] => {
+            return Err("an operator client has the grant type client_credentials only".into());
         }
         _ => {}
     }
@@ -639,6 +646,14 @@ mod tests {
                 })],
                 "clinic-a",
                 "needs municipality_code",
+            ),
+            (
+                vec![with(|c| {
+                    c.kind = ClientKind::Operator;
+                    c.grant_types.push(GrantType::AuthorizationCode)
+                })],
+                "clinic-a",
+                "client_credentials only",
             ),
             (
                 vec![with(|c| c.organization = Some("ma-1".into()))],

@@ -176,10 +176,11 @@ impl Default for ConsentConfig {
 }
 
 impl ConsentConfig {
-    /// The purposes a client kind acts under: configured, else the built-in default.
-    pub fn purposes_of(&self, kind: auth::ClientKind) -> KindPurposes {
+    /// The purposes a client kind acts under: configured, else the built-in default. An
+    /// operator has none: it is never the recipient of a disclosure.
+    pub fn purposes_of(&self, kind: auth::ClientKind) -> Option<KindPurposes> {
         if let Some(configured) = self.purposes.get(&kind) {
-            return configured.clone();
+            return Some(configured.clone());
         }
         let (default, allowed): (&str, &[&str]) = match kind {
             auth::ClientKind::ClinicEmr => ("TREAT", &["TREAT", "COC"]),
@@ -187,11 +188,12 @@ impl ConsentConfig {
             auth::ClientKind::Municipality => ("PUBHLTH", &["PUBHLTH", "COC", "HPAYMT"]),
             auth::ClientKind::PhrApp | auth::ClientKind::PortalAdapter => ("PATRQT", &["PATRQT"]),
             auth::ClientKind::ResearchProject => ("HRESCH", &["HRESCH"]),
+            auth::ClientKind::Operator => return None,
         };
-        KindPurposes {
+        Some(KindPurposes {
             default: default.to_owned(),
             allowed: allowed.iter().map(|p| (*p).to_owned()).collect(),
-        }
+        })
     }
 }
 
@@ -958,6 +960,11 @@ impl Config {
         let policy = crate::disclosure::load_policy(self.profiles.extra_dir.as_deref())?;
         for (kind, purposes) in &consent.purposes {
             let name = format!("consent.purposes.{}", kind_code(*kind));
+            if *kind == auth::ClientKind::Operator {
+                return Err(format!(
+                    "{name}: an operator client is never the recipient of a disclosure, so it has no purpose of use"
+                ));
+            }
             if !purposes.allowed.contains(&purposes.default) {
                 return Err(format!(
                     "{name}: the default {:?} must be one of allowed {:?}",
@@ -1016,6 +1023,7 @@ pub fn kind_code(kind: auth::ClientKind) -> &'static str {
         auth::ClientKind::PhrApp => "phr-app",
         auth::ClientKind::PortalAdapter => "portal-adapter",
         auth::ClientKind::ResearchProject => "research-project",
+        auth::ClientKind::Operator => "operator",
     }
 }
 
@@ -1156,10 +1164,11 @@ mod tests {
             (auth::ClientKind::PhrApp, "PATRQT"),
         ];
         for (kind, purpose) in cases {
-            let purposes = c.consent.purposes_of(kind);
+            let purposes = c.consent.purposes_of(kind).unwrap();
             assert_eq!(purposes.default, purpose, "{kind:?}");
             assert!(purposes.allowed.contains(&purposes.default), "{kind:?}");
         }
+        assert!(c.consent.purposes_of(auth::ClientKind::Operator).is_none());
         let c = Config::load(
             None,
             env(&[
@@ -1175,12 +1184,16 @@ mod tests {
         assert_eq!(
             c.consent
                 .purposes_of(auth::ClientKind::Municipality)
+                .unwrap()
                 .default,
             "COC"
         );
         // Kinds not configured keep their built-in purposes.
         assert_eq!(
-            c.consent.purposes_of(auth::ClientKind::ClinicEmr).default,
+            c.consent
+                .purposes_of(auth::ClientKind::ClinicEmr)
+                .unwrap()
+                .default,
             "TREAT"
         );
         assert_eq!(c.audit.reads, ReadAudit::Off);
@@ -1188,7 +1201,7 @@ mod tests {
 
     #[test]
     fn consent_and_audit_mistakes_are_reported() {
-        let cases: [(&[(&str, &str)], &str); 6] = [
+        let cases: [(&[(&str, &str)], &str); 7] = [
             (
                 &[("MUSUBI__CONSENT__MAX_SEARCH_MATCHES", "0")],
                 "consent.max_search_matches",
@@ -1206,6 +1219,16 @@ mod tests {
                     ),
                 ],
                 "consent.purposes.clinic-emr",
+            ),
+            (
+                &[
+                    ("MUSUBI__CONSENT__PURPOSES__OPERATOR__DEFAULT", "TREAT"),
+                    (
+                        "MUSUBI__CONSENT__PURPOSES__OPERATOR__ALLOWED",
+                        "[\"TREAT\"]",
+                    ),
+                ],
+                "no purpose of use",
             ),
             (
                 &[

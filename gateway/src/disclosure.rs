@@ -247,7 +247,7 @@ pub(crate) fn writes(ctx: &Ctx<'_>, mut writes: Vec<Write>) -> Result<Vec<Write>
         return Ok(writes);
     }
     let purpose = match consent_checked(ctx) {
-        Some(caller) => Some(purpose_of(ctx, caller)?),
+        Some((caller, _)) => Some(purpose_of(ctx, caller)?),
         None => None,
     };
     let recorded = now_instant();
@@ -538,10 +538,12 @@ pub(crate) fn policy(state: &crate::state::AppState) -> Result<&'static Policy, 
 // ---------------------------------------------------------------------------------------------
 // Who is asking, and why.
 
-/// The caller whose disclosures are consent-checked: an authenticated client acting for an
-/// organisation. A parent (or a patient-context app) acts for the data subject, and the
-/// gateway itself is not a recipient; neither is checked.
-fn consent_checked<'c>(ctx: &'c Ctx<'_>) -> Option<&'c Caller> {
+/// The caller whose disclosures are consent-checked, with the kind of recipient it is: an
+/// authenticated client acting for an organisation. A parent (or a patient-context app) acts
+/// for the data subject, and the gateway itself is not a recipient; neither is checked. Nor is
+/// an operator client: it is no recipient, and the access check already refuses it every type
+/// that can hold patient data (`Access::permit`), so nothing is left to decide.
+fn consent_checked<'c>(ctx: &'c Ctx<'_>) -> Option<(&'c Caller, RecipientKind)> {
     if !ctx.state.config.consent.enforce {
         return None;
     }
@@ -552,13 +554,26 @@ fn consent_checked<'c>(ctx: &'c Ctx<'_>) -> Option<&'c Caller> {
             .fhir_user
             .as_deref()
             .is_some_and(|u| u.contains("RelatedPerson/") || u.contains("Patient/"));
-    (!for_the_subject).then_some(caller)
+    if for_the_subject {
+        return None;
+    }
+    Some((caller, recipient_kind(caller.kind)?))
 }
 
 /// The purpose of use: the kind's configured default, or the `X-Purpose-Of-Use` header when
 /// the configuration allows that purpose for the kind.
 fn purpose_of(ctx: &Ctx<'_>, caller: &Caller) -> Result<Purpose, ApiError> {
-    let purposes = ctx.state.config.consent.purposes_of(caller.kind);
+    let purposes = ctx
+        .state
+        .config
+        .consent
+        .purposes_of(caller.kind)
+        .ok_or_else(|| {
+            ApiError::internal(format!(
+                "a {} client has no purpose of use",
+                kind_code(caller.kind)
+            ))
+        })?;
     let code = match ctx.purpose_of_use.as_deref().map(str::trim) {
         None | Some("") => purposes.default.as_str(),
         Some(asked) => {
@@ -578,11 +593,6 @@ fn purpose_of(ctx: &Ctx<'_>, caller: &Caller) -> Result<Purpose, ApiError> {
         }
     };
     Purpose::new(code).map_err(|e| ApiError::internal(format!("consent.purposes: {e}")))
-}
-
-/// The caller as the recipient of a disclosure.
-fn party_of(ctx: &Ctx<'_>, caller: &Caller) -> Party {
-    client_party(ctx.state, recipient_kind(caller.kind), &caller.client_id)
 }
 
 /// A client as a consent party: its kind, client id, and what its registration links it to —
@@ -611,15 +621,17 @@ pub(crate) fn client_party(
     party
 }
 
-fn recipient_kind(kind: auth::ClientKind) -> RecipientKind {
-    match kind {
+/// The kind of recipient a client is to the consent engine; an operator is none.
+fn recipient_kind(kind: auth::ClientKind) -> Option<RecipientKind> {
+    Some(match kind {
         auth::ClientKind::ClinicEmr => RecipientKind::ClinicEmr,
         auth::ClientKind::MedicalAssociation => RecipientKind::MedicalAssociation,
         auth::ClientKind::Municipality => RecipientKind::Municipality,
         auth::ClientKind::PhrApp => RecipientKind::PhrApp,
         auth::ClientKind::PortalAdapter => RecipientKind::PortalAdapter,
         auth::ClientKind::ResearchProject => RecipientKind::ResearchProject,
-    }
+        auth::ClientKind::Operator => return None,
+    })
 }
 
 /// Who recorded the data, as far as the record says: a record a PHR app sent through the app
@@ -824,13 +836,13 @@ struct Enforcer<'c, 's> {
 
 impl<'c, 's> Enforcer<'c, 's> {
     fn for_ctx(ctx: &'c Ctx<'s>) -> Result<Option<Enforcer<'c, 's>>, ApiError> {
-        let Some(caller) = consent_checked(ctx) else {
+        let Some((caller, kind)) = consent_checked(ctx) else {
             return Ok(None);
         };
         Ok(Some(Enforcer {
             ctx,
             policy: policy(ctx.state)?,
-            recipient: party_of(ctx, caller),
+            recipient: client_party(ctx.state, kind, &caller.client_id),
             purpose: purpose_of(ctx, caller)?,
             now: OffsetDateTime::now_utc(),
             facts: HashMap::new(),
@@ -1282,7 +1294,8 @@ fn agents(access: &Access, purpose: Option<&Purpose>) -> Vec<Value> {
     };
     let mut agents = match access {
         Access::Caller(caller) => {
-            let kind = Some(kind_code(caller.kind));
+            // An operator is no recipient kind, so its agent has no type.
+            let kind = recipient_kind(caller.kind).map(RecipientKind::code);
             match &caller.claims.fhir_user {
                 Some(user) => vec![
                     json!({"who": {"reference": user}, "requestor": true}),

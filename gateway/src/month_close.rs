@@ -493,7 +493,7 @@ pub(crate) async fn close_route(state: web::Data<AppState>, req: HttpRequest) ->
 }
 
 async fn close_request(state: &AppState, req: &HttpRequest) -> Result<Value, ApiError> {
-    outbox::operator(state, req)?;
+    outbox::operator(req)?;
     let month = crate::rest::parse_query_string(req.query_string())
         .into_iter()
         .find(|(k, _)| k == "month")

@@ -15,7 +15,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use auth::Interaction;
 use consent::{Decision, Outcome, Party, PatientRef, Purpose};
 use identifiers::MunicipalityCode;
 use routing::{
@@ -1814,26 +1813,9 @@ fn outbox_task(state: &AppState, id: &str) -> Result<(u64, Value), ApiError> {
     Ok((version.version, task))
 }
 
-/// Operator commands need a system client with full Task access (`system/Task.cruds`).
-pub(crate) fn operator(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    let access = caller_access(req);
-    let caller = caller(&access)?;
-    if caller.claims.fhir_user.is_some() || caller.claims.patient.is_some() {
-        return Err(ApiError::new(
-            ErrorKind::Forbidden,
-            "routing operator commands are for system clients (system/Task.cruds)",
-        ));
-    }
-    for interaction in [
-        Interaction::Create,
-        Interaction::Read,
-        Interaction::Update,
-        Interaction::Delete,
-        Interaction::Search,
-    ] {
-        access.permit(state, interaction, "Task")?;
-    }
-    Ok(())
+/// Operator commands need an operator client with full Task access (`Access::permit_operator`).
+pub(crate) fn operator(req: &HttpRequest) -> Result<(), ApiError> {
+    caller_access(req).permit_operator()
 }
 
 /// `GET /routing/v1/deliveries?status=failed`: outbox Tasks in a Task status (default
@@ -1843,7 +1825,7 @@ async fn deliveries(state: State, req: HttpRequest) -> HttpResponse {
 }
 
 fn list_deliveries(state: &AppState, req: &HttpRequest) -> Result<Value, ApiError> {
-    operator(state, req)?;
+    operator(req)?;
     let status = crate::rest::parse_query_string(req.query_string())
         .into_iter()
         .find(|(k, _)| k == "status")
@@ -1886,7 +1868,7 @@ async fn operate(
     id: &str,
     event: impl FnOnce(OffsetDateTime) -> DeliveryEvent,
 ) -> Result<Value, ApiError> {
-    operator(state, req)?;
+    operator(req)?;
     let (version, mut task) = outbox_task(state, id)?;
     let info = Info::of(&task).map_err(ApiError::internal)?;
     let policy = retry_policy(state, info.channel)?;

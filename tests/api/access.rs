@@ -839,3 +839,89 @@ async fn tokens_of_a_trusted_identity_provider_are_accepted_within_musubi_s_rule
         401
     );
 }
+
+/// The routing operator routes take an operator client only: the test clinic holds every scope
+/// (`system/*.cruds`) and is still refused. An operator reads no patient data through /fhir
+/// whatever its scopes, even with consent enforcement off, since the refusal is the access
+/// check's and not a consent decision.
+#[tokio::test]
+async fn only_an_operator_runs_the_operator_routes_and_it_reads_no_patient_data() {
+    let app = TestApp::spawn_with(|config| {
+        config.consent.enforce = false;
+        config.clients.push(system_client(
+            "wide-operator",
+            auth::ClientKind::Operator,
+            &["system/*.cruds"],
+        ));
+    })
+    .await;
+    let child = json!({"resourceType": "Patient", "id": "child-op", "birthDate": "2024-01-10"});
+    assert_eq!(app.put("Patient/child-op", &child).await.status, 201);
+    let immunization = json!({"resourceType": "Immunization", "id": "imm-op", "status": "completed",
+        "identifier": [{"system": "urn:test", "value": "imm-op"}], "vaccineCode": {"text": "BCG"}, "patient": {"reference": "Patient/child-op"},
+        "occurrenceDateTime": "2024-06-10"});
+    assert_eq!(
+        app.put("Immunization/imm-op", &immunization).await.status,
+        201
+    );
+    let organization = json!({"resourceType": "Organization", "id": "org-op", "name": "区役所"});
+    assert_eq!(
+        app.put("Organization/org-op", &organization).await.status,
+        201
+    );
+
+    let deliveries = format!("{}/routing/v1/deliveries", app.root);
+    let month_close = format!("{}/routing/v1/month-close?month=2025-06", app.root);
+    for r in [
+        app.send(app.client.get(&deliveries)).await,
+        app.send(app.client.post(&month_close)).await,
+    ] {
+        assert_eq!(r.status, 403, "{}", r.text);
+        let outcome = r.json();
+        assert_eq!(outcome["resourceType"], "OperationOutcome");
+        let diagnostics = outcome["issue"][0]["diagnostics"].as_str().unwrap();
+        assert!(
+            diagnostics.contains("operator clients (kind = \"operator\")")
+                && diagnostics.contains("clinic-emr"),
+            "{diagnostics}"
+        );
+    }
+    let r = app.send(app.operator().await.get(&deliveries)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["resourceType"], "Bundle");
+
+    let operator = client_credentials_token(
+        &app.anonymous(),
+        &app.root,
+        "wide-operator",
+        musubi_tests::TEST_CLIENT_SECRET,
+        None,
+    )
+    .await
+    .unwrap();
+    for path in [
+        "Immunization/imm-op",
+        "Immunization?patient=Patient/child-op",
+        "Immunization/imm-op/_history",
+        "Patient/child-op",
+        "Task?_summary=count",
+        "_history",
+    ] {
+        let r = get_as(&app, &operator, path).await;
+        assert_eq!(r.status, 403, "{path}: {}", r.text);
+    }
+    let r = call(
+        &app,
+        &operator,
+        reqwest::Method::PUT,
+        "Immunization/imm-op",
+        Some(&immunization),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    // Data about no patient stays readable.
+    assert_eq!(
+        get_as(&app, &operator, "Organization/org-op").await.status,
+        200
+    );
+}

@@ -303,7 +303,7 @@ async fn a_municipality_pulls_its_residents_routine_immunizations_in_one_file() 
     );
     // The operator sees the delivered Tasks with their state.
     let r = app
-        .send(app.client.get(format!(
+        .send(app.operator().await.get(format!(
             "{}/routing/v1/deliveries?status=completed",
             app.root
         )))
@@ -443,7 +443,8 @@ async fn files_are_gathered_once_a_day_or_when_the_operator_builds_them() {
         let app = &app;
         async move {
             app.send(
-                app.client
+                app.operator()
+                    .await
                     .post(format!("{}/routing/v1/files{query}", app.root)),
             )
             .await
@@ -477,7 +478,7 @@ async fn files_are_gathered_once_a_day_or_when_the_operator_builds_them() {
 
 async fn operate(app: &TestApp, task_id: &str, command: &str) {
     let r = app
-        .send(app.client.post(format!(
+        .send(app.operator().await.post(format!(
             "{}/routing/v1/deliveries/{task_id}/${command}",
             app.root
         )))
@@ -726,7 +727,8 @@ async fn a_resident_the_layout_cannot_hold_is_dead_lettered_without_blocking_the
     assert!(output_str(&ok, "file").is_some(), "{ok:#}");
     let r = app
         .send(
-            app.client
+            app.operator()
+                .await
                 .get(format!("{}/routing/v1/deliveries?status=failed", app.root)),
         )
         .await;
@@ -889,7 +891,8 @@ async fn a_district_team_gets_one_digest_a_week_of_the_records_it_may_see() {
     // Building the week again (operator) changes nothing; the other team has no digest.
     let r = app
         .send(
-            app.client
+            app.operator()
+                .await
                 .post(format!("{}/routing/v1/digests?week=2026-W47", app.root)),
         )
         .await;
@@ -926,7 +929,8 @@ async fn a_district_team_gets_one_digest_a_week_of_the_records_it_may_see() {
     );
     let r = app
         .send(
-            app.client
+            app.operator()
+                .await
                 .post(format!("{}/routing/v1/digests?week=2026-W54", app.root)),
         )
         .await;
@@ -967,7 +971,8 @@ async fn a_district_team_gets_one_digest_a_week_of_the_records_it_may_see() {
     let week = routing::IsoWeek::of(authored);
     let r = app
         .send(
-            app.client
+            app.operator()
+                .await
                 .post(format!("{}/routing/v1/digests?week={week}", app.root)),
         )
         .await;

@@ -309,7 +309,8 @@ async fn an_always_failing_delivery_is_dead_lettered_and_can_be_replayed() {
     // The operator lists the dead letters with their reasons…
     let r = app
         .send(
-            app.client
+            app.operator()
+                .await
                 .get(format!("{}/routing/v1/deliveries?status=failed", app.root)),
         )
         .await;
@@ -339,7 +340,8 @@ async fn an_always_failing_delivery_is_dead_lettered_and_can_be_replayed() {
 
     // Discarding or replaying something not dead is refused; replaying the dead letter works.
     recipient.lock().unwrap().always_fail = false;
-    let replay = |path: String| app.send(app.client.post(path));
+    let operator = app.operator().await;
+    let replay = |path: String| app.send(operator.post(path));
     let r = replay(format!("{}/routing/v1/deliveries/{id}/$replay", app.root)).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let done = wait_for_status(&app, &id, &["completed"]).await;
@@ -403,7 +405,8 @@ async fn a_consent_revoked_while_queued_refuses_the_delivery() {
     // A refusal is final: it cannot be replayed.
     let r = app
         .send(
-            app.client
+            app.operator()
+                .await
                 .post(format!("{}/routing/v1/deliveries/{id}/$replay", app.root)),
         )
         .await;

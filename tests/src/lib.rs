@@ -12,6 +12,10 @@ use serde_json::Value;
 pub const TEST_CLIENT_ID: &str = "musubi-tests";
 pub const TEST_CLIENT_SECRET: &str = "musubi-tests-secret";
 
+/// The operator client every TestApp registers (`system/Task.cruds`, secret
+/// [`TEST_CLIENT_SECRET`]): the only kind of client the `/routing/v1` operator routes accept.
+pub const TEST_OPERATOR_ID: &str = "musubi-tests-operator";
+
 /// The Argon2 hash of [`TEST_CLIENT_SECRET`], computed once per test process.
 pub fn test_secret_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -47,6 +51,7 @@ pub struct TestApp {
     /// The test client's access token.
     pub token: String,
     pub data_dir: PathBuf,
+    operator: tokio::sync::OnceCell<reqwest::Client>,
     /// The running server's state, for tests that drive a worker round themselves
     /// (`gateway::outbox::poll`) instead of waiting for it.
     pub state: actix_web::web::Data<gateway::state::AppState>,
@@ -97,6 +102,11 @@ impl TestApp {
             auth::ClientKind::ClinicEmr,
             &["system/*.cruds"],
         ));
+        config.clients.push(system_client(
+            TEST_OPERATOR_ID,
+            auth::ClientKind::Operator,
+            &["system/Task.cruds"],
+        ));
         // Long enough for the longest test; limits off unless a test is about them.
         config.auth.access_token_lifetime_secs = 3600;
         config.rate_limits.per_client_per_second = 0;
@@ -131,28 +141,37 @@ impl TestApp {
             client_credentials_token(&probe, &root, TEST_CLIENT_ID, TEST_CLIENT_SECRET, None)
                 .await
                 .expect("the test client gets a token");
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {token}").parse().expect("header value"),
-        );
-        // Idle connections are dropped before the server's keep-alive can close them under us.
-        let client = reqwest::Client::builder()
-            .pool_idle_timeout(std::time::Duration::from_secs(2))
-            .default_headers(headers)
-            .build()
-            .expect("client");
         TestApp {
             base: format!("http://{}/fhir", running.addr),
             root,
+            client: bearer_client(&token),
             token,
-            client,
+            operator: tokio::sync::OnceCell::new(),
             data_dir: data_dir.to_owned(),
             state,
             handle,
             store,
             _temp: None,
         }
+    }
+
+    /// A client that sends the test operator's token ([`TEST_OPERATOR_ID`]) with every
+    /// request: for the `/routing/v1` operator routes. The token is asked for once, on first use.
+    pub async fn operator(&self) -> &reqwest::Client {
+        self.operator
+            .get_or_init(|| async {
+                let token = client_credentials_token(
+                    &self.anonymous(),
+                    &self.root,
+                    TEST_OPERATOR_ID,
+                    TEST_CLIENT_SECRET,
+                    None,
+                )
+                .await
+                .expect("the test operator gets a token");
+                bearer_client(&token)
+            })
+            .await
     }
 
     /// A client without credentials (for 401 tests and public routes).
@@ -282,6 +301,21 @@ impl TestApp {
         assert_eq!(response.status, 201, "create {rt}: {}", response.text);
         response.json()
     }
+}
+
+/// A client that sends `token` as its bearer token with every request.
+fn bearer_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header value"),
+    );
+    // Idle connections are dropped before the server's keep-alive can close them under us.
+    reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_secs(2))
+        .default_headers(headers)
+        .build()
+        .expect("client")
 }
 
 /// The ids of a searchset Bundle's matches, in order.

@@ -380,6 +380,19 @@ impl Access {
                 ));
             }
         };
+        // An operator reads no patient data, whatever its scopes say: it is never a recipient.
+        if caller.kind == auth::ClientKind::Operator
+            && !(Compartments::r4().is_shared(resource_type)
+                && matches!(interaction, Interaction::Read | Interaction::Search))
+        {
+            return Err(ApiError::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "an operator client may only read and search types that hold no patient data through /fhir, not {} {resource_type}: it works through /routing/v1",
+                    format!("{interaction:?}").to_lowercase()
+                ),
+            ));
+        }
         // user/ scopes of a signed-in parent reach what the parent may see: their children.
         let compartment = match context {
             Context::System => None,
@@ -412,6 +425,53 @@ impl Access {
             compartment,
             restriction,
         })
+    }
+
+    /// The routing operator's routes (`/routing/v1`: month close, deliveries, building files
+    /// and digests): only an operator client, and only with every interaction on Task granted
+    /// by `system/` scopes (`system/Task.cruds`). The scopes are asked directly: [`permit`]
+    /// refuses an operator Tasks, which it may not read through /fhir.
+    ///
+    /// [`permit`]: Access::permit
+    pub fn permit_operator(&self) -> Result<(), ApiError> {
+        let caller = match self {
+            Access::Internal => return Ok(()),
+            Access::Nobody => return Err(missing_token()),
+            Access::Caller(caller) => caller,
+        };
+        // A token naming a user or patient (from an external provider) acts for a person.
+        let for_a_person = caller.claims.fhir_user.is_some() || caller.claims.patient.is_some();
+        if caller.kind != auth::ClientKind::Operator || for_a_person {
+            return Err(ApiError::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "the routing operator routes are for operator clients (kind = \"operator\") with system/Task.cruds; client {} is a {} client",
+                    caller.client_id,
+                    crate::config::kind_code(caller.kind)
+                ),
+            ));
+        }
+        for interaction in [
+            Interaction::Create,
+            Interaction::Read,
+            Interaction::Update,
+            Interaction::Delete,
+            Interaction::Search,
+        ] {
+            match auth::authorize(&caller.claims.scope, interaction, "Task") {
+                auth::Decision::Permit {
+                    context: Context::System,
+                    restriction: Restriction::None,
+                } => {}
+                _ => {
+                    return Err(insufficient_scope(
+                        "system/Task.cruds",
+                        "the routing operator routes need every interaction on Task: the scope system/Task.cruds".to_owned(),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Permit an operation, by the interaction the configuration says it counts as.

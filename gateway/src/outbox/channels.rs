@@ -1308,7 +1308,7 @@ async fn build_digests(state: State, req: HttpRequest) -> HttpResponse {
 }
 
 async fn build_week(state: &AppState, req: &HttpRequest) -> Result<Value, ApiError> {
-    operator(state, req)?;
+    operator(req)?;
     let week = crate::rest::parse_query_string(req.query_string())
         .into_iter()
         .find(|(k, _)| k == "week")
@@ -1357,7 +1357,7 @@ async fn build_files(state: State, req: HttpRequest) -> HttpResponse {
 }
 
 async fn build_municipality(state: &AppState, req: &HttpRequest) -> Result<Value, ApiError> {
-    operator(state, req)?;
+    operator(req)?;
     let code = crate::rest::parse_query_string(req.query_string())
         .into_iter()
         .find(|(k, _)| k == "municipality")
