@@ -368,14 +368,7 @@ pub fn home_municipality(patient: &Value) -> Result<Option<MunicipalityCode>, St
         .chain(addresses.iter().filter(|a| use_of(a).is_none()))
         .copied()
         .chain(std::iter::once(patient));
-    for holder in candidates {
-        if let Some(text) = extension_code(holder) {
-            return MunicipalityCode::parse(&text)
-                .map(Some)
-                .map_err(|e| format!("{MUNICIPALITY_EXTENSION}: {e}"));
-        }
-    }
-    Ok(None)
+    first_municipality_code(candidates)
 }
 
 /// The municipality an Organization (a clinic) is in: the municipality-code extension on its
@@ -386,7 +379,14 @@ pub fn organization_municipality(organization: &Value) -> Result<Option<Municipa
         Some(Value::Array(items)) => items.iter().collect(),
         _ => Vec::new(),
     };
-    for holder in addresses.into_iter().chain(std::iter::once(organization)) {
+    first_municipality_code(addresses.into_iter().chain(std::iter::once(organization)))
+}
+
+/// The municipality-code extension of the first holder (in order) that has one, parsed.
+fn first_municipality_code<'v>(
+    holders: impl Iterator<Item = &'v Value>,
+) -> Result<Option<MunicipalityCode>, String> {
+    for holder in holders {
         if let Some(text) = extension_code(holder) {
             return MunicipalityCode::parse(&text)
                 .map(Some)
