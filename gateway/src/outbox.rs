@@ -850,7 +850,7 @@ fn recheck(state: &AppState, info: &Info) -> Result<Recheck, ApiError> {
     let purpose = Purpose::new(&info.purpose)
         .map_err(|e| ApiError::internal(format!("delivery {}: {e}", info.id)))?;
     let recipient = party_of(state, info);
-    let source = source_of(&content);
+    let source = crate::disclosure::source_of(&content);
     let Some(patient) = info
         .patient
         .as_deref()
@@ -963,19 +963,6 @@ fn party_of(state: &AppState, info: &Info) -> Party {
         };
     }
     crate::disclosure::client_party(state, kind, &info.recipient)
-}
-
-/// A provider-recorded Immunization comes from a clinic (as `disclosure` reads it).
-fn source_of(resource: &Value) -> Option<Party> {
-    let recorded_by_provider = resource.get("resourceType").and_then(Value::as_str)
-        == Some("Immunization")
-        && resource.get("primarySource").and_then(Value::as_bool) != Some(false);
-    recorded_by_provider.then(|| Party {
-        kind: consent::RecipientKind::ClinicEmr,
-        client_id: None,
-        identifiers: Vec::new(),
-        organization: None,
-    })
 }
 
 /// The AuditEvent of one delivery decision: transmitted (outcome 0) or refused (4).
