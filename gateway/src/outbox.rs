@@ -1230,6 +1230,25 @@ async fn save(
     Ok(committed.first().map_or(version, |c| c.version.version))
 }
 
+/// A delivery the consent re-check refuses: its final state, and its AuditEvent (outcome 4).
+fn refused(
+    info: &Info,
+    current: &DeliveryState,
+    policy: &RetryPolicy,
+    reason: String,
+    decision: Option<&Decision>,
+) -> Result<(DeliveryState, Write), ApiError> {
+    let audit = refusal_audit(info, &reason, decision);
+    let now = OffsetDateTime::now_utc();
+    let next = step(current, DeliveryEvent::Refused { now, reason }, policy)?;
+    Ok((next, audit))
+}
+
+/// The AuditEvent of a delivery refused at the consent re-check.
+fn refusal_audit(info: &Info, reason: &str, decision: Option<&Decision>) -> Write {
+    delivery_audit(info, "4", &format!("delivery refused: {reason}"), decision)
+}
+
 fn step(
     current: &DeliveryState,
     event: DeliveryEvent,
@@ -1281,21 +1300,7 @@ async fn deliver(
     }
     let (body, decision, unchecked) = match recheck(state, &info) {
         Ok(Recheck::Refuse(reason, decision)) => {
-            let now = OffsetDateTime::now_utc();
-            let next = step(
-                &current,
-                DeliveryEvent::Refused {
-                    now,
-                    reason: reason.clone(),
-                },
-                &policy,
-            )?;
-            let audit = delivery_audit(
-                &info,
-                "4",
-                &format!("delivery refused: {reason}"),
-                decision.as_ref(),
-            );
+            let (next, audit) = refused(&info, &current, &policy, reason, decision.as_ref())?;
             save(state, version, &mut task, &next, vec![audit]).await?;
             return Ok(());
         }
@@ -1694,21 +1699,7 @@ async fn inbox_bundle(state: &AppState, req: &HttpRequest) -> Result<Value, ApiE
         let policy = retry_policy(state, info.channel)?;
         match recheck(state, &info)? {
             Recheck::Refuse(reason, decision) => {
-                let now = OffsetDateTime::now_utc();
-                let next = step(
-                    &current,
-                    DeliveryEvent::Refused {
-                        now,
-                        reason: reason.clone(),
-                    },
-                    &policy,
-                )?;
-                let audit = delivery_audit(
-                    &info,
-                    "4",
-                    &format!("delivery refused: {reason}"),
-                    decision.as_ref(),
-                );
+                let (next, audit) = refused(&info, &current, &policy, reason, decision.as_ref())?;
                 // One Task that cannot be updated (changed meanwhile) does not fail the listing.
                 if let Err(error) =
                     save(state, version.version, &mut task, &next, vec![audit]).await

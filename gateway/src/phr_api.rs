@@ -283,19 +283,6 @@ fn resource_type_of(kind: Kind) -> &'static str {
     }
 }
 
-/// The path's patient must be a valid id, stored here, and inside every grant; otherwise 404,
-/// as the FHIR routes answer for another family's records (so their existence does not leak).
-fn require_patient(state: &AppState, patient_id: &str, grants: &[Grant]) -> Result<(), ApiError> {
-    rest::check_id(patient_id)?;
-    let absent = || format!("Patient/{patient_id} does not exist");
-    let patient = crate::domain::live_resource(state.store.as_ref(), "Patient", patient_id)?
-        .ok_or_else(|| ApiError::not_found(absent()))?;
-    for grant in grants {
-        grant.require_patient(&patient, absent)?;
-    }
-    Ok(())
-}
-
 /// Payload violations as a 400 whose issues carry the JSON pointer in `expression`.
 fn violations_error(kind: ErrorKind, violations: &[SchemaViolation]) -> ApiError {
     ApiError {
@@ -373,7 +360,7 @@ async fn write(
         access.permit(state, Interaction::Create, resource_type)?,
         access.permit(state, Interaction::Update, resource_type)?,
     ];
-    require_patient(state, patient_id, &grants)?;
+    rest::require_path_patient(state, patient_id, &grants)?;
     let record_key = RecordKey::new(&access, idempotency_key(req)?);
     // Requests with the same key run one after the other: a retry sent while the first is still
     // running waits for it and then gets its answer.
@@ -487,7 +474,7 @@ async fn read_records(
     let resource_type = resource_type_of(kind);
     rest::check_type(state, resource_type)?;
     let grant = access.permit(state, Interaction::Search, resource_type)?;
-    require_patient(state, patient_id, std::slice::from_ref(&grant))?;
+    rest::require_path_patient(state, patient_id, std::slice::from_ref(&grant))?;
     let phr = tables()?;
     let mut params = vec![
         Compartments::r4().search_param(resource_type, &BTreeSet::from([patient_id.to_owned()])),

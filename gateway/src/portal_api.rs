@@ -401,19 +401,6 @@ fn write_grants(
     ])
 }
 
-/// The path's patient must be a valid id, stored, and inside every grant; otherwise 404, as the
-/// FHIR and PHR routes answer for another family's records.
-fn require_patient(state: &AppState, patient_id: &str, grants: &[Grant]) -> Result<(), ApiError> {
-    rest::check_id(patient_id)?;
-    let absent = || format!("Patient/{patient_id} does not exist");
-    let patient = crate::domain::live_resource(state.store.as_ref(), "Patient", patient_id)?
-        .ok_or_else(|| ApiError::not_found(absent()))?;
-    for grant in grants {
-        grant.require_patient(&patient, absent)?;
-    }
-    Ok(())
-}
-
 fn patient_id(id: &str) -> Result<PatientId, ApiError> {
     PatientId::parse(id).map_err(|e| ApiError::bad_request(e.to_string()))
 }
@@ -438,7 +425,7 @@ fn begin(state: &AppState, req: &HttpRequest, patient: &str) -> Result<Value, Ap
     let service = state.portal.service()?;
     let access = caller_access(req);
     let grants = write_grants(state, &access, "Immunization")?;
-    require_patient(state, patient, &grants)?;
+    rest::require_path_patient(state, patient, &grants)?;
     let (url, pending) = service
         .client
         .begin_authorisation(patient_id(patient)?)
@@ -512,7 +499,7 @@ async fn run_pull(state: &State, req: &HttpRequest, patient: &str) -> Result<Val
     let service = state.portal.service()?;
     let access = caller_access(req);
     let grants = write_grants(state, &access, "Immunization")?;
-    require_patient(state, patient, &grants)?;
+    rest::require_path_patient(state, patient, &grants)?;
     rest::check_type(state, "Provenance")?;
     let checkup_grants = service
         .pull_checkups

@@ -294,6 +294,24 @@ pub(crate) fn with_audit_and_deliveries(
     crate::outbox::writes(ctx, writes)
 }
 
+/// The patient a route names in its path (the PHR and portal APIs) must be a valid id, stored
+/// here, and inside every grant; otherwise 404, as the FHIR routes answer for another family's
+/// records (so their existence does not leak).
+pub(crate) fn require_path_patient(
+    state: &AppState,
+    patient_id: &str,
+    grants: &[crate::access::Grant],
+) -> Result<(), ApiError> {
+    check_id(patient_id)?;
+    let absent = || format!("Patient/{patient_id} does not exist");
+    let patient = crate::domain::live_resource(state.store.as_ref(), "Patient", patient_id)?
+        .ok_or_else(|| ApiError::not_found(absent()))?;
+    for grant in grants {
+        grant.require_patient(&patient, absent)?;
+    }
+    Ok(())
+}
+
 /// An update-or-create of a resource a mapper made (PHR payloads, My Number Portal records),
 /// checked against the caller's grants: the new content must lie inside each of them, and a live
 /// record it replaces must be visible under each. `source` names the mapper in the internal error

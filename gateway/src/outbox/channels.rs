@@ -277,12 +277,7 @@ impl Queued {
         reason: String,
         decision: Option<&Decision>,
     ) -> Result<(), ApiError> {
-        let audit = delivery_audit(
-            &self.info,
-            "4",
-            &format!("delivery refused: {reason}"),
-            decision,
-        );
+        let audit = refusal_audit(&self.info, &reason, decision);
         let now = OffsetDateTime::now_utc();
         self.record(
             state,
