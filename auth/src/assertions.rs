@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use crate::clients::{RegisteredClient, Registry};
 use crate::jwk::Algorithm;
-use crate::tokens::{check_times, split};
+use crate::tokens::{audience_names, check_times, split};
 use crate::{AuthError, Rejection};
 
 /// The `client_assertion_type` value for a JWT client assertion (RFC 7523 §2.2).
@@ -201,14 +201,7 @@ pub fn verify_client_assertion<'r>(
     key.verify(alg, compact.signing_input.as_bytes(), &compact.signature)
         .map_err(reject)?;
 
-    let audience_ok = match &claims.aud {
-        Some(serde_json::Value::String(a)) => *a == rules.token_endpoint,
-        Some(serde_json::Value::Array(list)) => list
-            .iter()
-            .any(|a| a.as_str() == Some(rules.token_endpoint.as_str())),
-        _ => false,
-    };
-    if !audience_ok {
+    if !audience_names(claims.aud.as_ref(), &rules.token_endpoint) {
         return Err(reject(Rejection::Audience {
             expected: rules.token_endpoint.clone(),
             found: claims.aud.map(|a| a.to_string()).unwrap_or_default(),

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use crate::error::{AuthError, Rejection};
 use crate::jwk::{Algorithm, Jwks, PublicKey};
 use crate::scopes::ScopeSet;
-use crate::tokens::{AccessClaims, check_times, split};
+use crate::tokens::{AccessClaims, audience_names, check_times, split};
 
 /// One trusted provider, as the gateway's `[[auth.trusted_issuers]]` tables write it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -202,14 +202,7 @@ impl ExternalIssuers {
         key.verify(alg, compact.signing_input.as_bytes(), &compact.signature)
             .map_err(reject)?;
         let audience = &verifier.issuer.audience;
-        let audience_ok = match &claims.aud {
-            Some(serde_json::Value::String(a)) => a == audience,
-            Some(serde_json::Value::Array(list)) => {
-                list.iter().any(|a| a.as_str() == Some(audience))
-            }
-            _ => false,
-        };
-        if !audience_ok {
+        if !audience_names(claims.aud.as_ref(), audience) {
             return Err(reject(Rejection::Audience {
                 expected: audience.clone(),
                 found: claims.aud.map(|a| a.to_string()).unwrap_or_default(),

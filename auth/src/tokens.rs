@@ -420,6 +420,15 @@ fn check_claims(claims: &AccessClaims, now: i64, expected: &Expected) -> Result<
     )
 }
 
+/// Whether an `aud` claim (a string or an array of strings, RFC 7519 §4.1.3) names `expected`.
+pub(crate) fn audience_names(aud: Option<&serde_json::Value>, expected: &str) -> bool {
+    match aud {
+        Some(serde_json::Value::String(a)) => a == expected,
+        Some(serde_json::Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(expected)),
+        _ => false,
+    }
+}
+
 /// `exp` must lie ahead and `nbf`/`iat` must not lie ahead, each with the leeway.
 pub(crate) fn check_times(
     exp: i64,
