@@ -209,24 +209,19 @@ impl StoreDirectory<'_> {
         }
     }
 
-    fn search(&self, resource_type: &str, params: &[(&str, String)]) -> Vec<(String, Value)> {
-        let params: Vec<(String, String)> = params
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect();
+    /// Every live resource matching one search criterion, with its id (a failure is logged and
+    /// finds nothing: a route never fails the write that planned it).
+    fn search(&self, resource_type: &str, param: &str, value: &str) -> Vec<(String, Value)> {
         let run = || -> Result<Vec<(String, Value)>, ApiError> {
-            let query = search::parse_query(search::Registry::r4(), resource_type, &params, true)?;
-            let page = self.state.store.search(&SearchRequest {
+            crate::domain::search_all_versions(
+                self.state.store.as_ref(),
                 resource_type,
-                query: &query,
-                offset: 0,
-                count: 100,
-                need_total: false,
-            })?;
-            page.matches
-                .iter()
-                .map(|v| Ok((v.id.clone(), body_of(v)?)))
-                .collect()
+                param,
+                value,
+            )?
+            .iter()
+            .map(|v| Ok((v.id.clone(), body_of(v)?)))
+            .collect()
         };
         run().unwrap_or_else(|error| {
             tracing::warn!(error = %reason_of(&error), "routing could not search {resource_type}");
@@ -242,10 +237,7 @@ impl StoreDirectory<'_> {
         match organization {
             OrganizationRef::Id(id) => self.read("Organization", id).map(|o| (id.clone(), o)),
             OrganizationRef::Identifier { system, value } => self
-                .search(
-                    "Organization",
-                    &[("identifier", format!("{system}|{value}"))],
-                )
+                .search("Organization", "identifier", &format!("{system}|{value}"))
                 .into_iter()
                 .next(),
         }
@@ -265,10 +257,7 @@ impl Directory for StoreDirectory<'_> {
     /// every registered app is a candidate, and the consent re-check at delivery decides.
     fn guardian_apps_of(&self, patient_id: &str) -> Vec<Recipient> {
         let linked = self
-            .search(
-                "RelatedPerson",
-                &[("patient", format!("Patient/{patient_id}"))],
-            )
+            .search("RelatedPerson", "patient", &format!("Patient/{patient_id}"))
             .iter()
             .any(|(_, related)| {
                 related.get("active").and_then(Value::as_bool) != Some(false)
