@@ -636,6 +636,14 @@ pub struct ServerConfig {
     pub keep_alive_secs: u64,
     #[serde(default)]
     pub workers: usize,
+    /// After this long without a request, each worker and the store writer hand the memory
+    /// their last burst freed back to the OS (`memory`); 0 = never.
+    #[serde(default = "default_release_idle_memory_secs")]
+    pub release_idle_memory_secs: u64,
+}
+
+fn default_release_idle_memory_secs() -> u64 {
+    2
 }
 
 #[derive(Debug, Clone, Deserialize)]

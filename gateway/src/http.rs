@@ -107,6 +107,7 @@ pub async fn observe(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
+    crate::memory::note_request();
     let request_id = req
         .headers()
         .get("x-request-id")

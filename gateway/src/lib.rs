@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod format;
 pub mod http;
+pub mod memory;
 pub mod month_close;
 pub mod municipal;
 pub mod operations;
@@ -38,8 +39,13 @@ pub struct Running {
 
 /// Open the embedded store named by the configuration.
 pub fn open_store(config: &Config) -> Result<Arc<dyn store::Store>, store::StoreError> {
+    let idle_secs = config.server.release_idle_memory_secs;
     let options = store::StoreOptions {
         cache_bytes: config.storage.cache_mb * 1024 * 1024,
+        when_idle: (idle_secs > 0).then(|| store::WhenIdle {
+            after: std::time::Duration::from_secs(idle_secs),
+            run: memory::release_freed_memory,
+        }),
     };
     Ok(Arc::new(store::SledStore::open(
         &config.storage.data_dir,
@@ -74,8 +80,13 @@ pub async fn start(config: Config, store: Arc<dyn store::Store>) -> std::io::Res
     install_definitions(&state)
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))?;
+    // Start-up (profiles, definitions, access rules) freed most of what it allocated.
+    memory::release_freed_memory();
     let app_state = state.clone();
+    let idle_after = std::time::Duration::from_secs(state.config.server.release_idle_memory_secs);
     let server = HttpServer::new(move || {
+        // Called once on each worker thread, inside its runtime.
+        memory::release_when_idle(idle_after);
         App::new()
             .app_data(app_state.clone())
             .wrap(actix_web::middleware::from_fn(http::observe))

@@ -24,12 +24,23 @@ pub struct StoreOptions {
     /// (writes not yet in sorted files) an eighth of it, between 4 and 64 MiB. Small by
     /// default: the OS page cache does most of the work.
     pub cache_bytes: u64,
+    /// Run by the writer thread once it has been idle for a while after writing.
+    pub when_idle: Option<WhenIdle>,
+}
+
+/// Work for the writer thread once no commit has come for `after` since its last one (e.g.
+/// handing the memory a burst of writes freed back to the OS); once per idle period.
+#[derive(Debug, Clone, Copy)]
+pub struct WhenIdle {
+    pub after: std::time::Duration,
+    pub run: fn(),
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             cache_bytes: 64 * 1024 * 1024,
+            when_idle: None,
         }
     }
 }
@@ -132,6 +143,7 @@ impl FjallStore {
             next_seq,
             poisoned: poisoned.clone(),
             overlay_hasher: crate::writer::overlay_hasher(),
+            when_idle: options.when_idle,
         };
         let (sender, receiver) = mpsc::channel();
         let handle = std::thread::Builder::new()

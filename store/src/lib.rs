@@ -15,7 +15,7 @@ mod writer;
 use std::future::Future;
 use std::pin::Pin;
 
-pub use engine::{FjallStore, SledStore, StoreOptions};
+pub use engine::{FjallStore, SledStore, StoreOptions, WhenIdle};
 pub use query::{SearchPage, SearchRequest};
 pub use record::{Method, StoredVersion};
 pub use writer::format_instant;

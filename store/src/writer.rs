@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 
 use bytes::Bytes;
 use fjall::{Database, Keyspace, PersistMode, Slice};
@@ -78,6 +78,7 @@ pub(crate) struct Writer {
     pub poisoned: Arc<AtomicBool>,
     pub overlay_hasher: Xxh3Builder,
     pub generations: Arc<WriteGenerations>,
+    pub when_idle: Option<crate::engine::WhenIdle>,
 }
 
 /// Values written earlier in the same group (or transaction) but not yet in fjall, by key.
@@ -96,7 +97,7 @@ pub(crate) fn overlay_hasher() -> Xxh3Builder {
 
 impl Writer {
     pub(crate) fn run(mut self, inbox: Receiver<Message>) {
-        while let Ok(first) = inbox.recv() {
+        while let Some(first) = self.next_message(&inbox) {
             let mut writes = first.write_count();
             let mut batch = vec![first];
             while batch.len() < MAX_GROUP && writes < MAX_GROUP_WRITES {
@@ -126,6 +127,22 @@ impl Writer {
         // Every handle was dropped without an explicit shutdown: still leave a clean state.
         if let Err(error) = self.checkpoint() {
             tracing::error!(%error, "final checkpoint failed; the journal keeps the data");
+        }
+    }
+
+    /// The next message; while waiting, runs the idle work once per idle period. `None` once
+    /// every sender is gone.
+    fn next_message(&self, inbox: &Receiver<Message>) -> Option<Message> {
+        let Some(idle) = self.when_idle else {
+            return inbox.recv().ok();
+        };
+        match inbox.recv_timeout(idle.after) {
+            Ok(message) => Some(message),
+            Err(RecvTimeoutError::Disconnected) => None,
+            Err(RecvTimeoutError::Timeout) => {
+                (idle.run)();
+                inbox.recv().ok()
+            }
         }
     }
 

@@ -592,3 +592,42 @@ async fn write_generations_grow_with_each_change_of_their_type_only() {
         .unwrap();
     assert_eq!(store.write_generation("Consent"), 2);
 }
+
+static IDLE_RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn count_idle_run() {
+    IDLE_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Waits (up to a generous deadline, polling) until the idle work has run `runs` times.
+fn wait_for_idle_runs(runs: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while IDLE_RUNS.load(std::sync::atomic::Ordering::SeqCst) < runs {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer's idle work did not run {runs} times"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[tokio::test]
+async fn the_writer_runs_its_idle_work_once_per_idle_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        when_idle: Some(store::WhenIdle {
+            after: std::time::Duration::from_millis(30),
+            run: count_idle_run,
+        }),
+        ..StoreOptions::default()
+    };
+    let store = FjallStore::open(dir.path(), &options).unwrap();
+    wait_for_idle_runs(1);
+    // Idle for many more periods: still once.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(IDLE_RUNS.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let write = put("Patient", "p1", Precondition::None, patient("p1", "Yamada"));
+    store.commit(vec![write]).await.unwrap();
+    wait_for_idle_runs(2);
+    store.shutdown().await.unwrap();
+}
