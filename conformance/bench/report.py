@@ -8,7 +8,9 @@ import sys
 
 out, duration, connections, fsync_rate, stored, strace_path = sys.argv[1:7]
 startup_ms, idle_rss, loaded_rss, restarted_rss = (int(v) for v in sys.argv[7:11])
+json_mbps, json_rate = (float(v) for v in sys.argv[11:13])
 fsync_rate = float(fsync_rate)
+cores = os.cpu_count()
 
 
 def wrk(name):
@@ -54,13 +56,22 @@ lines = [
     f"Run on {datetime.date.today()} ({platform.machine()}, {os.cpu_count()} cores), wrk -c{connections} -t2 -d{duration}, "
     f"{stored} Immunizations stored at the end.",
     "",
-    "| scenario | req/s | p50 | p99 | non-2xx | limit | limit value | ratio to limit |",
-    "|---|---|---|---|---|---|---|---|",
-    f"| hello-world (`/healthz`, same stack) | {hello[0]:.0f} | {hello[1]} | {hello[2]} | {hello[3]} | – | – | – |",
+    f"Limits measured in the same run: **{fsync_rate:.0f} fdatasync/s** on the data disk "
+    f"(`fsync_limit.py`), **{hello[0]:.0f} req/s** HTTP hello-world on the same stack, "
+    f"**{json_mbps:.0f} MB/s** JSON parse + serialise of the bench Immunization per core "
+    f"({json_rate:.0f} bodies/s per core, {json_rate * cores:.0f}/s on {cores} cores; `fhir/examples/json_limit.rs`).",
+    "",
+    "| scenario | req/s | p50 | p99 | non-2xx | limit | limit value | ratio to limit | ratio to JSON ceiling |",
+    "|---|---|---|---|---|---|---|---|---|",
+    f"| hello-world (`/healthz`, same stack) | {hello[0]:.0f} | {hello[1]} | {hello[2]} | {hello[3]} | – | – | – | – |",
 ]
 for name, (rps, p50, p99, errors), limit_name, limit, resources_per_request in rows + real_path_rows:
     ratio = rps * resources_per_request / limit
-    lines.append(f"| {name} | {rps:.0f} | {p50} | {p99} | {errors} | {limit_name} | {limit:.0f} | {ratio:.2f} |")
+    # Writes parse and serialise every body; reads serve stored bytes and parse none.
+    json_ratio = f"{rps * resources_per_request / (json_rate * cores):.3f}" if limit_name.startswith("fdatasync") else "–"
+    lines.append(
+        f"| {name} | {rps:.0f} | {p50} | {p99} | {errors} | {limit_name} | {limit:.0f} | {ratio:.2f} | {json_ratio} |"
+    )
 lines.append("")
 transaction_rps = rows[1][1][0]
 lines.append(
@@ -86,6 +97,7 @@ if os.path.exists("target/bench/large.txt") and os.path.exists("target/bench/imp
     large_startup_ms, large_rss = (int(v) for v in open("target/bench/large.txt").read().split())
     resources = int(open("target/bench/import.txt").read().split()[5])
     search, read = wrk("large-search"), wrk("large-read")
+    alone = wrk("large-search-1") if os.path.exists("target/bench/large-search-1.txt") else None
     lines += [
         "",
         f"**The imported store served as it is** ({resources} resources): startup {large_startup_ms} ms to the first "
@@ -96,6 +108,10 @@ if os.path.exists("target/bench/large.txt") and os.path.exists("target/bench/imp
         f"| search Immunization by patient+date | {search[0]:.0f} | {search[1]} | {search[2]} | {search[3]} |",
         f"| read Immunization by id | {read[0]:.0f} | {read[1]} | {read[2]} | {read[3]} |",
     ]
+    if alone:
+        lines.append(
+            f"| search Immunization by patient+date, one client alone (1 connection) | {alone[0]:.0f} | {alone[1]} | {alone[2]} | {alone[3]} |"
+        )
 lines.append("")
 if syncs:
     lines.append(syncs)
@@ -134,6 +150,49 @@ if all(os.path.exists(f"target/bench/peer-{name}.txt") for name in peer_names):
         "The peer's search is a linear scan that evaluates FHIRPath on every stored Immunization.",
         "",
     ]
+
+
+
+def millis(latency):
+    """wrk's latency text (`266.00us`, `60.42ms`, `1.15s`) in milliseconds."""
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", latency).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+# The issue's targets for this 2-core machine, each against what this run measured.
+def verdict(met):
+    return "met" if met else "**not met**"
+
+
+create_rps, read_rps = rows[0][1][0], rows[2][1][0]
+peer_create = wrk("peer-create")[0] if os.path.exists("target/bench/peer-create.txt") else 0
+targets = [
+    ("durable create ≥ 3 000/s", f"{create_rps:.0f}/s", create_rps >= 3000),
+    ("durable create ≥ 5× the peer", f"{create_rps / peer_create:.2f}×" if peer_create else "no peer run", peer_create and create_rps >= 5 * peer_create),
+    ("read ≥ 20 000/s (read audit on)", f"{read_rps:.0f}/s", read_rps >= 20000),
+    ("read ≥ 50 % of hello-world", f"{read_rps / hello[0]:.0%}", read_rps >= 0.5 * hello[0]),
+    ("idle RSS < 50 MiB", f"{idle_rss / 1024:.1f} MiB after start and the bench children", idle_rss < 50 * 1024),
+]
+if os.path.exists("target/bench/large.txt") and os.path.exists("target/bench/import.txt"):
+    large_startup_ms, large_rss = (int(v) for v in open("target/bench/large.txt").read().split())
+    rows_read, imported, ms, peak, disk, resources = (int(v) for v in open("target/bench/import.txt").read().split())
+    search_p99 = millis(wrk("large-search")[2])
+    targets += [
+        (f"search p99 < 20 ms on {resources} stored resources, 32 clients", f"{search_p99:.1f} ms", search_p99 < 20),
+    ]
+    if os.path.exists("target/bench/large-search-1.txt"):
+        alone_p99 = millis(wrk("large-search-1")[2])
+        targets.append((f"the same search, one client alone", f"{alone_p99:.1f} ms", alone_p99 < 20))
+    rate = rows_read * 1000 / max(ms, 1)
+    targets += [
+        ("CSV import ≥ 50 000 rows/s", f"{rate:.0f} rows/s", rate >= 50000),
+        ("CSV import < 200 MiB RSS", f"{peak} MiB peak", peak < 200),
+        (f"startup < 1 s with {resources} resources stored", f"{large_startup_ms} ms", large_startup_ms < 1000),
+        ("idle RSS < 50 MiB with them", f"{large_rss / 1024:.1f} MiB", large_rss < 50 * 1024),
+    ]
+lines += ["**Targets** (docs/performance.md explains each miss):", "", "| target | this run | |", "|---|---|---|"]
+lines += [f"| {name} | {value} | {verdict(met)} |" for name, value, met in targets]
+lines.append("")
 
 marker_start = "<!-- bench:start -->"
 marker_end = "<!-- bench:end -->"

@@ -58,15 +58,21 @@ p99() { awk '/ 99%/ {print $2}'; }
 # saying so: 30 s keeps every answer in the measurement.
 run_wrk() { # name, extra args...
   local name=$1; shift
-  wrk -t"$threads" -c"${WRK_CONNECTIONS:-$connections}" -d"$duration" --timeout 30s --latency "$@" > "target/bench/$name.txt"
+  wrk -t"${WRK_THREADS:-$threads}" -c"${WRK_CONNECTIONS:-$connections}" -d"$duration" --timeout 30s --latency "$@" > "target/bench/$name.txt"
   echo "$name: $(rps < "target/bench/$name.txt") req/s, p99 $(p99 < "target/bench/$name.txt")" >&2
 }
 
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$server/status"; }
+# Idle means idle: the server hands memory back once it has had no request for a while
+# (server.release_idle_memory_secs, 2 s in the demo).
+sleep 3
 idle_rss=$(rss_kib)
 echo "== limits" >&2
 fsync_rate=$(python3 conformance/bench/fsync_limit.py "$data_dir" 3)
 echo "fdatasync/s on the data disk: $fsync_rate" >&2
+# JSON parse + serialise of the bench Immunization on one core, with the server's serde_json.
+read -r json_mbps json_rate < <(cargo run --release -q -p fhir --example json_limit -- conformance/bench/immunization.json 3)
+echo "JSON parse+serialize per core: $json_mbps MB/s, $json_rate bodies/s" >&2
 WRK_PATH=/healthz run_wrk hello -s conformance/bench/get_path.lua "$base"
 
 echo "== scenarios" >&2
@@ -168,6 +174,7 @@ MUSUBI__LOG__LEVEL=warn target/release/musubi serve --listen "127.0.0.1:$large_p
 large=$!
 until curl -sf "$large_base/healthz" >/dev/null; do sleep 0.01; done
 large_startup_ms=$(( ($(date +%s%N) - started_at) / 1000000 ))
+sleep 3
 large_rss=$(awk '/VmRSS/ {print $2}' "/proc/$large/status")
 large_token=$(curl -sf -u demo-clinic:demo-clinic-secret -d grant_type=client_credentials "$large_base/oauth/token" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
@@ -181,6 +188,9 @@ large_immunization=$(large_get "Immunization?patient=$large_patient&_count=1" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["entry"][0]["resource"]["id"])')
 WRK_TOKEN=$large_token WRK_PATH="/fhir/Immunization?patient=$large_patient&date=ge2020-01-01&_count=10&_total=none" \
   run_wrk large-search -s conformance/bench/get_path.lua "$large_base"
+# One client alone: the latency of a search itself, without 31 others queued beside it.
+WRK_TOKEN=$large_token WRK_PATH="/fhir/Immunization?patient=$large_patient&date=ge2020-01-01&_count=10&_total=none" \
+  WRK_THREADS=1 WRK_CONNECTIONS=1 run_wrk large-search-1 -s conformance/bench/get_path.lua "$large_base"
 WRK_TOKEN=$large_token WRK_PATH="/fhir/Immunization/$large_immunization" \
   run_wrk large-read -s conformance/bench/get_path.lua "$large_base"
 kill -TERM "$large"; wait "$large" || true
@@ -194,6 +204,7 @@ MUSUBI__LOG__LEVEL=warn target/release/musubi serve --listen "127.0.0.1:$port" -
 server=$!
 until curl -sf "$base/healthz" >/dev/null; do sleep 0.01; done
 startup_ms=$(( ($(date +%s%N) - started_at) / 1000000 ))
+sleep 3
 restarted_rss=$(rss_kib)
 echo "startup with $stored Immunizations: ${startup_ms} ms; RSS idle ${idle_rss} KiB, after load ${loaded_rss} KiB, after restart ${restarted_rss} KiB" >&2
 
@@ -205,5 +216,5 @@ if command -v node >/dev/null && [ -z "${NO_PEER:-}" ]; then conformance/bench/p
 # ---- end peer
 
 python3 conformance/bench/report.py "$out" "$duration" "$connections" "$fsync_rate" "$stored" "$strace_out" \
-  "$startup_ms" "$idle_rss" "$loaded_rss" "$restarted_rss"
+  "$startup_ms" "$idle_rss" "$loaded_rss" "$restarted_rss" "$json_mbps" "$json_rate"
 echo "wrote $out" >&2
