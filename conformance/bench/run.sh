@@ -198,15 +198,18 @@ echo "$large_startup_ms $large_rss" > target/bench/large.txt
 rm -rf "$import_dir"
 
 # Startup with everything the run stored: SIGTERM, start again, time until /healthz answers.
+# This start has the read audit off (`audit.reads = "off"`, docs/configuration.md), so the read
+# below measures what the audit costs on the same data.
 kill -TERM "$server"; wait "$server" || true
 started_at=$(date +%s%N)
-MUSUBI__LOG__LEVEL=warn target/release/musubi serve --listen "127.0.0.1:$port" --data-dir "$data_dir" &
+MUSUBI__AUDIT__READS=off MUSUBI__LOG__LEVEL=warn target/release/musubi serve --listen "127.0.0.1:$port" --data-dir "$data_dir" &
 server=$!
 until curl -sf "$base/healthz" >/dev/null; do sleep 0.01; done
 startup_ms=$(( ($(date +%s%N) - started_at) / 1000000 ))
 sleep 3
 restarted_rss=$(rss_kib)
 echo "startup with $stored Immunizations: ${startup_ms} ms; RSS idle ${idle_rss} KiB, after load ${loaded_rss} KiB, after restart ${restarted_rss} KiB" >&2
+WRK_PATH="/fhir/Immunization/$imm_id" run_wrk read-unaudited -s conformance/bench/get_path.lua "$base"
 
 # ---- Peer: Medplum's FHIR router, in memory, same scenarios (conformance/bench/peer/README.md).
 # Skipped with NO_PEER=1 or without node; old peer results are removed so they never leak into
