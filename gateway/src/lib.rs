@@ -40,6 +40,7 @@ pub struct Running {
 pub fn open_store(config: &Config) -> Result<Arc<dyn store::Store>, store::StoreError> {
     let options = store::StoreOptions {
         cache_bytes: config.storage.cache_mb * 1024 * 1024,
+        covering: domain::covering_indexes(),
     };
     Ok(Arc::new(store::SledStore::open(
         &config.storage.data_dir,
