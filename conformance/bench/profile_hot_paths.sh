@@ -7,6 +7,10 @@
 #       sequential 50-entry transaction Bundles (transaction50.json: one dose for each of
 #       bench-patient-0…49), then wrk -c32 -t2 for DURATION (default 10s) on that Bundle.
 #       Prints the preload rate and the wrk rate (Bundles/s).
+#   conformance/bench/profile_hot_paths.sh create BINARY [DURATION]
+#       Fresh data dir, the 1 000 bench children, then wrk -c32 -t2 for DURATION (default
+#       10s) POSTing immunization.json spread over the children, as run.sh's create scenario.
+#       Prints creates/s and the server's CPU per create.
 #   conformance/bench/profile_hot_paths.sh read BINARY [DURATION]
 #       Fresh data dir, the 1 000 bench children and one Immunization, then wrk -c32 -t2 for
 #       DURATION (default 10s) on GET /fhir/Immunization/{id} as the demo clinic (consent-checked,
@@ -56,6 +60,18 @@ start_recording() { # name
 stop_recording() {
   if [ -n "${PERF_RECORD:-}" ]; then kill -INT "$recorder"; wait "$recorder" || true; fi
 }
+# Prints wrk's rate, latencies and non-2xx answers from FILE, and the server's CPU per request
+# (steadier than the rate when other work shares the cores):
+#   report NAME RATE_UNIT CPU_SCALE CPU_UNIT CPU_TICKS FILE [SUFFIX]
+report() {
+  awk -v name="$1" -v unit="$2" -v scale="$3" -v cpu_unit="$4" -v cpu="$5" -v hz="$(getconf CLK_TCK)" -v suffix="${7:-}" '
+    /requests in/ {n = $1}
+    /Requests\/sec/ {rate = $2}
+    / 50%| 99%/ {lat = lat " p" $1 " " $2}
+    /Non-2xx/ {bad = " " $0}
+    END {printf "%s: %s %s (%d in the run),%s%s; server CPU %.1f %s%s\n", name, rate, unit, n, lat, bad, scale * cpu / hz / n, cpu_unit, suffix}' \
+    "$6"
+}
 
 case "$scenario" in
 transaction)
@@ -76,14 +92,18 @@ transaction)
     > "$work/transaction.txt"
   cpu_after=$(cpu_ticks)
   stop_recording
-  # Server CPU per Bundle is steadier than Bundles/s when other work shares the cores.
-  awk -v cpu=$((cpu_after - cpu_before)) -v hz="$(getconf CLK_TCK)" '
-    /requests in/ {n = $1}
-    /Requests\/sec/ {rate = $2}
-    / 50%| 99%/ {lat = lat " p" $1 " " $2}
-    /Non-2xx/ {bad = " " $0}
-    END {printf "transaction: %s Bundles/s (%d in the run),%s%s; server CPU %.1f ms per Bundle\n", rate, n, lat, bad, 1000 * cpu / hz / n}' \
-    "$work/transaction.txt"
+  report transaction Bundles/s 1000 "ms per Bundle" $((cpu_after - cpu_before)) "$work/transaction.txt"
+  ;;
+create)
+  duration=${3:-10s}
+  start_server
+  start_recording create
+  cpu_before=$(cpu_ticks)
+  WRK_TOKEN=$token wrk -t2 -c32 -d"$duration" --timeout 30s --latency \
+    -s conformance/bench/create_immunization.lua "$base/fhir/Immunization" > "$work/create.txt"
+  cpu_after=$(cpu_ticks)
+  stop_recording
+  report create creates/s 1e6 "us per create" $((cpu_after - cpu_before)) "$work/create.txt"
   ;;
 read)
   duration=${3:-10s}
@@ -96,13 +116,8 @@ read)
     wrk -t2 -c32 -d"$duration" --timeout 30s --latency -s conformance/bench/get_path.lua "$base" > "$work/read.txt"
   cpu_after=$(cpu_ticks)
   stop_recording
-  awk -v cpu=$((cpu_after - cpu_before)) -v hz="$(getconf CLK_TCK)" -v rss="$(awk '/VmRSS/ {print $2}' "/proc/$server/status")" '
-    /requests in/ {n = $1}
-    /Requests\/sec/ {rate = $2}
-    / 50%| 99%/ {lat = lat " p" $1 " " $2}
-    /Non-2xx/ {bad = " " $0}
-    END {printf "read: %s req/s (%d in the run),%s%s; server CPU %.1f us per read; RSS %.0f MiB\n", rate, n, lat, bad, 1e6 * cpu / hz / n, rss / 1024}' \
-    "$work/read.txt"
+  rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
+  report read req/s 1e6 "us per read" $((cpu_after - cpu_before)) "$work/read.txt" "; RSS $((rss_kib / 1024)) MiB"
   ;;
 import)
   rows=$3
@@ -134,7 +149,7 @@ print(f"import: {report['rowsRead']} rows ({report['rowsImported']} imported, "
 PY
   ;;
 *)
-  echo "usage: $0 transaction|read|import BINARY ..." >&2
+  echo "usage: $0 transaction|create|read|import BINARY ..." >&2
   exit 2
   ;;
 esac

@@ -272,69 +272,55 @@ impl Domain {
     }
 
     /// The checkable doses among a patient's stored Immunizations, with the id each is stored
-    /// under. Bodies are read through [`DoseFields`], so the rest of each Immunization is
-    /// skipped rather than built: a child's history is read on every dose written for them.
+    /// under. A child's history is read on every dose written for them, so it comes from the
+    /// covering index on `patient` ([`covering_indexes`]): one range scan, no body read.
     fn stored_doses(
         &self,
         store: &dyn Store,
         patient_id: &str,
     ) -> Result<Vec<(String, vaccination::DoseRecord)>, ApiError> {
+        let patient = search::IndexValue::Reference(format!("Patient/{patient_id}"));
         let mut doses = Vec::new();
-        for_each_live(
-            store,
-            "Immunization",
-            "patient",
-            &format!("Patient/{patient_id}"),
-            |version| {
-                let fields: DoseFields = serde_json::from_slice(&version.body)
-                    .map_err(|e| ApiError::internal(format!("stored resource unreadable: {e}")))?;
-                if let Ok(dose) =
-                    mappers::immunization::dose_record(&fields.into_value(), |s, c| {
-                        self.vaccine_type_of(s, c)
-                    })
-                {
-                    doses.push((version.id.clone(), dose));
-                }
-                Ok(())
-            },
-        )?;
+        for covered in store.covered("Immunization", "patient", &patient)? {
+            if let Some(dose) = self.stored_dose(&covered.members)? {
+                doses.push((covered.id, dose));
+            }
+        }
         Ok(doses)
     }
-}
 
-/// The members of an Immunization that `mappers::immunization::dose_record` reads; serde skips
-/// every other member without allocating it.
-#[derive(serde::Deserialize)]
-struct DoseFields {
-    id: Option<Value>,
-    status: Option<Value>,
-    #[serde(rename = "vaccineCode")]
-    vaccine_code: Option<Value>,
-    #[serde(rename = "occurrenceDateTime")]
-    occurrence_date_time: Option<Value>,
-    #[serde(rename = "protocolApplied")]
-    protocol_applied: Option<Value>,
-}
-
-impl DoseFields {
-    /// The members as an Immunization object, for the one mapping of Immunization to dose
-    /// (an absent member and a JSON `null` read alike there).
-    fn into_value(self) -> Value {
-        let members = [
-            ("id", self.id),
-            ("status", self.status),
-            ("vaccineCode", self.vaccine_code),
-            ("occurrenceDateTime", self.occurrence_date_time),
-            ("protocolApplied", self.protocol_applied),
-        ];
-        Value::Object(
-            members
-                .into_iter()
-                .filter_map(|(name, value)| Some((name.to_owned(), value?)))
-                .collect(),
+    /// The dose a stored Immunization records, from its covered members (or, in the tests, its
+    /// whole body); `None` when it is not a checkable dose.
+    fn stored_dose(&self, json: &[u8]) -> Result<Option<vaccination::DoseRecord>, ApiError> {
+        let immunization: Value = serde_json::from_slice(json)
+            .map_err(|e| ApiError::internal(format!("stored resource unreadable: {e}")))?;
+        Ok(
+            mappers::immunization::dose_record(&immunization, |s, c| self.vaccine_type_of(s, c))
+                .ok(),
         )
     }
 }
+
+/// The covering indexes the gateway opens its store with: each Immunization's `patient` entry
+/// also holds [`DOSE_MEMBERS`], so the routine-vaccination check of a write reads the child's
+/// stored doses from one index range scan.
+pub fn covering_indexes() -> Vec<store::CoveringIndex> {
+    vec![store::CoveringIndex {
+        resource_type: "Immunization".into(),
+        param: "patient".into(),
+        members: DOSE_MEMBERS.iter().map(|m| (*m).to_owned()).collect(),
+    }]
+}
+
+/// The members of an Immunization that `mappers::immunization::dose_record` reads (the store
+/// answers entries written before the declaration from the body, so adding one here is safe).
+const DOSE_MEMBERS: [&str; 5] = [
+    "id",
+    "status",
+    "vaccineCode",
+    "occurrenceDateTime",
+    "protocolApplied",
+];
 
 /// The stored doses of one patient as read for a transaction: (stored id, dose).
 type StoredDoses = std::sync::Arc<Vec<(String, vaccination::DoseRecord)>>;
@@ -594,5 +580,135 @@ impl conform::Terminology for Checker<'_> {
 
     fn check_identifier(&self, format: &str, value: &str) -> Result<(), String> {
         identifiers::check_format(format, value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use store::{FjallStore, Precondition, StoreOptions, Write, WriteAction};
+
+    fn immunization(id: &str, patient: &str, status: &str, date: &str, number: u32) -> Value {
+        json!({
+            "resourceType": "Immunization", "id": id, "status": status,
+            "vaccineCode": {"coding": [{"system": "urn:oid:1.2.392.100495.20.1.73", "code": "636140FG1020", "display": "ゴービック水性懸濁注シリンジ"}]},
+            "patient": {"reference": patient},
+            "occurrenceDateTime": date, "lotNumber": "A123B",
+            "protocolApplied": [{"doseNumberPositiveInt": number}]
+        })
+    }
+
+    fn dose(id: &str, patient: &str, status: &str, date: &str, number: u32) -> Write {
+        Write {
+            resource_type: "Immunization".into(),
+            id: id.into(),
+            precondition: Precondition::None,
+            action: WriteAction::Put(immunization(id, patient, status, date, number)),
+        }
+    }
+
+    fn commit(store: &FjallStore, writes: Vec<Write>) {
+        futures_executor::block_on(store.commit(writes)).unwrap();
+    }
+
+    /// The stored doses as read before the covering index: every live match's whole body.
+    fn doses_from_bodies(
+        domain: &Domain,
+        store: &dyn Store,
+        patient_id: &str,
+    ) -> Vec<(String, vaccination::DoseRecord)> {
+        let mut doses = Vec::new();
+        let reference = format!("Patient/{patient_id}");
+        for_each_live(store, "Immunization", "patient", &reference, |version| {
+            if let Some(dose) = domain.stored_dose(&version.body)? {
+                doses.push((version.id.clone(), dose));
+            }
+            Ok(())
+        })
+        .unwrap();
+        doses
+    }
+
+    #[test]
+    fn the_rules_see_the_same_history_through_the_covering_index_as_through_bodies() {
+        let domain = Domain::load(None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        // Doses written by a store without the covering index (entries without members)...
+        {
+            let old = FjallStore::open(dir.path(), &StoreOptions::default()).unwrap();
+            let child = json!({"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "2024-01-10"});
+            commit(
+                &old,
+                vec![
+                    Write {
+                        resource_type: "Patient".into(),
+                        id: "p1".into(),
+                        precondition: Precondition::None,
+                        action: WriteAction::Put(child),
+                    },
+                    dose(
+                        "d1",
+                        "Patient/p1",
+                        "completed",
+                        "2024-03-10T10:00:00+09:00",
+                        1,
+                    ),
+                    dose("d2", "Patient/p1", "completed", "2024-04-01", 2),
+                    dose("d3", "Patient/p1", "completed", "2024-05-01", 3),
+                    dose("d4", "Patient/p1", "entered-in-error", "2024-05-02", 3),
+                    dose("other", "Patient/p10", "completed", "2024-05-03", 1),
+                ],
+            );
+            futures_executor::block_on(old.shutdown()).unwrap();
+        }
+        // ...and by the gateway's store after it: new doses, an update and a delete.
+        let options = StoreOptions {
+            covering: covering_indexes(),
+            ..StoreOptions::default()
+        };
+        let store = FjallStore::open(dir.path(), &options).unwrap();
+        commit(
+            &store,
+            vec![
+                dose("d5", "Patient/p1", "completed", "2024-06-01", 4),
+                dose("d2", "Patient/p1", "completed", "2024-04-02", 2),
+                Write {
+                    resource_type: "Immunization".into(),
+                    id: "d3".into(),
+                    precondition: Precondition::None,
+                    action: WriteAction::Delete,
+                },
+            ],
+        );
+
+        let covered = domain.stored_doses(&store, "p1").unwrap();
+        let ids: Vec<&str> = covered.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["d1", "d2", "d5"]);
+        let from_bodies = doses_from_bodies(&domain, &store, "p1");
+        assert_eq!(covered, from_bodies);
+
+        // A proposed dose gets the findings the body-read history gives.
+        let proposed = immunization("new", "Patient/p1", "completed", "2024-06-05", 2);
+        let issues = domain
+            .vaccination_issues(&store, &Pending::default(), &proposed)
+            .unwrap();
+        let person = mappers::immunization::person(
+            &live_resource(&store, "Patient", "p1").unwrap().unwrap(),
+            None,
+        )
+        .unwrap();
+        let history: Vec<_> = from_bodies.into_iter().map(|(_, dose)| dose).collect();
+        let candidate = domain
+            .stored_dose(proposed.to_string().as_bytes())
+            .unwrap()
+            .unwrap();
+        let expected: Vec<Issue> =
+            vaccination::check_dose(&domain.rules, &person, &history, &candidate)
+                .iter()
+                .map(finding_issue)
+                .collect();
+        assert!(!expected.is_empty(), "the proposed dose breaks the rules");
+        assert_eq!(issues, expected);
     }
 }

@@ -42,6 +42,7 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn store::Store>, store::Store
     let idle_secs = config.server.release_idle_memory_secs;
     let options = store::StoreOptions {
         cache_bytes: config.storage.cache_mb * 1024 * 1024,
+        covering: domain::covering_indexes(),
         when_idle: (idle_secs > 0).then(|| store::WhenIdle {
             after: std::time::Duration::from_secs(idle_secs),
             run: memory::release_freed_memory,

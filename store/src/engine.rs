@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use tokio::sync::oneshot;
 
+use crate::covering::{Covered, CoveringIndex, Declarations};
 use crate::keys;
 use crate::record::{RecordHeader, StoredVersion};
 use crate::writer::{Message, WriteGenerations, Writer};
@@ -24,6 +25,8 @@ pub struct StoreOptions {
     /// (writes not yet in sorted files) an eighth of it, between 4 and 64 MiB. Small by
     /// default: the OS page cache does most of the work.
     pub cache_bytes: u64,
+    /// Index entries that also hold members of their resource ([`crate::Store::covered`]).
+    pub covering: Vec<CoveringIndex>,
     /// Run by the writer thread once it has been idle for a while after writing.
     pub when_idle: Option<WhenIdle>,
 }
@@ -40,6 +43,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             cache_bytes: 64 * 1024 * 1024,
+            covering: Vec::new(),
             when_idle: None,
         }
     }
@@ -64,6 +68,7 @@ pub struct FjallStore {
     data: Keyspace,
     poisoned: Arc<AtomicBool>,
     generations: Arc<WriteGenerations>,
+    covering: Arc<Declarations>,
     inbox: Mutex<Option<Sender<Message>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -136,7 +141,9 @@ impl FjallStore {
         };
         let poisoned = Arc::new(AtomicBool::new(false));
         let generations = Arc::new(WriteGenerations::default());
+        let covering = Arc::new(Declarations::new(&options.covering));
         let writer = Writer {
+            covering: covering.clone(),
             generations: generations.clone(),
             db: db.clone(),
             data: data.clone(),
@@ -155,6 +162,7 @@ impl FjallStore {
             data,
             poisoned,
             generations,
+            covering,
             inbox: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(handle)),
         })
@@ -176,6 +184,10 @@ impl FjallStore {
 
     pub(crate) fn data(&self) -> &Keyspace {
         &self.data
+    }
+
+    pub(crate) fn covering(&self) -> &Declarations {
+        &self.covering
     }
 
     fn send(&self, message: Message) -> Result<(), StoreError> {
@@ -310,6 +322,15 @@ impl Store for FjallStore {
 
     fn search(&self, request: &SearchRequest<'_>) -> Result<SearchPage, StoreError> {
         crate::query::execute(self, request)
+    }
+
+    fn covered(
+        &self,
+        resource_type: &str,
+        param: &str,
+        value: &search::IndexValue,
+    ) -> Result<Vec<Covered>, StoreError> {
+        crate::covering::covered(self, resource_type, param, value)
     }
 
     fn commit(&self, writes: Vec<Write>) -> CommitFuture {

@@ -36,7 +36,8 @@ pub fn entries(resource_type: &str, id: &str) -> Vec<u8> {
     join(b'x', &[resource_type.as_bytes(), id.as_bytes()])
 }
 
-/// One search-index entry: `i\0{type}\0{param}\0{value key bytes}\0{id}` → empty.
+/// One search-index entry: `i\0{type}\0{param}\0{value key bytes}\0{id}` → empty, or the
+/// resource's covered members for a declared covering index (`covering`).
 pub fn index(resource_type: &str, param: &str, value: &[u8], id: &str) -> Vec<u8> {
     let mut key = index_prefix(resource_type, param, value);
     key.push(0);

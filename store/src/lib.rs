@@ -6,6 +6,7 @@
 //! acknowledged write durable. A transaction's resource versions, history, index entries and
 //! change-log entry become visible and durable together or not at all (docs/adr/0003).
 
+mod covering;
 mod engine;
 mod keys;
 mod query;
@@ -15,6 +16,7 @@ mod writer;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use covering::{Covered, CoveringIndex};
 pub use engine::{FjallStore, SledStore, StoreOptions, WhenIdle};
 pub use query::{SearchPage, SearchRequest};
 pub use record::{Method, StoredVersion};
@@ -122,6 +124,17 @@ pub trait Store: Send + Sync + 'static {
         count: usize,
     ) -> Result<HistoryPage, StoreError>;
     fn search(&self, request: &SearchRequest<'_>) -> Result<SearchPage, StoreError>;
+    /// Every live resource of `resource_type` whose `param` holds exactly `value`, in index
+    /// order, with the members its covering index ([`StoreOptions::covering`]) declares: one
+    /// range scan of the index instead of a body read per match. Entries written before the
+    /// declaration (or under another member list) are answered from the stored body. Fails with
+    /// [`StoreError::Invalid`] when no covering index is declared for the pair.
+    fn covered(
+        &self,
+        resource_type: &str,
+        param: &str,
+        value: &search::IndexValue,
+    ) -> Result<Vec<Covered>, StoreError>;
     /// A number that grows whenever a commit group writes a resource of `resource_type` (not for
     /// writes that changed nothing). It grows after the write is readable and before the write is
     /// acknowledged, so a value derived from data read *after* taking the generation is still

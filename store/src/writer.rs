@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 use xxhash_rust::xxh3::Xxh3Builder;
 
+use crate::covering::Declarations;
 use crate::engine::io;
 use crate::keys;
 use crate::record::{Method, RecordHeader, StoredVersion};
@@ -78,6 +79,7 @@ pub(crate) struct Writer {
     pub poisoned: Arc<AtomicBool>,
     pub overlay_hasher: Xxh3Builder,
     pub generations: Arc<WriteGenerations>,
+    pub covering: Arc<Declarations>,
     pub when_idle: Option<crate::engine::WhenIdle>,
 }
 
@@ -166,6 +168,7 @@ impl Writer {
             let mut tx = Transaction {
                 data: &self.data,
                 group: &group,
+                covering: &self.covering,
                 local: Overlay::with_hasher(self.overlay_hasher),
                 ops: Vec::new(),
             };
@@ -235,6 +238,8 @@ type CommitReply = oneshot::Sender<Result<Vec<Committed>, StoreError>>;
 struct Transaction<'a> {
     data: &'a Keyspace,
     group: &'a Overlay,
+    /// Which index entries also hold members of their resource.
+    covering: &'a Declarations,
     /// This transaction's writes of keys it may read back (see [`Overlay`]).
     local: Overlay,
     ops: Vec<(Vec<u8>, Option<Slice>)>,
@@ -366,10 +371,15 @@ fn plan_write(
                 remove_index_entries(tx, rt, id)?;
             }
             supersede(tx, rt, id, current.as_ref(), current_raw.as_ref());
+            let covering = tx.covering;
             for entry in &entries {
+                let value = match covering.find(rt, &entry.param) {
+                    Some(declared) => Slice::from(declared.entry_value(&serialised)),
+                    None => Slice::empty(),
+                };
                 tx.put(
                     keys::index(rt, &entry.param, &entry.value.key_bytes(), id),
-                    Slice::empty(),
+                    value,
                 );
             }
             let entries_blob = postcard::to_allocvec(&entries)
@@ -459,7 +469,7 @@ fn remove_index_entries(tx: &mut Transaction<'_>, rt: &str, id: &str) -> Result<
 
 /// Remove the server-assigned `meta.versionId`/`meta.lastUpdated` (and `meta` when nothing else
 /// is left in it), so that hashing the rest recognises a PUT of identical content as a no-op.
-fn strip_server_meta(resource: &mut Value) {
+pub(crate) fn strip_server_meta(resource: &mut Value) {
     if let Some(object) = resource.as_object_mut() {
         let meta_now_empty = match object.get_mut("meta").and_then(Value::as_object_mut) {
             Some(meta) => {
@@ -486,7 +496,7 @@ fn content_hash(resource: &mut Value) -> u128 {
 
 /// A resource's compact JSON (exactly `serde_json::to_vec`), with where each top-level member
 /// lies in it, so that the stored body can be spliced from it rather than serialised again.
-struct Serialised {
+pub(crate) struct Serialised {
     bytes: Vec<u8>,
     /// Per top-level member, in order: its name and the byte range of `"name":value`.
     members: Vec<(String, std::ops::Range<usize>)>,
@@ -495,7 +505,7 @@ struct Serialised {
 }
 
 impl Serialised {
-    fn new(resource: &Value) -> Serialised {
+    pub(crate) fn new(resource: &Value) -> Serialised {
         let Some(object) = resource.as_object() else {
             return Serialised {
                 bytes: serde_json::to_vec(resource).unwrap_or_default(),
@@ -528,6 +538,23 @@ impl Serialised {
             members,
             meta_object,
         }
+    }
+
+    /// The named members (in the order named; members the resource lacks are left out) as one
+    /// compact JSON object, appended to `out`.
+    pub(crate) fn members_object(&self, names: &[String], out: &mut Vec<u8>) {
+        out.push(b'{');
+        let mut first = true;
+        for name in names {
+            if let Some((_, range)) = self.members.iter().find(|(member, _)| member == name) {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                out.extend_from_slice(&self.bytes[range.clone()]);
+            }
+        }
+        out.push(b'}');
     }
 
     /// The body [`set_meta`] then `serde_json::to_vec` would give, from the bytes at hand.

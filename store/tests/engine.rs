@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use store::{
-    FjallStore, HistoryScope, Precondition, SearchRequest, Store, StoreError, StoreOptions, Write,
-    WriteAction, WriteOutcome,
+    Covered, CoveringIndex, FjallStore, HistoryScope, Precondition, SearchRequest, Store,
+    StoreError, StoreOptions, Write, WriteAction, WriteOutcome,
 };
 
 fn open(dir: &Path) -> FjallStore {
@@ -608,6 +608,77 @@ fn wait_for_idle_runs(runs: usize) {
             "the writer's idle work did not run {runs} times"
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
+/// A covering index on Immunization `patient`; `meta` is covered to show that the
+/// server-assigned part of it is left out.
+fn open_covering(dir: &Path, members: &[&str]) -> FjallStore {
+    let options = StoreOptions {
+        covering: vec![CoveringIndex {
+            resource_type: "Immunization".into(),
+            param: "patient".into(),
+            members: members.iter().map(|m| (*m).to_owned()).collect(),
+        }],
+        ..StoreOptions::default()
+    };
+    FjallStore::open(dir, &options).unwrap()
+}
+
+const COVERED: &[&str] = &["status", "vaccineCode", "meta", "protocolApplied"];
+
+fn patient_doses(store: &FjallStore, patient: &str) -> Vec<Covered> {
+    let value = search::IndexValue::Reference(patient.to_owned());
+    store.covered("Immunization", "patient", &value).unwrap()
+}
+
+/// The named members of a stored body, as a covering index should hold them.
+fn expected_members(store: &FjallStore, id: &str, names: &[&str]) -> Value {
+    let body = body(store, "Immunization", id);
+    let mut members = serde_json::Map::new();
+    for name in names {
+        let Some(mut value) = body.get(*name).cloned() else {
+            continue;
+        };
+        if *name == "meta" {
+            let meta = value.as_object_mut().unwrap();
+            meta.shift_remove("versionId");
+            meta.shift_remove("lastUpdated");
+            if meta.is_empty() {
+                continue;
+            }
+        }
+        members.insert((*name).to_owned(), value);
+    }
+    Value::Object(members)
+}
+
+fn assert_covered_equal_bodies(store: &FjallStore, patient: &str, ids: &[&str], names: &[&str]) {
+    let covered = patient_doses(store, patient);
+    let found: Vec<&str> = covered.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(found, ids, "{patient}");
+    for entry in &covered {
+        let members: Value = serde_json::from_slice(&entry.members).unwrap();
+        assert_eq!(
+            members,
+            expected_members(store, &entry.id, names),
+            "{}",
+            entry.id
+        );
+    }
+}
+
+fn profiled_immunization(id: &str, patient: &str, status: &str) -> Value {
+    let mut resource = immunization(id, patient);
+    resource["status"] = json!(status);
+    resource["meta"] = json!({"profile": ["http://example.org/StructureDefinition/x"]});
+    resource["protocolApplied"] = json!([{"doseNumberPositiveInt": 2}]);
+    resource
+}
+
+fn delete(rt: &str, id: &str) -> Write {
+    Write {
+        resource_type: rt.into(),
+        id: id.into(),
+        precondition: Precondition::None,
+        action: WriteAction::Delete,
     }
 }
 
@@ -630,4 +701,118 @@ async fn the_writer_runs_its_idle_work_once_per_idle_period() {
     store.commit(vec![write]).await.unwrap();
     wait_for_idle_runs(2);
     store.shutdown().await.unwrap();
+async fn covering_entries_hold_the_members_of_the_current_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_covering(dir.path(), COVERED);
+    let imm = |id: &str, patient: &str, status: &str| {
+        put(
+            "Immunization",
+            id,
+            Precondition::None,
+            profiled_immunization(id, patient, status),
+        )
+    };
+    store
+        .commit(vec![
+            imm("i1", "Patient/p1", "completed"),
+            put(
+                "Immunization",
+                "i2",
+                Precondition::None,
+                immunization("i2", "Patient/p1"),
+            ),
+            imm("i3", "Patient/p10", "completed"),
+        ])
+        .await
+        .unwrap();
+    assert_covered_equal_bodies(&store, "Patient/p1", &["i1", "i2"], COVERED);
+    let first = patient_doses(&store, "Patient/p1");
+
+    // An update changes the covered members; a move to another patient moves the entry.
+    store
+        .commit(vec![
+            imm("i1", "Patient/p1", "entered-in-error"),
+            imm("i2", "Patient/p2", "completed"),
+        ])
+        .await
+        .unwrap();
+    assert_covered_equal_bodies(&store, "Patient/p1", &["i1"], COVERED);
+    assert_covered_equal_bodies(&store, "Patient/p2", &["i2"], COVERED);
+    assert_ne!(
+        patient_doses(&store, "Patient/p1")[0].members,
+        first[0].members
+    );
+
+    store
+        .commit(vec![delete("Immunization", "i1")])
+        .await
+        .unwrap();
+    assert!(patient_doses(&store, "Patient/p1").is_empty());
+    assert_covered_equal_bodies(&store, "Patient/p10", &["i3"], COVERED);
+
+    // Only declared pairs are covered.
+    let other = store.covered(
+        "Immunization",
+        "vaccine-code",
+        &search::IndexValue::Reference("x".into()),
+    );
+    assert!(matches!(other, Err(StoreError::Invalid(_))), "{other:?}");
+}
+
+#[tokio::test]
+async fn entries_written_without_the_declaration_are_covered_from_the_body() {
+    let writes = || {
+        vec![
+            put(
+                "Immunization",
+                "i1",
+                Precondition::None,
+                profiled_immunization("i1", "Patient/p1", "completed"),
+            ),
+            put(
+                "Immunization",
+                "i2",
+                Precondition::None,
+                immunization("i2", "Patient/p1"),
+            ),
+            put(
+                "Immunization",
+                "i3",
+                Precondition::None,
+                immunization("i3", "Patient/p1"),
+            ),
+        ]
+    };
+    // A store written by a build that declared nothing: its entries hold empty values.
+    let old_dir = tempfile::tempdir().unwrap();
+    {
+        let old = open(old_dir.path());
+        old.commit(writes()).await.unwrap();
+        old.commit(vec![delete("Immunization", "i3")])
+            .await
+            .unwrap();
+        old.shutdown().await.unwrap();
+    }
+    let reopened = open_covering(old_dir.path(), COVERED);
+    assert_covered_equal_bodies(&reopened, "Patient/p1", &["i1", "i2"], COVERED);
+
+    // The same writes under the declaration give the same answer, byte for byte.
+    let new_dir = tempfile::tempdir().unwrap();
+    let covering = open_covering(new_dir.path(), COVERED);
+    covering.commit(writes()).await.unwrap();
+    covering
+        .commit(vec![delete("Immunization", "i3")])
+        .await
+        .unwrap();
+    assert_eq!(
+        patient_doses(&covering, "Patient/p1"),
+        patient_doses(&reopened, "Patient/p1")
+    );
+    covering.shutdown().await.unwrap();
+    drop(covering);
+
+    // Entries written under another member list are not served as if they held this one.
+    let changed = ["status", "occurrenceDateTime"];
+    let redeclared = open_covering(new_dir.path(), &changed);
+    assert_covered_equal_bodies(&redeclared, "Patient/p1", &["i1", "i2"], &changed);
 }
