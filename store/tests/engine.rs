@@ -608,6 +608,9 @@ fn wait_for_idle_runs(runs: usize) {
             "the writer's idle work did not run {runs} times"
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// A covering index on Immunization `patient`; `meta` is covered to show that the
 /// server-assigned part of it is left out.
 fn open_covering(dir: &Path, members: &[&str]) -> FjallStore {
@@ -701,6 +704,9 @@ async fn the_writer_runs_its_idle_work_once_per_idle_period() {
     store.commit(vec![write]).await.unwrap();
     wait_for_idle_runs(2);
     store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn covering_entries_hold_the_members_of_the_current_version() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_covering(dir.path(), COVERED);
