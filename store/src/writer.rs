@@ -277,13 +277,24 @@ fn plan_write(
     let rt = write.resource_type.as_str();
     let id = write.id.as_str();
     let current_key = keys::current(rt, id);
-    let current_raw = tx.get(&current_key)?;
+    let current_raw = match write.precondition {
+        // A random id the caller has just generated names nothing stored: skip the lookup,
+        // which would miss through the memtables and every table's filter.
+        Precondition::NewId => {
+            debug_assert!(
+                tx.get(&current_key)?.is_none(),
+                "{rt}/{id} was written as a new id but exists"
+            );
+            None
+        }
+        _ => tx.get(&current_key)?,
+    };
     let current = current_raw.as_deref().and_then(RecordHeader::peek);
     let live_version = current.as_ref().filter(|c| !c.deleted).map(|c| c.version);
 
     match write.precondition {
         Precondition::None => {}
-        Precondition::MustNotExist => {
+        Precondition::MustNotExist | Precondition::NewId => {
             if let Some(version) = live_version {
                 return Err(StoreError::AlreadyExists {
                     resource_type: rt.to_owned(),

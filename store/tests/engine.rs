@@ -592,3 +592,86 @@ async fn write_generations_grow_with_each_change_of_their_type_only() {
         .unwrap();
     assert_eq!(store.write_generation("Consent"), 2);
 }
+
+#[tokio::test]
+async fn a_write_under_a_new_id_is_stored_like_a_checked_create() {
+    // `NewId` skips looking for a current version; everything it stores must equal what a
+    // create checked with `MustNotExist` stores, and later updates and deletes must find it.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let committed = store
+        .commit(vec![
+            put(
+                "Immunization",
+                "checked",
+                Precondition::MustNotExist,
+                immunization("checked", "Patient/p1"),
+            ),
+            put(
+                "Immunization",
+                "fresh",
+                Precondition::NewId,
+                immunization("fresh", "Patient/p1"),
+            ),
+        ])
+        .await
+        .unwrap();
+    let (checked, fresh) = (&committed[0], &committed[1]);
+    assert_eq!(fresh.outcome, WriteOutcome::Created);
+    assert_eq!(fresh.outcome, checked.outcome);
+    assert_eq!(fresh.version.version, checked.version.version);
+    assert_eq!(fresh.version.method, checked.version.method);
+    assert_eq!(
+        fresh.version.last_updated_ms,
+        checked.version.last_updated_ms
+    );
+    let mut checked_body = body(&store, "Immunization", "checked");
+    checked_body["id"] = json!("fresh");
+    assert_eq!(body(&store, "Immunization", "fresh"), checked_body);
+    assert_eq!(
+        search_ids(
+            &store,
+            "Immunization",
+            &[("patient", "Patient/p1"), ("date", "2024-06-03")]
+        ),
+        ["checked", "fresh"]
+    );
+
+    // Its index entries are maintained like any other's.
+    store
+        .commit(vec![put(
+            "Immunization",
+            "fresh",
+            Precondition::VersionIs(1),
+            immunization("fresh", "Patient/p2"),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(
+        search_ids(&store, "Immunization", &[("patient", "Patient/p2")]),
+        ["fresh"]
+    );
+    assert_eq!(
+        search_ids(&store, "Immunization", &[("patient", "Patient/p1")]),
+        ["checked"]
+    );
+    store
+        .commit(vec![Write {
+            resource_type: "Immunization".into(),
+            id: "fresh".into(),
+            precondition: Precondition::None,
+            action: WriteAction::Delete,
+        }])
+        .await
+        .unwrap();
+    assert!(search_ids(&store, "Immunization", &[("patient", "Patient/p2")]).is_empty());
+    let history = store
+        .history(
+            &HistoryScope::Instance("Immunization".into(), "fresh".into()),
+            None,
+            0,
+            10,
+        )
+        .unwrap();
+    assert_eq!(history.total, 3);
+}
