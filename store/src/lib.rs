@@ -7,6 +7,7 @@
 //! change-log entry become visible and durable together or not at all (docs/adr/0003).
 
 mod engine;
+mod entries;
 mod keys;
 mod query;
 mod record;

@@ -357,7 +357,7 @@ fn plan_write(
                 body: Bytes::from(body),
             };
             if live_version.is_some() {
-                remove_index_entries(tx, rt, id)?;
+                remove_index_entries(tx, rt, id, current_raw.as_ref())?;
             }
             supersede(tx, rt, id, current.as_ref(), current_raw.as_ref());
             for entry in &entries {
@@ -366,9 +366,14 @@ fn plan_write(
                     Slice::empty(),
                 );
             }
-            let entries_blob = postcard::to_allocvec(&entries)
-                .map_err(|e| StoreError::Invalid(format!("index entries of {rt}/{id}: {e}")))?;
-            tx.put_readable(keys::entries(rt, id), Slice::from(entries_blob));
+            if crate::entries::kept_as_blob(rt) {
+                let blob = crate::entries::encode(&entries, rt, id)?;
+                tx.put_readable(keys::entries(rt, id), blob);
+            } else if current.is_some() {
+                // A blob written before its type stopped keeping one would describe this
+                // version's predecessor.
+                tx.remove_readable(keys::entries(rt, id));
+            }
             tx.put_readable(current_key, Slice::from(version.encode()));
             tx.put(
                 keys::log(*next_seq),
@@ -407,7 +412,7 @@ fn plan_write(
                 content_hash: 0,
                 body: Bytes::new(),
             };
-            remove_index_entries(tx, rt, id)?;
+            remove_index_entries(tx, rt, id, current_raw.as_ref())?;
             tx.remove_readable(keys::entries(rt, id));
             supersede(tx, rt, id, current.as_ref(), current_raw.as_ref());
             tx.put_readable(current_key, Slice::from(version.encode()));
@@ -439,12 +444,15 @@ fn supersede(
     }
 }
 
-fn remove_index_entries(tx: &mut Transaction<'_>, rt: &str, id: &str) -> Result<(), StoreError> {
-    let Some(blob) = tx.get(&keys::entries(rt, id))? else {
-        return Ok(());
-    };
-    let entries: Vec<search::IndexEntry> = postcard::from_bytes(&blob)
-        .map_err(|e| StoreError::Corrupt(format!("index entries of {rt}/{id}: {e}")))?;
+/// Remove the index keys of the version `current_raw` holds.
+fn remove_index_entries(
+    tx: &mut Transaction<'_>,
+    rt: &str,
+    id: &str,
+    current_raw: Option<&Slice>,
+) -> Result<(), StoreError> {
+    let blob = tx.get(&keys::entries(rt, id))?;
+    let entries = crate::entries::of(rt, id, blob.as_deref(), || Ok(current_raw.cloned()))?;
     for entry in entries {
         tx.remove(keys::index(rt, &entry.param, &entry.value.key_bytes(), id));
     }

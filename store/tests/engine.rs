@@ -675,3 +675,131 @@ async fn a_write_under_a_new_id_is_stored_like_a_checked_create() {
         .unwrap();
     assert_eq!(history.total, 3);
 }
+
+fn audit_event(id: &str, patient: &str, interaction: &str, recorded: &str) -> Value {
+    json!({
+        "resourceType": "AuditEvent", "id": id, "action": "R", "recorded": recorded, "outcome": "0",
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
+        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": interaction}],
+        "agent": [{"who": {"identifier": {"system": "urn:client", "value": "demo-clinic"}}, "requestor": true}],
+        "source": {"site": "Musubi", "observer": {"display": "Musubi"}},
+        "entity": [
+            {"what": {"reference": patient}, "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1"}},
+            {"what": {"reference": "Immunization/i1/_history/1"}, "detail": [{"type": "decision", "valueString": "permit"}]}
+        ]
+    })
+}
+
+fn search_in_order(store: &FjallStore, rt: &str, params: &[(&str, &str)]) -> Vec<String> {
+    let params: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let query = search::parse_query(search::Registry::r4(), rt, &params, true).unwrap();
+    let request = SearchRequest {
+        resource_type: rt,
+        query: &query,
+        offset: 0,
+        count: 100,
+        need_total: true,
+    };
+    let page = store.search(&request).unwrap();
+    assert_eq!(page.total, Some(page.matches.len()), "{params:?}");
+    page.matches.into_iter().map(|v| v.id).collect()
+}
+
+#[tokio::test]
+async fn audit_events_are_searched_sorted_updated_and_deleted_without_a_stored_entries_blob() {
+    // AuditEvents keep no entries blob (store/src/entries.rs): searches that verify several
+    // criteria or sort, and updates and deletes that must remove the old index keys, recompute
+    // the entries from the stored body.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let events = [
+        ("a1", "Patient/p1", "read", "2025-05-01T10:00:00Z"),
+        ("a2", "Patient/p1", "search-type", "2025-05-02T10:00:00Z"),
+        ("a3", "Patient/p2", "read", "2025-05-03T10:00:00Z"),
+    ];
+    store
+        .commit(
+            events
+                .iter()
+                .map(|(id, patient, interaction, recorded)| {
+                    put(
+                        "AuditEvent",
+                        id,
+                        Precondition::NewId,
+                        audit_event(id, patient, interaction, recorded),
+                    )
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let search = |params: &[(&str, &str)]| search_in_order(&store, "AuditEvent", params);
+    assert_eq!(
+        search(&[("patient", "Patient/p1"), ("subtype", "read")]),
+        ["a1"]
+    );
+    assert_eq!(
+        search(&[("entity", "Immunization/i1"), ("_sort", "-date")]),
+        ["a3", "a2", "a1"]
+    );
+    assert_eq!(
+        search(&[("patient", "Patient/p1"), ("date", "ge2025-05-02")]),
+        ["a2"]
+    );
+    assert_eq!(
+        search(&[("subtype", "read"), ("_sort", "date")]),
+        ["a1", "a3"]
+    );
+
+    // An update moves a1 to p2: the index keys of p1 go with the old version.
+    store
+        .commit(vec![put(
+            "AuditEvent",
+            "a1",
+            Precondition::VersionIs(1),
+            audit_event("a1", "Patient/p2", "read", "2025-05-01T10:00:00Z"),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(search(&[("patient", "Patient/p1")]), ["a2"]);
+    assert_eq!(
+        search(&[
+            ("patient", "Patient/p2"),
+            ("subtype", "read"),
+            ("_sort", "date")
+        ]),
+        ["a1", "a3"]
+    );
+
+    // A delete removes every index key of the deleted version.
+    store
+        .commit(vec![Write {
+            resource_type: "AuditEvent".into(),
+            id: "a2".into(),
+            precondition: Precondition::None,
+            action: WriteAction::Delete,
+        }])
+        .await
+        .unwrap();
+    assert!(search(&[("patient", "Patient/p1")]).is_empty());
+    assert!(search(&[("subtype", "search-type")]).is_empty());
+    assert_eq!(
+        search(&[("entity", "Immunization/i1"), ("_sort", "date")]),
+        ["a1", "a3"]
+    );
+    store.shutdown().await.unwrap();
+    drop(store);
+
+    let store = open(dir.path());
+    assert_eq!(
+        search_in_order(
+            &store,
+            "AuditEvent",
+            &[("site", "Musubi"), ("_sort", "-date")]
+        ),
+        ["a3", "a1"]
+    );
+}
