@@ -17,7 +17,7 @@ use consent::{
     BasePolicy, Classification, ConsentRecord, Data, Grantor, Identifier, Outcome, Party,
     PatientRef, Policy, Purpose, ReasonCode, RecipientKind, Request,
 };
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use store::{
     HistoryPage, HistoryScope, Precondition, SearchPage, SearchRequest, StoredVersion, Write,
     WriteAction,
@@ -255,7 +255,9 @@ pub(crate) fn writes(ctx: &Ctx<'_>, mut writes: Vec<Write>) -> Result<Vec<Write>
     for write in writes.iter().filter(|w| w.resource_type != "AuditEvent") {
         let (interaction, action) = match (&write.action, write.precondition) {
             (WriteAction::Delete, _) => ("delete", "D"),
-            (WriteAction::Put(_), Precondition::MustNotExist) => ("create", "C"),
+            (WriteAction::Put(_), Precondition::MustNotExist | Precondition::NewId) => {
+                ("create", "C")
+            }
             (WriteAction::Put(_), _) => ("update", "U"),
         };
         let patient = match &write.action {
@@ -266,11 +268,10 @@ pub(crate) fn writes(ctx: &Ctx<'_>, mut writes: Vec<Write>) -> Result<Vec<Write>
             },
         };
         let mut entity: Vec<Value> = patient.iter().map(patient_entity).collect();
-        entity.push(json!({
-            "what": {"reference": format!("{}/{}", write.resource_type, write.id)},
-            "type": coding(ENTITY_TYPE, "2", "System Object"),
-            "role": coding(OBJECT_ROLE, "4", "Domain Resource"),
-        }));
+        entity.push(record_entity(
+            format!("{}/{}", write.resource_type, write.id),
+            None,
+        ));
         let event = audit_event(
             &ctx.access,
             &Summary {
@@ -1229,8 +1230,32 @@ fn now_instant() -> String {
     store::format_instant((OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
+/// A JSON object with these members in this order. The trail builds a dozen objects per
+/// audited read; `json!` would copy every `Value` placed inside it once more (it converts
+/// each interpolated expression with `serde_json::to_value`).
+fn object<const N: usize>(members: [(&str, Value); N]) -> Value {
+    let mut map = Map::with_capacity(N);
+    for (name, value) in members {
+        map.insert(name.to_owned(), value);
+    }
+    Value::Object(map)
+}
+
 fn coding(system: &str, code: &str, display: &str) -> Value {
-    json!({"system": system, "code": code, "display": display})
+    object([
+        ("system", system.into()),
+        ("code", code.into()),
+        ("display", display.into()),
+    ])
+}
+
+/// `purposeOfEvent` / `agent.purposeOfUse`: the purpose as a one-coding CodeableConcept list.
+fn purpose_of_use(purpose: &Purpose) -> Value {
+    let coding = object([
+        ("system", consent::PURPOSE_SYSTEM.into()),
+        ("code", purpose.as_str().into()),
+    ]);
+    Value::Array(vec![object([("coding", Value::Array(vec![coding]))])])
 }
 
 fn audit_write(event: Value) -> Write {
@@ -1238,7 +1263,8 @@ fn audit_write(event: Value) -> Write {
     Write {
         resource_type: "AuditEvent".to_owned(),
         id,
-        precondition: Precondition::MustNotExist,
+        // `audit_event` gave it a fresh UUID v4.
+        precondition: Precondition::NewId,
         action: WriteAction::Put(event),
     }
 }
@@ -1249,48 +1275,73 @@ fn audit_event(
     purpose: Option<&Purpose>,
     entity: Vec<Value>,
 ) -> Value {
-    let mut event = json!({
-        "resourceType": "AuditEvent",
-        "id": uuid::Uuid::new_v4().to_string(),
-        "action": summary.action,
-        "recorded": summary.recorded,
-        "outcome": summary.outcome,
-        "outcomeDesc": summary.description,
-    });
+    let mut event = Map::with_capacity(12);
+    let mut member = |name: &str, value: Value| event.insert(name.to_owned(), value);
+    member("resourceType", "AuditEvent".into());
+    member("id", uuid::Uuid::new_v4().to_string().into());
+    member("action", summary.action.into());
+    member("recorded", summary.recorded.into());
+    member("outcome", summary.outcome.into());
+    member("outcomeDesc", summary.description.as_str().into());
     match summary.event {
         Event::Rest(code) => {
-            event["type"] = coding(AUDIT_EVENT_TYPE, "rest", "RESTful Operation");
-            event["subtype"] = json!([coding(RESTFUL_INTERACTION, code, code)]);
+            member(
+                "type",
+                coding(AUDIT_EVENT_TYPE, "rest", "RESTful Operation"),
+            );
+            member(
+                "subtype",
+                Value::Array(vec![coding(RESTFUL_INTERACTION, code, code)]),
+            );
         }
-        Event::Export => event["type"] = coding(DICOM, "110106", "Export"),
+        Event::Export => {
+            member("type", coding(DICOM, "110106", "Export"));
+        }
     }
     if let Some(purpose) = purpose {
-        event["purposeOfEvent"] =
-            json!([{"coding": [{"system": consent::PURPOSE_SYSTEM, "code": purpose.as_str()}]}]);
+        member("purposeOfEvent", purpose_of_use(purpose));
     }
-    event["agent"] = Value::Array(agents(access, purpose));
-    event["source"] = json!({
-        "site": "Musubi",
-        "observer": {"display": "Musubi"},
-        "type": [coding(SOURCE_TYPE, "4", "Application Server")],
-    });
-    event["entity"] = Value::Array(entity);
-    event
+    member("agent", Value::Array(agents(access, purpose)));
+    member(
+        "source",
+        object([
+            ("site", "Musubi".into()),
+            ("observer", object([("display", "Musubi".into())])),
+            (
+                "type",
+                Value::Array(vec![coding(SOURCE_TYPE, "4", "Application Server")]),
+            ),
+        ]),
+    );
+    member("entity", Value::Array(entity));
+    Value::Object(event)
 }
 
 /// The requestor first: a signed-in person (their FHIR identity) with the app as a second
 /// agent, or the client itself with its kind.
 fn agents(access: &Access, purpose: Option<&Purpose>) -> Vec<Value> {
     let client_agent = |id: &str, kind: Option<&str>, requestor: bool| {
-        let mut agent = json!({
-            "who": {"identifier": {"system": consent::CLIENT_ID_SYSTEM, "value": id}, "display": id},
-            "requestor": requestor,
-        });
+        let identifier = object([
+            ("system", consent::CLIENT_ID_SYSTEM.into()),
+            ("value", id.into()),
+        ]);
+        let mut agent = Map::with_capacity(4);
+        agent.insert(
+            "who".to_owned(),
+            object([("identifier", identifier), ("display", id.into())]),
+        );
+        agent.insert("requestor".to_owned(), requestor.into());
         if let Some(kind) = kind {
-            agent["type"] =
-                json!({"coding": [{"system": consent::RECIPIENT_KIND_SYSTEM, "code": kind}]});
+            let coding = object([
+                ("system", consent::RECIPIENT_KIND_SYSTEM.into()),
+                ("code", kind.into()),
+            ]);
+            agent.insert(
+                "type".to_owned(),
+                object([("coding", Value::Array(vec![coding]))]),
+            );
         }
-        agent
+        Value::Object(agent)
     };
     let mut agents = match access {
         Access::Caller(caller) => {
@@ -1298,7 +1349,10 @@ fn agents(access: &Access, purpose: Option<&Purpose>) -> Vec<Value> {
             let kind = recipient_kind(caller.kind).map(RecipientKind::code);
             match &caller.claims.fhir_user {
                 Some(user) => vec![
-                    json!({"who": {"reference": user}, "requestor": true}),
+                    object([
+                        ("who", object([("reference", user.as_str().into())])),
+                        ("requestor", true.into()),
+                    ]),
                     client_agent(&caller.client_id, kind, false),
                 ],
                 None => vec![client_agent(&caller.client_id, kind, true)],
@@ -1306,19 +1360,38 @@ fn agents(access: &Access, purpose: Option<&Purpose>) -> Vec<Value> {
         }
         Access::Internal | Access::Nobody => vec![client_agent(access.client_id(), None, true)],
     };
-    if let (Some(purpose), Some(first)) = (purpose, agents.first_mut()) {
-        first["purposeOfUse"] =
-            json!([{"coding": [{"system": consent::PURPOSE_SYSTEM, "code": purpose.as_str()}]}]);
+    if let (Some(purpose), Some(Value::Object(first))) = (purpose, agents.first_mut()) {
+        first.insert("purposeOfUse".to_owned(), purpose_of_use(purpose));
     }
     agents
 }
 
 fn patient_entity(patient: &PatientRef) -> Value {
-    json!({
-        "what": {"reference": patient.as_str()},
-        "type": coding(ENTITY_TYPE, "1", "Person"),
-        "role": coding(OBJECT_ROLE, "1", "Patient"),
-    })
+    object([
+        ("what", object([("reference", patient.as_str().into())])),
+        ("type", coding(ENTITY_TYPE, "1", "Person")),
+        ("role", coding(OBJECT_ROLE, "1", "Patient")),
+    ])
+}
+
+/// An entity for one record (`Type/id`, with `/_history/n` when decided by version).
+fn record_entity(reference: String, detail: Option<Vec<Value>>) -> Value {
+    let mut entity = Map::with_capacity(4);
+    entity.insert("what".to_owned(), object([("reference", reference.into())]));
+    entity.insert("type".to_owned(), coding(ENTITY_TYPE, "2", "System Object"));
+    entity.insert(
+        "role".to_owned(),
+        coding(OBJECT_ROLE, "4", "Domain Resource"),
+    );
+    if let Some(detail) = detail {
+        entity.insert("detail".to_owned(), Value::Array(detail));
+    }
+    Value::Object(entity)
+}
+
+/// One `entity.detail`: a named string value.
+fn detail(name: &str, value: &str) -> Value {
+    object([("type", name.into()), ("valueString", value.into())])
 }
 
 /// The patient, each decided record with its decision in `entity.detail`, and each consent
@@ -1333,15 +1406,16 @@ fn read_entities(patient: Option<&PatientRef>, entries: &[&Logged]) -> Vec<Value
             Outcome::Deny => "deny",
             Outcome::Redact(_) => "identity-only",
         };
-        let mut detail = vec![
-            json!({"type": "decision", "valueString": decision}),
-            json!({"type": "disclosed", "valueString": logged.disclosed.to_string()}),
-            json!({"type": "reason", "valueString": v.reason}),
-            json!({"type": "explanation", "valueString": v.explanation}),
+        let disclosed = if logged.disclosed { "true" } else { "false" };
+        let mut details = vec![
+            detail("decision", decision),
+            detail("disclosed", disclosed),
+            detail("reason", &v.reason),
+            detail("explanation", &v.explanation),
         ];
         for consent in &v.consents {
-            detail.push(json!({"type": "consent", "valueString": consent}));
-            cited.insert(consent.clone());
+            details.push(detail("consent", consent));
+            cited.insert(consent.as_str());
         }
         for (name, value) in [
             ("provision", &v.provision),
@@ -1349,22 +1423,17 @@ fn read_entities(patient: Option<&PatientRef>, entries: &[&Logged]) -> Vec<Value
             ("data-class", &v.data_class),
         ] {
             if let Some(value) = value {
-                detail.push(json!({"type": name, "valueString": value}));
+                details.push(detail(name, value));
             }
         }
-        entity.push(json!({
-            "what": {"reference": logged.what},
-            "type": coding(ENTITY_TYPE, "2", "System Object"),
-            "role": coding(OBJECT_ROLE, "4", "Domain Resource"),
-            "detail": detail,
-        }));
+        entity.push(record_entity(logged.what.clone(), Some(details)));
     }
     for consent in cited.into_iter().filter(|c| c.starts_with("Consent/")) {
-        entity.push(json!({
-            "what": {"reference": consent},
-            "type": coding(ENTITY_TYPE, "2", "System Object"),
-            "description": "consent used for the decisions above",
-        }));
+        entity.push(object([
+            ("what", object([("reference", consent.into())])),
+            ("type", coding(ENTITY_TYPE, "2", "System Object")),
+            ("description", "consent used for the decisions above".into()),
+        ]));
     }
     entity
 }
@@ -1388,6 +1457,91 @@ mod tests {
             },
             disclosed,
         }
+    }
+
+    fn caller(kind: auth::ClientKind, fhir_user: Option<&str>) -> Access {
+        let claims: auth::AccessClaims = serde_json::from_value(json!({
+            "iss": "https://musubi.example", "sub": "demo-clinic", "aud": "https://musubi.example/fhir",
+            "exp": 2_000_000_000, "iat": 1_700_000_000, "jti": "j1", "client_id": "demo-clinic",
+            "scope": "system/Immunization.rs", "fhirUser": fhir_user,
+        }))
+        .unwrap();
+        Access::Caller(Arc::new(Caller::new(kind, Arc::new(claims))))
+    }
+
+    /// The AuditEvents as stored, id aside: every form of agent, entity and event type.
+    fn audit_event_bytes() -> Vec<String> {
+        let entries = [
+            logged(Outcome::Permit, true),
+            logged(Outcome::Deny, false),
+            {
+                let mut redacted = logged(Outcome::Redact(consent::Redaction::IdentityOnly), true);
+                redacted
+                    .verdict
+                    .consents
+                    .push("legal-basis:予防接種法".to_owned());
+                redacted.verdict.legal_basis = Some("予防接種法第5条 \"定期\"".to_owned());
+                redacted
+            },
+        ];
+        let refs: Vec<&Logged> = entries.iter().collect();
+        let patient = PatientRef::parse("Patient/child-1").unwrap();
+        let summary = |event, action, outcome| Summary {
+            event,
+            action,
+            outcome,
+            description: "disclosed 2, withheld 1".into(),
+            recorded: "2025-05-01T00:00:00.000Z",
+        };
+        let purpose = Purpose::new("TREAT").ok();
+        let events = [
+            audit_event(
+                &Access::Internal,
+                &summary(Event::Rest("search-type"), "E", "0"),
+                purpose.as_ref(),
+                read_entities(Some(&patient), &refs),
+            ),
+            audit_event(
+                &caller(auth::ClientKind::ClinicEmr, None),
+                &summary(Event::Rest("read"), "R", "0"),
+                purpose.as_ref(),
+                read_entities(Some(&patient), &refs[..1]),
+            ),
+            audit_event(
+                &caller(auth::ClientKind::PhrApp, Some("RelatedPerson/parent-1")),
+                &summary(Event::Rest("read"), "R", "4"),
+                purpose.as_ref(),
+                read_entities(None, &refs[1..]),
+            ),
+            audit_event(
+                &caller(auth::ClientKind::Operator, None),
+                &summary(Event::Export, "E", "0"),
+                None,
+                vec![patient_entity(&patient)],
+            ),
+        ];
+        events
+            .into_iter()
+            .map(|mut event| {
+                assert_eq!(event["id"].as_str().map(str::len), Some(36));
+                event["id"] = json!("id");
+                serde_json::to_string(&event).unwrap()
+            })
+            .collect()
+    }
+
+    /// The stored JSON of an AuditEvent is part of the trail's contract (searches, exports,
+    /// readers of old trails): building it differently must give the same bytes.
+    #[test]
+    fn audit_events_keep_their_stored_bytes() {
+        let expected: Vec<&str> = include_str!("testdata/audit-events.ndjson")
+            .lines()
+            .collect();
+        assert_eq!(audit_event_bytes(), expected);
+        assert_eq!(
+            serde_json::to_string(&record_entity("Immunization/i1".to_owned(), None)).unwrap(),
+            r#"{"what":{"reference":"Immunization/i1"},"type":{"system":"http://terminology.hl7.org/CodeSystem/audit-entity-type","code":"2","display":"System Object"},"role":{"system":"http://terminology.hl7.org/CodeSystem/object-role","code":"4","display":"Domain Resource"}}"#
+        );
     }
 
     #[test]

@@ -1026,7 +1026,8 @@ fn delivery_audit(
     Write {
         resource_type: "AuditEvent".to_owned(),
         id,
-        precondition: Precondition::MustNotExist,
+        // A fresh UUID v4 (above).
+        precondition: Precondition::NewId,
         action: WriteAction::Put(event),
     }
 }

@@ -554,7 +554,8 @@ pub async fn create(
         Write {
             resource_type: resource_type.to_owned(),
             id,
-            precondition: Precondition::MustNotExist,
+            // `new_id` is a fresh UUID v4.
+            precondition: Precondition::NewId,
             action: WriteAction::Put(resource),
         },
     )

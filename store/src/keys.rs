@@ -31,7 +31,8 @@ pub fn history_prefix(resource_type: &str, id: &str) -> Vec<u8> {
     key
 }
 
-/// The search-index entries a resource's current version produced: `x\0{type}\0{id}`.
+/// The search-index entries a resource's current version produced: `x\0{type}\0{id}`. Types
+/// listed in `entries` keep none; their entries are recomputed from the stored body.
 pub fn entries(resource_type: &str, id: &str) -> Vec<u8> {
     join(b'x', &[resource_type.as_bytes(), id.as_bytes()])
 }

@@ -8,6 +8,7 @@
 
 mod covering;
 mod engine;
+mod entries;
 mod keys;
 mod query;
 mod record;
@@ -30,6 +31,10 @@ pub enum Precondition {
     MustNotExist,
     /// `If-Match`: the live version must be this one.
     VersionIs(u64),
+    /// Create under an id the caller has just generated at random (a UUID v4: 122 random bits,
+    /// so it names nothing stored): the writer skips looking for a current version. Only for
+    /// such ids; a write under an existing id would leave that resource's index entries behind.
+    NewId,
 }
 
 #[derive(Debug, Clone)]

@@ -234,9 +234,8 @@ fn load_entries(
     rt: &str,
     id: &str,
 ) -> Result<Vec<search::IndexEntry>, StoreError> {
-    match data.get(keys::entries(rt, id)).map_err(io)? {
-        Some(blob) => postcard::from_bytes(&blob)
-            .map_err(|e| StoreError::Corrupt(format!("index entries of {rt}/{id}: {e}"))),
-        None => Ok(Vec::new()),
-    }
+    let blob = data.get(keys::entries(rt, id)).map_err(io)?;
+    crate::entries::of(rt, id, blob.as_deref(), || {
+        data.get(keys::current(rt, id)).map_err(io)
+    })
 }

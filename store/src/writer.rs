@@ -299,13 +299,24 @@ fn plan_write(
     let rt = write.resource_type.as_str();
     let id = write.id.as_str();
     let current_key = keys::current(rt, id);
-    let current_raw = tx.get(&current_key)?;
+    let current_raw = match write.precondition {
+        // A random id the caller has just generated names nothing stored: skip the lookup,
+        // which would miss through the memtables and every table's filter.
+        Precondition::NewId => {
+            debug_assert!(
+                tx.get(&current_key)?.is_none(),
+                "{rt}/{id} was written as a new id but exists"
+            );
+            None
+        }
+        _ => tx.get(&current_key)?,
+    };
     let current = current_raw.as_deref().and_then(RecordHeader::peek);
     let live_version = current.as_ref().filter(|c| !c.deleted).map(|c| c.version);
 
     match write.precondition {
         Precondition::None => {}
-        Precondition::MustNotExist => {
+        Precondition::MustNotExist | Precondition::NewId => {
             if let Some(version) = live_version {
                 return Err(StoreError::AlreadyExists {
                     resource_type: rt.to_owned(),
@@ -368,7 +379,7 @@ fn plan_write(
                 body: Bytes::from(body),
             };
             if live_version.is_some() {
-                remove_index_entries(tx, rt, id)?;
+                remove_index_entries(tx, rt, id, current_raw.as_ref())?;
             }
             supersede(tx, rt, id, current.as_ref(), current_raw.as_ref());
             let covering = tx.covering;
@@ -382,9 +393,14 @@ fn plan_write(
                     value,
                 );
             }
-            let entries_blob = postcard::to_allocvec(&entries)
-                .map_err(|e| StoreError::Invalid(format!("index entries of {rt}/{id}: {e}")))?;
-            tx.put_readable(keys::entries(rt, id), Slice::from(entries_blob));
+            if crate::entries::kept_as_blob(rt) {
+                let blob = crate::entries::encode(&entries, rt, id)?;
+                tx.put_readable(keys::entries(rt, id), blob);
+            } else if current.is_some() {
+                // A blob written before its type stopped keeping one would describe this
+                // version's predecessor.
+                tx.remove_readable(keys::entries(rt, id));
+            }
             tx.put_readable(current_key, Slice::from(version.encode()));
             tx.put(
                 keys::log(*next_seq),
@@ -423,7 +439,7 @@ fn plan_write(
                 content_hash: 0,
                 body: Bytes::new(),
             };
-            remove_index_entries(tx, rt, id)?;
+            remove_index_entries(tx, rt, id, current_raw.as_ref())?;
             tx.remove_readable(keys::entries(rt, id));
             supersede(tx, rt, id, current.as_ref(), current_raw.as_ref());
             tx.put_readable(current_key, Slice::from(version.encode()));
@@ -455,12 +471,15 @@ fn supersede(
     }
 }
 
-fn remove_index_entries(tx: &mut Transaction<'_>, rt: &str, id: &str) -> Result<(), StoreError> {
-    let Some(blob) = tx.get(&keys::entries(rt, id))? else {
-        return Ok(());
-    };
-    let entries: Vec<search::IndexEntry> = postcard::from_bytes(&blob)
-        .map_err(|e| StoreError::Corrupt(format!("index entries of {rt}/{id}: {e}")))?;
+/// Remove the index keys of the version `current_raw` holds.
+fn remove_index_entries(
+    tx: &mut Transaction<'_>,
+    rt: &str,
+    id: &str,
+    current_raw: Option<&Slice>,
+) -> Result<(), StoreError> {
+    let blob = tx.get(&keys::entries(rt, id))?;
+    let entries = crate::entries::of(rt, id, blob.as_deref(), || Ok(current_raw.cloned()))?;
     for entry in entries {
         tx.remove(keys::index(rt, &entry.param, &entry.value.key_bytes(), id));
     }

@@ -822,3 +822,214 @@ async fn entries_written_without_the_declaration_are_covered_from_the_body() {
     let redeclared = open_covering(new_dir.path(), &changed);
     assert_covered_equal_bodies(&redeclared, "Patient/p1", &["i1", "i2"], &changed);
 }
+
+#[tokio::test]
+async fn a_write_under_a_new_id_is_stored_like_a_checked_create() {
+    // `NewId` skips looking for a current version; everything it stores must equal what a
+    // create checked with `MustNotExist` stores, and later updates and deletes must find it.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let committed = store
+        .commit(vec![
+            put(
+                "Immunization",
+                "checked",
+                Precondition::MustNotExist,
+                immunization("checked", "Patient/p1"),
+            ),
+            put(
+                "Immunization",
+                "fresh",
+                Precondition::NewId,
+                immunization("fresh", "Patient/p1"),
+            ),
+        ])
+        .await
+        .unwrap();
+    let (checked, fresh) = (&committed[0], &committed[1]);
+    assert_eq!(fresh.outcome, WriteOutcome::Created);
+    assert_eq!(fresh.outcome, checked.outcome);
+    assert_eq!(fresh.version.version, checked.version.version);
+    assert_eq!(fresh.version.method, checked.version.method);
+    assert_eq!(
+        fresh.version.last_updated_ms,
+        checked.version.last_updated_ms
+    );
+    let mut checked_body = body(&store, "Immunization", "checked");
+    checked_body["id"] = json!("fresh");
+    assert_eq!(body(&store, "Immunization", "fresh"), checked_body);
+    assert_eq!(
+        search_ids(
+            &store,
+            "Immunization",
+            &[("patient", "Patient/p1"), ("date", "2024-06-03")]
+        ),
+        ["checked", "fresh"]
+    );
+
+    // Its index entries are maintained like any other's.
+    store
+        .commit(vec![put(
+            "Immunization",
+            "fresh",
+            Precondition::VersionIs(1),
+            immunization("fresh", "Patient/p2"),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(
+        search_ids(&store, "Immunization", &[("patient", "Patient/p2")]),
+        ["fresh"]
+    );
+    assert_eq!(
+        search_ids(&store, "Immunization", &[("patient", "Patient/p1")]),
+        ["checked"]
+    );
+    store
+        .commit(vec![Write {
+            resource_type: "Immunization".into(),
+            id: "fresh".into(),
+            precondition: Precondition::None,
+            action: WriteAction::Delete,
+        }])
+        .await
+        .unwrap();
+    assert!(search_ids(&store, "Immunization", &[("patient", "Patient/p2")]).is_empty());
+    let history = store
+        .history(
+            &HistoryScope::Instance("Immunization".into(), "fresh".into()),
+            None,
+            0,
+            10,
+        )
+        .unwrap();
+    assert_eq!(history.total, 3);
+}
+
+fn audit_event(id: &str, patient: &str, interaction: &str, recorded: &str) -> Value {
+    json!({
+        "resourceType": "AuditEvent", "id": id, "action": "R", "recorded": recorded, "outcome": "0",
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
+        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": interaction}],
+        "agent": [{"who": {"identifier": {"system": "urn:client", "value": "demo-clinic"}}, "requestor": true}],
+        "source": {"site": "Musubi", "observer": {"display": "Musubi"}},
+        "entity": [
+            {"what": {"reference": patient}, "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1"}},
+            {"what": {"reference": "Immunization/i1/_history/1"}, "detail": [{"type": "decision", "valueString": "permit"}]}
+        ]
+    })
+}
+
+fn search_in_order(store: &FjallStore, rt: &str, params: &[(&str, &str)]) -> Vec<String> {
+    let params: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let query = search::parse_query(search::Registry::r4(), rt, &params, true).unwrap();
+    let request = SearchRequest {
+        resource_type: rt,
+        query: &query,
+        offset: 0,
+        count: 100,
+        need_total: true,
+    };
+    let page = store.search(&request).unwrap();
+    assert_eq!(page.total, Some(page.matches.len()), "{params:?}");
+    page.matches.into_iter().map(|v| v.id).collect()
+}
+
+#[tokio::test]
+async fn audit_events_are_searched_sorted_updated_and_deleted_without_a_stored_entries_blob() {
+    // AuditEvents keep no entries blob (store/src/entries.rs): searches that verify several
+    // criteria or sort, and updates and deletes that must remove the old index keys, recompute
+    // the entries from the stored body.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let events = [
+        ("a1", "Patient/p1", "read", "2025-05-01T10:00:00Z"),
+        ("a2", "Patient/p1", "search-type", "2025-05-02T10:00:00Z"),
+        ("a3", "Patient/p2", "read", "2025-05-03T10:00:00Z"),
+    ];
+    store
+        .commit(
+            events
+                .iter()
+                .map(|(id, patient, interaction, recorded)| {
+                    put(
+                        "AuditEvent",
+                        id,
+                        Precondition::NewId,
+                        audit_event(id, patient, interaction, recorded),
+                    )
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let search = |params: &[(&str, &str)]| search_in_order(&store, "AuditEvent", params);
+    assert_eq!(
+        search(&[("patient", "Patient/p1"), ("subtype", "read")]),
+        ["a1"]
+    );
+    assert_eq!(
+        search(&[("entity", "Immunization/i1"), ("_sort", "-date")]),
+        ["a3", "a2", "a1"]
+    );
+    assert_eq!(
+        search(&[("patient", "Patient/p1"), ("date", "ge2025-05-02")]),
+        ["a2"]
+    );
+    assert_eq!(
+        search(&[("subtype", "read"), ("_sort", "date")]),
+        ["a1", "a3"]
+    );
+
+    // An update moves a1 to p2: the index keys of p1 go with the old version.
+    store
+        .commit(vec![put(
+            "AuditEvent",
+            "a1",
+            Precondition::VersionIs(1),
+            audit_event("a1", "Patient/p2", "read", "2025-05-01T10:00:00Z"),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(search(&[("patient", "Patient/p1")]), ["a2"]);
+    assert_eq!(
+        search(&[
+            ("patient", "Patient/p2"),
+            ("subtype", "read"),
+            ("_sort", "date")
+        ]),
+        ["a1", "a3"]
+    );
+
+    // A delete removes every index key of the deleted version.
+    store
+        .commit(vec![Write {
+            resource_type: "AuditEvent".into(),
+            id: "a2".into(),
+            precondition: Precondition::None,
+            action: WriteAction::Delete,
+        }])
+        .await
+        .unwrap();
+    assert!(search(&[("patient", "Patient/p1")]).is_empty());
+    assert!(search(&[("subtype", "search-type")]).is_empty());
+    assert_eq!(
+        search(&[("entity", "Immunization/i1"), ("_sort", "date")]),
+        ["a1", "a3"]
+    );
+    store.shutdown().await.unwrap();
+    drop(store);
+
+    let store = open(dir.path());
+    assert_eq!(
+        search_in_order(
+            &store,
+            "AuditEvent",
+            &[("site", "Musubi"), ("_sort", "-date")]
+        ),
+        ["a3", "a1"]
+    );
+}
