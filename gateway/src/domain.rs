@@ -24,6 +24,40 @@ pub struct Domain {
     pub forms: prevaccination::Forms,
     pub products: identifiers::ProductTable,
     pub layouts: municipal::Layouts,
+    /// Stored doses already decoded, by a hash of their covered members (see
+    /// [`DecodedDoses`]).
+    decoded_doses: DecodedDoses,
+}
+
+/// Doses decoded from covered members, by the 128-bit hash of those bytes. Decoding is a pure
+/// function of the bytes (and of the terminology, fixed at start-up), and each stored dose of a
+/// child is decoded again on every later write for that child: parsing and mapping were ~half
+/// of a transaction's server CPU (docs/performance.md). Bounded: emptied when full.
+#[derive(Default)]
+struct DecodedDoses(Mutex<HashMap<u128, Option<vaccination::DoseRecord>>>);
+
+/// At most this many decoded doses are kept (~150 bytes each).
+const DECODED_DOSES_MAX: usize = 50_000;
+
+impl DecodedDoses {
+    fn get_or_decode(
+        &self,
+        json: &[u8],
+        decode: impl FnOnce() -> Result<Option<vaccination::DoseRecord>, ApiError>,
+    ) -> Result<Option<vaccination::DoseRecord>, ApiError> {
+        let key = xxhash_rust::xxh3::xxh3_128(json);
+        let lock = || self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(dose) = lock().get(&key) {
+            return Ok(dose.clone());
+        }
+        let dose = decode()?;
+        let mut cache = lock();
+        if cache.len() >= DECODED_DOSES_MAX {
+            cache.clear();
+        }
+        cache.insert(key, dose.clone());
+        Ok(dose)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +129,7 @@ impl Domain {
             rules: vaccination::RuleSet::load(&extra("vaccination")?)
                 .map_err(|e| e.to_string())
                 .map_err(data_error("vaccination rules"))?,
+            decoded_doses: DecodedDoses::default(),
             forms: prevaccination::Forms::load(&extra("questionnaires")?)
                 .map_err(|e| e.to_string())
                 .map_err(data_error("予診票 questionnaires"))?,
@@ -282,7 +317,10 @@ impl Domain {
         let patient = search::IndexValue::Reference(format!("Patient/{patient_id}"));
         let mut doses = Vec::new();
         for covered in store.covered("Immunization", "patient", &patient)? {
-            if let Some(dose) = self.stored_dose(&covered.members)? {
+            let dose = self
+                .decoded_doses
+                .get_or_decode(&covered.members, || self.stored_dose(&covered.members))?;
+            if let Some(dose) = dose {
                 doses.push((covered.id, dose));
             }
         }
@@ -588,6 +626,44 @@ mod tests {
     use super::*;
     use serde_json::json;
     use store::{FjallStore, Precondition, StoreOptions, Write, WriteAction};
+
+    #[test]
+    fn decoded_doses_are_decoded_once_per_content_and_stay_bounded() {
+        let cache = DecodedDoses::default();
+        let decodes = std::cell::Cell::new(0);
+        let decode = |number: u32| {
+            decodes.set(decodes.get() + 1);
+            Ok(Some(vaccination::DoseRecord {
+                id: None,
+                vaccine: "dpt-ipv-hib".into(),
+                product: None,
+                date: time::macros::date!(2024 - 06 - 03),
+                dose_number: Some(number),
+            }))
+        };
+        let first = cache
+            .get_or_decode(b"{\"id\":\"a\"}", || decode(1))
+            .unwrap();
+        let again = cache
+            .get_or_decode(b"{\"id\":\"a\"}", || decode(9))
+            .unwrap();
+        assert_eq!(
+            first, again,
+            "the same bytes give the decoded dose of the first time"
+        );
+        assert_eq!(decodes.get(), 1);
+        let other = cache
+            .get_or_decode(b"{\"id\":\"b\"}", || decode(2))
+            .unwrap();
+        assert_eq!(other.and_then(|d| d.dose_number), Some(2));
+        assert_eq!(decodes.get(), 2);
+        for n in 0..DECODED_DOSES_MAX {
+            let bytes = format!("{{\"id\":\"x{n}\"}}");
+            cache.get_or_decode(bytes.as_bytes(), || Ok(None)).unwrap();
+        }
+        let held = cache.0.lock().unwrap().len();
+        assert!(held <= DECODED_DOSES_MAX, "{held} decoded doses held");
+    }
 
     fn immunization(id: &str, patient: &str, status: &str, date: &str, number: u32) -> Value {
         json!({
