@@ -30,7 +30,9 @@ fn main() {
         for _ in 0..256 {
             let value: serde_json::Value =
                 serde_json::from_slice(std::hint::black_box(&body)).expect("checked above");
-            written += serde_json::to_vec(&value).expect("a Value serialises").len();
+            written += serde_json::to_vec(&value)
+                .expect("a Value serialises")
+                .len();
             rounds += 1;
         }
     }
