@@ -26,6 +26,10 @@ pub struct StoreOptions {
     pub cache_bytes: u64,
     /// Run by the writer thread once it has been idle for a while after writing.
     pub when_idle: Option<WhenIdle>,
+    /// The writer seals a full memtable itself instead of leaving it to fjall's worker, so
+    /// memtables stay within [`MemoryBudget::memtable`] while the worker compacts; writes then
+    /// wait for the worker instead (`MemtableSealing`). For bulk writes that nobody waits on.
+    pub seal_full_memtables: bool,
 }
 
 /// Work for the writer thread once no commit has come for `after` since its last one (e.g.
@@ -41,6 +45,7 @@ impl Default for StoreOptions {
         StoreOptions {
             cache_bytes: 64 * 1024 * 1024,
             when_idle: None,
+            seal_full_memtables: false,
         }
     }
 }
@@ -74,7 +79,8 @@ pub(crate) struct MemoryBudget {
     pub block_cache: u64,
     /// One memtable (writes not yet in sorted files). fjall seals a full one and flushes it in
     /// the background, and holds writes back while four sealed ones wait, so memtables take at
-    /// most five times this.
+    /// most five times this — once sealed: the active one grows on until fjall's worker is free
+    /// to seal it, unless [`StoreOptions::seal_full_memtables`] has the writer do it.
     pub memtable: u64,
 }
 
@@ -144,6 +150,11 @@ impl FjallStore {
             poisoned: poisoned.clone(),
             overlay_hasher: crate::writer::overlay_hasher(),
             when_idle: options.when_idle,
+            memtable_sealing: options.seal_full_memtables.then_some(
+                crate::writer::MemtableSealing {
+                    budget: budget.memtable,
+                },
+            ),
         };
         let (sender, receiver) = mpsc::channel();
         let handle = std::thread::Builder::new()
@@ -347,6 +358,46 @@ impl Store for FjallStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn sealing_keeps_the_active_memtable_within_its_budget() {
+        use fjall::AbstractTree;
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            cache_bytes: 0,
+            seal_full_memtables: true,
+            ..StoreOptions::default()
+        };
+        let budget = MemoryBudget::from_cache_bytes(options.cache_bytes).memtable;
+        let store = FjallStore::open(dir.path(), &options).unwrap();
+        let text = "x".repeat(16 * 1024);
+        // 24 commits of 32 bodies of 16 KiB: three times the 4 MiB budget.
+        for commit in 0..24 {
+            let writes = (0..32)
+                .map(|i| {
+                    let id = format!("b{commit}-{i}");
+                    crate::Write {
+                        resource_type: "Basic".into(),
+                        precondition: crate::Precondition::None,
+                        action: crate::WriteAction::Put(serde_json::json!({
+                            "resourceType": "Basic", "id": id, "code": {"text": text}
+                        })),
+                        id,
+                    }
+                })
+                .collect();
+            store.commit(writes).await.unwrap();
+            let active = store.data().tree.active_memtable().size();
+            assert!(
+                active <= budget,
+                "after commit {commit} the active memtable holds {active} bytes, over {budget}"
+            );
+        }
+        for id in ["b0-0", "b23-31"] {
+            assert!(store.read("Basic", id).unwrap().is_some(), "{id}");
+        }
+        store.shutdown().await.unwrap();
+    }
 
     #[test]
     fn memory_budget_follows_cache_bytes_within_bounds() {

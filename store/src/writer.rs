@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 
 use bytes::Bytes;
-use fjall::{Database, Keyspace, PersistMode, Slice};
+use fjall::{AbstractTree, Database, Keyspace, PersistMode, Slice};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
@@ -79,6 +79,32 @@ pub(crate) struct Writer {
     pub overlay_hasher: Xxh3Builder,
     pub generations: Arc<WriteGenerations>,
     pub when_idle: Option<crate::engine::WhenIdle>,
+    pub memtable_sealing: Option<MemtableSealing>,
+}
+
+/// The writer seals the active memtable once it holds more than `budget` bytes.
+///
+/// fjall asks its worker thread to seal a full memtable, and the store's one worker
+/// (engine.rs) takes the request only after the compaction it is running, which takes seconds
+/// once the tree is large. Meanwhile every write went on into the same memtable: 88 MiB against
+/// a budget of 8 during a 300 000-row import, with several times that in resident memory
+/// (docs/performance.md). Sealed by the writer, it goes into fjall's flush queue at once, and
+/// fjall holds writes back while four sealed memtables wait for their flush.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MemtableSealing {
+    pub budget: u64,
+}
+
+impl MemtableSealing {
+    fn seal_if_full(self, data: &Keyspace) {
+        if data.tree.active_memtable().size() <= self.budget {
+            return;
+        }
+        // A failure leaves the memtable to fjall's own request; the commit is durable already.
+        if let Err(error) = data.rotate_memtable() {
+            tracing::warn!(%error, "sealing a full memtable failed");
+        }
+    }
 }
 
 /// Values written earlier in the same group (or transaction) but not yet in fjall, by key.
@@ -210,6 +236,9 @@ impl Writer {
             .map(|c| c.version.resource_type.as_str())
             .collect();
         self.generations.bump(changed);
+        if let Some(sealing) = self.memtable_sealing {
+            sealing.seal_if_full(&self.data);
+        }
         for (reply, committed) in pending {
             let _ = reply.send(Ok(committed));
         }
