@@ -82,22 +82,22 @@ pub(crate) struct Writer {
     pub memtable_sealing: Option<MemtableSealing>,
 }
 
-/// The writer seals the active memtable once it holds more than `budget` bytes.
+/// The writer seals the active memtable once it holds more than `at` bytes.
 ///
 /// fjall asks its worker thread to seal a full memtable, and the store's one worker
 /// (engine.rs) takes the request only after the compaction it is running, which takes seconds
 /// once the tree is large. Meanwhile every write went on into the same memtable: 88 MiB against
-/// a budget of 8 during a 300 000-row import, with several times that in resident memory
-/// (docs/performance.md). Sealed by the writer, it goes into fjall's flush queue at once, and
-/// fjall holds writes back while four sealed memtables wait for their flush.
+/// a budget of 8 during a 300 000-row import (docs/performance.md). Sealed by the writer, it
+/// goes into fjall's flush queue at once, and fjall holds writes back while four sealed
+/// memtables wait for their flush.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct MemtableSealing {
-    pub budget: u64,
+    pub at: u64,
 }
 
 impl MemtableSealing {
     fn seal_if_full(self, data: &Keyspace) {
-        if data.tree.active_memtable().size() <= self.budget {
+        if data.tree.active_memtable().size() <= self.at {
             return;
         }
         // A failure leaves the memtable to fjall's own request; the commit is durable already.
