@@ -368,46 +368,6 @@ impl Store for FjallStore {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn sealing_keeps_the_active_memtable_within_its_budget() {
-        use fjall::AbstractTree;
-        let dir = tempfile::tempdir().unwrap();
-        let options = StoreOptions {
-            cache_bytes: 0,
-            seal_full_memtables: true,
-            ..StoreOptions::default()
-        };
-        let sealed_at = MemoryBudget::from_cache_bytes(options.cache_bytes).writer_seals_at();
-        let store = FjallStore::open(dir.path(), &options).unwrap();
-        let text = "x".repeat(16 * 1024);
-        // 48 commits of 32 bodies of 16 KiB: three times the 8 MiB at which the writer seals.
-        for commit in 0..48 {
-            let writes = (0..32)
-                .map(|i| {
-                    let id = format!("b{commit}-{i}");
-                    crate::Write {
-                        resource_type: "Basic".into(),
-                        precondition: crate::Precondition::None,
-                        action: crate::WriteAction::Put(serde_json::json!({
-                            "resourceType": "Basic", "id": id, "code": {"text": text}
-                        })),
-                        id,
-                    }
-                })
-                .collect();
-            store.commit(writes).await.unwrap();
-            let active = store.data().tree.active_memtable().size();
-            assert!(
-                active <= sealed_at,
-                "after commit {commit} the active memtable holds {active} bytes, over {sealed_at}"
-            );
-        }
-        for id in ["b0-0", "b47-31"] {
-            assert!(store.read("Basic", id).unwrap().is_some(), "{id}");
-        }
-        store.shutdown().await.unwrap();
-    }
-
     #[test]
     fn memory_budget_follows_cache_bytes_within_bounds() {
         const MIB: u64 = 1024 * 1024;

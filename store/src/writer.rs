@@ -660,6 +660,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_memtable_over_its_size_is_sealed_without_fjall_s_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        // No worker thread: nothing but the writer seals a memtable.
+        let db = Database::builder(dir.path())
+            .worker_threads_unchecked(0)
+            .open()
+            .unwrap();
+        let data = db
+            .keyspace("data", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        let sealing = MemtableSealing { at: 1024 * 1024 };
+        let value = vec![b'x'; 64 * 1024];
+        for i in 0..8u8 {
+            data.insert([b'a', i], value.as_slice()).unwrap();
+        }
+        sealing.seal_if_full(&data);
+        assert_eq!(data.sealed_memtable_count(), 0, "512 KiB is under the size");
+        for i in 0..16u8 {
+            data.insert([b'b', i], value.as_slice()).unwrap();
+        }
+        sealing.seal_if_full(&data);
+        assert_eq!(data.sealed_memtable_count(), 1, "1.5 MiB is over it");
+        assert_eq!(data.tree.active_memtable().size(), 0);
+        assert!(data.get([b'a', 0]).unwrap().is_some());
+    }
+
+    #[test]
     fn meta_goes_after_id_and_keeps_profiles() {
         let mut r = serde_json::json!({
             "resourceType": "Patient", "id": "p1", "active": true,
