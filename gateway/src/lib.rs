@@ -37,8 +37,23 @@ pub struct Running {
     pub state: web::Data<AppState>,
 }
 
-/// Open the embedded store named by the configuration.
+/// Open the embedded store named by the configuration, for the server.
 pub fn open_store(config: &Config) -> Result<Arc<dyn store::Store>, store::StoreError> {
+    open_store_with(config, false)
+}
+
+/// Open the store for a command run without the server (`musubi import`, `export`,
+/// `close-month`): no client waits on a write there, so the writer waits for fjall's worker
+/// rather than let memtables grow past their budget while it compacts
+/// (`store::StoreOptions::seal_full_memtables`).
+pub fn open_store_offline(config: &Config) -> Result<Arc<dyn store::Store>, store::StoreError> {
+    open_store_with(config, true)
+}
+
+fn open_store_with(
+    config: &Config,
+    seal_full_memtables: bool,
+) -> Result<Arc<dyn store::Store>, store::StoreError> {
     let idle_secs = config.server.release_idle_memory_secs;
     let options = store::StoreOptions {
         cache_bytes: config.storage.cache_mb * 1024 * 1024,
@@ -47,6 +62,7 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn store::Store>, store::Store
             after: std::time::Duration::from_secs(idle_secs),
             run: memory::release_freed_memory,
         }),
+        seal_full_memtables,
     };
     Ok(Arc::new(store::SledStore::open(
         &config.storage.data_dir,

@@ -112,7 +112,7 @@ fn load_config(common: &Common) -> Result<Config, ExitCode> {
 
 /// The store and the reference data, for commands that work without the HTTP server.
 fn offline_state(config: Config) -> Result<gateway::state::AppState, ExitCode> {
-    let store = gateway::open_store(&config).map_err(|error| {
+    let store = gateway::open_store_offline(&config).map_err(|error| {
         eprintln!(
             "musubi: cannot open the store in {}: {error} (is a server running on it? stop it, or use the HTTP API)",
             config.storage.data_dir.display()

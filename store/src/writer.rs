@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 
 use bytes::Bytes;
-use fjall::{Database, Keyspace, PersistMode, Slice};
+use fjall::{AbstractTree, Database, Keyspace, PersistMode, Slice};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
@@ -81,6 +81,32 @@ pub(crate) struct Writer {
     pub generations: Arc<WriteGenerations>,
     pub covering: Arc<Declarations>,
     pub when_idle: Option<crate::engine::WhenIdle>,
+    pub memtable_sealing: Option<MemtableSealing>,
+}
+
+/// The writer seals the active memtable once it holds more than `at` bytes.
+///
+/// fjall asks its worker thread to seal a full memtable, and the store's one worker
+/// (engine.rs) takes the request only after the compaction it is running, which takes seconds
+/// once the tree is large. Meanwhile every write went on into the same memtable: 88 MiB against
+/// a budget of 8 during a 300 000-row import (docs/performance.md). Sealed by the writer, it
+/// goes into fjall's flush queue at once, and fjall holds writes back while four sealed
+/// memtables wait for their flush.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MemtableSealing {
+    pub at: u64,
+}
+
+impl MemtableSealing {
+    fn seal_if_full(self, data: &Keyspace) {
+        if data.tree.active_memtable().size() <= self.at {
+            return;
+        }
+        // A failure leaves the memtable to fjall's own request; the commit is durable already.
+        if let Err(error) = data.rotate_memtable() {
+            tracing::warn!(%error, "sealing a full memtable failed");
+        }
+    }
 }
 
 /// Values written earlier in the same group (or transaction) but not yet in fjall, by key.
@@ -213,6 +239,9 @@ impl Writer {
             .map(|c| c.version.resource_type.as_str())
             .collect();
         self.generations.bump(changed);
+        if let Some(sealing) = self.memtable_sealing {
+            sealing.seal_if_full(&self.data);
+        }
         for (reply, committed) in pending {
             let _ = reply.send(Ok(committed));
         }
@@ -675,6 +704,33 @@ fn now_millis() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_memtable_over_its_size_is_sealed_without_fjall_s_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        // No worker thread: nothing but the writer seals a memtable.
+        let db = Database::builder(dir.path())
+            .worker_threads_unchecked(0)
+            .open()
+            .unwrap();
+        let data = db
+            .keyspace("data", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        let sealing = MemtableSealing { at: 1024 * 1024 };
+        let value = vec![b'x'; 64 * 1024];
+        for i in 0..8u8 {
+            data.insert([b'a', i], value.as_slice()).unwrap();
+        }
+        sealing.seal_if_full(&data);
+        assert_eq!(data.sealed_memtable_count(), 0, "512 KiB is under the size");
+        for i in 0..16u8 {
+            data.insert([b'b', i], value.as_slice()).unwrap();
+        }
+        sealing.seal_if_full(&data);
+        assert_eq!(data.sealed_memtable_count(), 1, "1.5 MiB is over it");
+        assert_eq!(data.tree.active_memtable().size(), 0);
+        assert!(data.get([b'a', 0]).unwrap().is_some());
+    }
 
     #[test]
     fn meta_goes_after_id_and_keeps_profiles() {
