@@ -97,28 +97,67 @@ pub(crate) async fn search(
         let mut bare = query.clone();
         bare.control.include.clear();
         bare.control.revinclude.clear();
-        let all = store.search(&SearchRequest {
-            resource_type: rt,
-            query: &bare,
-            offset: 0,
-            count: cap + 1,
-            need_total: false,
-        })?;
-        if all.matches.len() > cap {
-            return Err(ApiError::bad_request(format!(
-                "this search matches more than {cap} {rt} resources; the records a consent-checked caller may see are decided before paging, so narrow the search (by patient, date or status) below {cap} matches (consent.max_search_matches)"
-            )));
-        }
-        let mut shown = Vec::with_capacity(all.matches.len());
-        for version in &all.matches {
-            let decided = enforcer.decide(version, &body_of(version)?)?;
-            match decided.shown {
-                Shown::Withheld => enforcer.note(decided.record, false),
-                Shown::AsIs => shown.push((version.clone(), decided.record)),
-                Shown::Redacted(body) => shown.push((with_body(version, &body), decided.record)),
+        let mut shown = Vec::new();
+        let mut decide_into = |matches: &[StoredVersion],
+                               shown: &mut Vec<(StoredVersion, Option<Logged>)>,
+                               enough: usize|
+         -> Result<(), ApiError> {
+            for version in matches {
+                if shown.len() >= enough {
+                    break;
+                }
+                let decided = enforcer.decide(version, &body_of(version)?)?;
+                match decided.shown {
+                    Shown::Withheld => enforcer.note(decided.record, false),
+                    Shown::AsIs => shown.push((version.clone(), decided.record)),
+                    Shown::Redacted(body) => {
+                        shown.push((with_body(version, &body), decided.record))
+                    }
+                }
             }
-        }
-        let total = shown.len();
+            Ok(())
+        };
+        // Without a total or a sort, matches are decided in index order only until the page
+        // (and one more, for the next link) is full: the same page, without deciding a
+        // child's whole history for each search of it.
+        let lazy = !request.need_total && query.control.sort.is_empty();
+        let total = if lazy {
+            let enough = request.offset + request.count + 1;
+            // The first fetch is the page itself; each later one (records withheld) doubles.
+            let mut batch = enough;
+            let mut scanned = 0;
+            loop {
+                let part = store.search(&SearchRequest {
+                    resource_type: rt,
+                    query: &bare,
+                    offset: scanned,
+                    count: batch,
+                    need_total: false,
+                })?;
+                scanned += part.matches.len();
+                decide_into(&part.matches, &mut shown, enough)?;
+                if shown.len() >= enough || !part.has_more || part.matches.is_empty() {
+                    break None;
+                }
+                batch = batch.saturating_mul(2);
+            }
+        } else {
+            let all = store.search(&SearchRequest {
+                resource_type: rt,
+                query: &bare,
+                offset: 0,
+                count: cap + 1,
+                need_total: false,
+            })?;
+            if all.matches.len() > cap {
+                return Err(ApiError::bad_request(format!(
+                    "this search matches more than {cap} {rt} resources; the records a consent-checked caller may see are decided before paging, so narrow the search (by patient, date or status) below {cap} matches (consent.max_search_matches)"
+                )));
+            }
+            decide_into(&all.matches, &mut shown, usize::MAX)?;
+            Some(shown.len())
+        };
+        let found = shown.len();
         let mut matches = Vec::new();
         for (version, record) in shown.into_iter().skip(request.offset).take(request.count) {
             enforcer.note(record, true);
@@ -132,8 +171,8 @@ pub(crate) async fn search(
             includes_of(ctx, rt, query, &matches)?
         };
         SearchPage {
-            total: Some(total),
-            has_more: request.count > 0 && request.offset + request.count < total,
+            total,
+            has_more: request.count > 0 && request.offset + request.count < found,
             matches,
             included,
         }

@@ -651,6 +651,54 @@ async fn the_purpose_of_use_header_is_limited_per_kind() {
 }
 
 #[tokio::test]
+async fn a_search_without_a_total_shows_the_same_pages_as_one_with_it() {
+    // Without `_total` the consent-checked search decides matches only until its page is
+    // full; with withheld records among them, every page must still be the one the full
+    // decision gives.
+    let app = spawn(|_| {}).await;
+    seed(&app).await;
+    for n in 0..7 {
+        let funding = if n % 3 == 0 { "routine" } else { "voluntary" };
+        app.upsert(json!({"resourceType": "Immunization", "id": format!("imm-extra-{n}"),
+            "status": "completed",
+            "vaccineCode": {"coding": [{"system": "https://musubi.example.org/fhir/CodeSystem/vaccine-type", "code": "hib"}]},
+            "patient": {"reference": "Patient/child-a"}, "occurrenceDateTime": "2024-08-10",
+            "primarySource": true,
+            "fundingSource": {"coding": [{"system": "https://musubi.example.org/fhir/CodeSystem/funding-source", "code": funding}]}}))
+            .await;
+    }
+    let city = token_of(&app, "city-chiyoda").await;
+    let page = |bundle: &Value| {
+        let next = bundle["link"]
+            .as_array()
+            .is_some_and(|links| links.iter().any(|l| l["relation"] == "next"));
+        (entry_ids(bundle), next)
+    };
+    let all = get_as(
+        &app,
+        &city,
+        "Immunization?patient=Patient/child-a&_count=100",
+    )
+    .await;
+    let shown = entry_ids(&all.json());
+    assert!(
+        (1..9).contains(&shown.len()),
+        "some of child-a's nine doses are withheld from the municipality: {shown:?}"
+    );
+    for count in [1, 2, 3] {
+        for offset in 0..shown.len() + 1 {
+            let path =
+                format!("Immunization?patient=Patient/child-a&_count={count}&_offset={offset}");
+            let counted = get_as(&app, &city, &path).await;
+            let uncounted = get_as(&app, &city, &format!("{path}&_total=none")).await;
+            assert_eq!(uncounted.status, 200, "{}", uncounted.text);
+            assert_eq!(page(&uncounted.json()), page(&counted.json()), "{path}");
+            assert!(uncounted.json().get("total").is_none(), "{path}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_consent_checked_search_over_the_cap_asks_to_be_narrowed() {
     let app = spawn(|config| config.consent.max_search_matches = 2).await;
     seed(&app).await;
