@@ -1288,13 +1288,15 @@ fn coding(system: &str, code: &str, display: &str) -> Value {
     ])
 }
 
-/// `purposeOfEvent` / `agent.purposeOfUse`: the purpose as a one-coding CodeableConcept list.
+/// A CodeableConcept of one coding without a display.
+fn concept(system: &str, code: &str) -> Value {
+    let coding = object([("system", system.into()), ("code", code.into())]);
+    object([("coding", Value::Array(vec![coding]))])
+}
+
+/// `purposeOfEvent` / `agent.purposeOfUse`: the purpose as a one-concept list.
 fn purpose_of_use(purpose: &Purpose) -> Value {
-    let coding = object([
-        ("system", consent::PURPOSE_SYSTEM.into()),
-        ("code", purpose.as_str().into()),
-    ]);
-    Value::Array(vec![object([("coding", Value::Array(vec![coding]))])])
+    Value::Array(vec![concept(consent::PURPOSE_SYSTEM, purpose.as_str())])
 }
 
 fn audit_write(event: Value) -> Write {
@@ -1371,13 +1373,9 @@ fn agents(access: &Access, purpose: Option<&Purpose>) -> Vec<Value> {
         );
         agent.insert("requestor".to_owned(), requestor.into());
         if let Some(kind) = kind {
-            let coding = object([
-                ("system", consent::RECIPIENT_KIND_SYSTEM.into()),
-                ("code", kind.into()),
-            ]);
             agent.insert(
                 "type".to_owned(),
-                object([("coding", Value::Array(vec![coding]))]),
+                concept(consent::RECIPIENT_KIND_SYSTEM, kind),
             );
         }
         Value::Object(agent)
