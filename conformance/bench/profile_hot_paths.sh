@@ -60,6 +60,17 @@ start_recording() { # name
 stop_recording() {
   if [ -n "${PERF_RECORD:-}" ]; then kill -INT "$recorder"; wait "$recorder" || true; fi
 }
+# Runs COMMAND (its output in $work/NAME.txt; under perf with PERF_RECORD=1) and sets
+# used_ticks to the server's CPU ticks meanwhile:  measure NAME COMMAND...
+measure() {
+  local name=$1 before
+  shift
+  start_recording "$name"
+  before=$(cpu_ticks)
+  "$@" > "$work/$name.txt"
+  used_ticks=$(( $(cpu_ticks) - before ))
+  stop_recording
+}
 # Prints wrk's rate, latencies and non-2xx answers from FILE, and the server's CPU per request
 # (steadier than the rate when other work shares the cores):
 #   report NAME RATE_UNIT CPU_SCALE CPU_UNIT CPU_TICKS FILE [SUFFIX]
@@ -85,39 +96,26 @@ transaction)
   done
   ms=$(( ($(date +%s%N) - started) / 1000000 ))
   echo "preload: $doses sequential Bundles in $ms ms"
-  start_recording transaction
-  cpu_before=$(cpu_ticks)
-  WRK_TOKEN=$token BODY_FILE=conformance/bench/transaction50.json \
-    wrk -t2 -c32 -d"$duration" --timeout 60s --latency -s conformance/bench/create_immunization.lua "$base/fhir" \
-    > "$work/transaction.txt"
-  cpu_after=$(cpu_ticks)
-  stop_recording
-  report transaction Bundles/s 1000 "ms per Bundle" $((cpu_after - cpu_before)) "$work/transaction.txt"
+  measure transaction env WRK_TOKEN="$token" BODY_FILE=conformance/bench/transaction50.json \
+    wrk -t2 -c32 -d"$duration" --timeout 60s --latency -s conformance/bench/create_immunization.lua "$base/fhir"
+  report transaction Bundles/s 1000 "ms per Bundle" "$used_ticks" "$work/transaction.txt"
   ;;
 create)
   duration=${3:-10s}
   start_server
-  start_recording create
-  cpu_before=$(cpu_ticks)
-  WRK_TOKEN=$token wrk -t2 -c32 -d"$duration" --timeout 30s --latency \
-    -s conformance/bench/create_immunization.lua "$base/fhir/Immunization" > "$work/create.txt"
-  cpu_after=$(cpu_ticks)
-  stop_recording
-  report create creates/s 1e6 "us per create" $((cpu_after - cpu_before)) "$work/create.txt"
+  measure create env WRK_TOKEN="$token" wrk -t2 -c32 -d"$duration" --timeout 30s --latency \
+    -s conformance/bench/create_immunization.lua "$base/fhir/Immunization"
+  report create creates/s 1e6 "us per create" "$used_ticks" "$work/create.txt"
   ;;
 read)
   duration=${3:-10s}
   start_server
   imm_id=$(curl -sf "${auth[@]}" -X POST "$base/fhir/Immunization" -H 'Content-Type: application/fhir+json' \
     --data-binary @conformance/bench/immunization.json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-  start_recording read
-  cpu_before=$(cpu_ticks)
-  WRK_TOKEN=$token WRK_PATH="/fhir/Immunization/$imm_id" \
-    wrk -t2 -c32 -d"$duration" --timeout 30s --latency -s conformance/bench/get_path.lua "$base" > "$work/read.txt"
-  cpu_after=$(cpu_ticks)
-  stop_recording
+  measure read env WRK_TOKEN="$token" WRK_PATH="/fhir/Immunization/$imm_id" \
+    wrk -t2 -c32 -d"$duration" --timeout 30s --latency -s conformance/bench/get_path.lua "$base"
   rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
-  report read req/s 1e6 "us per read" $((cpu_after - cpu_before)) "$work/read.txt" "; RSS $((rss_kib / 1024)) MiB"
+  report read req/s 1e6 "us per read" "$used_ticks" "$work/read.txt" "; RSS $((rss_kib / 1024)) MiB"
   ;;
 import)
   rows=$3
