@@ -88,6 +88,21 @@ impl IndexValue {
             IndexValue::Number { number, .. } => sortable_f64(*number).to_vec(),
         }
     }
+
+    /// Whether a search can start from this value in the index: [`crate::Criterion::seek`]
+    /// gives index prefixes for strings, URIs, tokens and references only; dates, numbers and
+    /// quantities are compared as ranges on each candidate.
+    pub fn is_seekable(&self) -> bool {
+        match self {
+            IndexValue::String { .. }
+            | IndexValue::Token { .. }
+            | IndexValue::Reference(_)
+            | IndexValue::Uri(_) => true,
+            IndexValue::Date { .. } | IndexValue::Quantity { .. } | IndexValue::Number { .. } => {
+                false
+            }
+        }
+    }
 }
 
 /// Every index entry of a resource for the parameters of its type.
