@@ -390,7 +390,15 @@ fn plan_write(
                 });
             }
             set_meta(&mut resource, next_version, now_ms);
-            let entries = search::extract(search::Registry::r4(), rt, &resource);
+            let registry = search::Registry::r4();
+            let entries = if crate::entries::kept_as_blob(rt) {
+                search::extract(registry, rt, &resource)
+            } else {
+                // Kept as index keys only: the parameters without keys need not be evaluated.
+                search::extract_params(registry, rt, &resource, |p| {
+                    tx.index_layout.indexes_param(rt, &p.code)
+                })
+            };
             let body = serialised.with_meta(next_version, now_ms);
             debug_assert_eq!(
                 body,
