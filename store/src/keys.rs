@@ -66,10 +66,11 @@ pub(crate) struct IndexLayout {
 }
 
 /// Per type, the parameters without index keys. An audited read writes one AuditEvent, and
-/// these token parameters were 9 of its 15 index keys (`action` R or E, `outcome` 0 or 4, `site`
-/// and `type` always the same, `subtype` the interaction, `entity-type` and `entity-role` one
-/// of two each): all searched by scanning now, so a search for a rare value of one of them alone
-/// reads every AuditEvent (docs/performance.md, round 5). References stay indexed: they are
+/// these token parameters were 9 of the 15 index keys of a clinic's read of one record
+/// (`action` R or E, `outcome` 0 or 4, `site` and `type` always the same, `subtype` the
+/// interaction, `entity-type` and `entity-role` one of two each, with long system URLs); its
+/// `date` and `_lastUpdated` were two more. A search for a rare value of one of these alone now
+/// reads every AuditEvent (docs/performance.md, round 5). References keep their keys: they are
 /// what the trail is searched by (`patient`, `entity`, `agent`) and what `_revinclude` follows.
 const UNINDEXED: &[(&str, &[&str])] = &[(
     "AuditEvent",
