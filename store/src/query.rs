@@ -347,7 +347,7 @@ mod tests {
                     "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1"},
                     "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1"}
                 })];
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     entity.push(json!({
                         "what": {"reference": format!("Immunization/i{}", n % 5)},
                         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"},
@@ -359,10 +359,10 @@ mod tests {
                     "resourceType": "AuditEvent", "id": id,
                     "action": action,
                     "recorded": format!("2025-05-{:02}T10:00:00Z", 1 + n % 20),
-                    "outcome": if n % 7 == 0 { "4" } else { "0" },
+                    "outcome": if n.is_multiple_of(7) { "4" } else { "0" },
                     "type": {"system": type_system, "code": type_code},
                     "subtype": subtype,
-                    "source": {"site": if n % 9 == 0 { "Elsewhere" } else { "Musubi" },
+                    "source": {"site": if n.is_multiple_of(9) { "Elsewhere" } else { "Musubi" },
                         "observer": {"display": "Musubi"}},
                     "entity": entity
                 })
