@@ -88,12 +88,38 @@ impl IndexValue {
             IndexValue::Number { number, .. } => sortable_f64(*number).to_vec(),
         }
     }
+
+    /// Whether a search can start from this value in the index: [`crate::Criterion::seek`]
+    /// gives index prefixes for strings, URIs, tokens and references only; dates, numbers and
+    /// quantities are compared as ranges on each candidate.
+    pub fn is_seekable(&self) -> bool {
+        match self {
+            IndexValue::String { .. }
+            | IndexValue::Token { .. }
+            | IndexValue::Reference(_)
+            | IndexValue::Uri(_) => true,
+            IndexValue::Date { .. } | IndexValue::Quantity { .. } | IndexValue::Number { .. } => {
+                false
+            }
+        }
+    }
 }
 
 /// Every index entry of a resource for the parameters of its type.
 pub fn extract(registry: &Registry, resource_type: &str, resource: &Value) -> Vec<IndexEntry> {
+    extract_params(registry, resource_type, resource, |_| true)
+}
+
+/// The index entries of a resource for the parameters of its type that `wanted` accepts, in
+/// the order [`extract`] gives them.
+pub fn extract_params(
+    registry: &Registry,
+    resource_type: &str,
+    resource: &Value,
+    wanted: impl Fn(&ParamDef) -> bool,
+) -> Vec<IndexEntry> {
     let mut entries = Vec::new();
-    for param in registry.supported(resource_type) {
+    for param in registry.supported(resource_type).filter(|p| wanted(p)) {
         let before = entries.len();
         for path in &param.paths {
             for node in fhirpath::evaluate(path, resource) {
@@ -417,6 +443,25 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn extracting_some_parameters_gives_their_entries_of_all() {
+        let event = json!({"resourceType": "AuditEvent", "id": "a1", "action": "R",
+            "recorded": "2025-05-01T10:00:00Z", "source": {"site": "Musubi"},
+            "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": "read"}],
+            "entity": [{"what": {"reference": "Patient/p1"}}, {"what": {"reference": "Immunization/i1"}}]});
+        let all = extract(Registry::r4(), "AuditEvent", &event);
+        let wanted = ["entity", "patient", "site"];
+        let some = extract_params(Registry::r4(), "AuditEvent", &event, |p| {
+            wanted.contains(&p.code.as_str())
+        });
+        let expected: Vec<IndexEntry> = all
+            .into_iter()
+            .filter(|e| wanted.contains(&e.param.as_str()))
+            .collect();
+        assert_eq!(some.len(), 4);
+        assert_eq!(some, expected);
     }
 
     #[test]

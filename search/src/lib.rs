@@ -10,7 +10,7 @@ mod query;
 mod registry;
 
 pub use date::{DateRange, parse_date_range};
-pub use index::{IndexEntry, IndexValue, extract, sort_key};
+pub use index::{IndexEntry, IndexValue, extract, extract_params, sort_key};
 pub use normalize::normalize_text;
 pub use query::{
     Control, Criterion, Include, Modifier, Query, QueryError, SearchValue, Seek, SortSpec, Summary,

@@ -869,6 +869,50 @@ mod tests {
     }
 
     #[test]
+    fn only_seekable_values_are_sought_in_the_index() {
+        // The store writes index keys for seekable values only: a criterion that seeks must
+        // find its values among them, one that does not seek may leave them out.
+        let observation = json!({"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8302-2"}]},
+            "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2024-06-03",
+            "valueQuantity": {"value": 80.5, "system": "http://unitsofmeasure.org", "code": "cm"}});
+        let entries = extract(Registry::r4(), "Observation", &observation);
+        for (query, seeks) in [
+            ("code=http://loinc.org|8302-2", true),
+            ("status=final", true),
+            ("subject=Patient/p1", true),
+            ("date=2024-06-03", false),
+            ("value-quantity=80.5", false),
+        ] {
+            let criterion = &q("Observation", query).unwrap().criteria[0];
+            assert_eq!(criterion.seek().is_some(), seeks, "{query}");
+            let own: Vec<_> = entries
+                .iter()
+                .filter(|e| e.param == criterion.param)
+                .collect();
+            assert!(!own.is_empty(), "{query}");
+            assert!(
+                own.iter().all(|e| e.value.is_seekable() == seeks),
+                "{query}"
+            );
+        }
+        let patient = json!({"resourceType": "Patient", "name": [{"family": "山田"}],
+            "birthDate": "2020-02-29"});
+        let entries = extract(Registry::r4(), "Patient", &patient);
+        for (query, seeks) in [("family=山田", true), ("birthdate=2020", false)] {
+            let criterion = &q("Patient", query).unwrap().criteria[0];
+            assert_eq!(criterion.seek().is_some(), seeks, "{query}");
+            assert!(
+                entries
+                    .iter()
+                    .filter(|e| e.param == criterion.param)
+                    .all(|e| e.value.is_seekable() == seeks),
+                "{query}"
+            );
+        }
+    }
+
+    #[test]
     fn escaped_commas_are_one_value() {
         assert_eq!(
             split_values(r"a\,b,c"),

@@ -11,7 +11,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use tokio::sync::oneshot;
 
 use crate::covering::{Covered, CoveringIndex, Declarations};
-use crate::keys;
+use crate::keys::{self, IndexLayout};
 use crate::record::{RecordHeader, StoredVersion};
 use crate::writer::{Message, WriteGenerations, Writer};
 use crate::{
@@ -75,6 +75,8 @@ pub struct FjallStore {
     poisoned: Arc<AtomicBool>,
     generations: Arc<WriteGenerations>,
     covering: Arc<Declarations>,
+    /// Which index entries have keys: what the writer writes and searches start from.
+    index_layout: IndexLayout,
     inbox: Mutex<Option<Sender<Message>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -114,6 +116,16 @@ impl MemoryBudget {
 impl FjallStore {
     /// Open the store in `data_dir`; fjall replays its journal after an unclean stop.
     pub fn open(data_dir: &Path, options: &StoreOptions) -> Result<FjallStore, StoreError> {
+        FjallStore::open_with_layout(data_dir, options, IndexLayout::CURRENT)
+    }
+
+    /// [`FjallStore::open`], writing the index keys of `index_layout`; tests compare searches
+    /// over stores written with every parameter indexed (the layout before) and without.
+    pub(crate) fn open_with_layout(
+        data_dir: &Path,
+        options: &StoreOptions,
+        index_layout: IndexLayout,
+    ) -> Result<FjallStore, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Io(format!(
                 "cannot create data dir {}: {e}",
@@ -159,6 +171,7 @@ impl FjallStore {
         let covering = Arc::new(Declarations::new(&options.covering));
         let writer = Writer {
             covering: covering.clone(),
+            index_layout,
             generations: generations.clone(),
             db: db.clone(),
             data: data.clone(),
@@ -183,6 +196,7 @@ impl FjallStore {
             poisoned,
             generations,
             covering,
+            index_layout,
             inbox: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(handle)),
         })
@@ -208,6 +222,10 @@ impl FjallStore {
 
     pub(crate) fn covering(&self) -> &Declarations {
         &self.covering
+    }
+
+    pub(crate) fn index_layout(&self) -> IndexLayout {
+        self.index_layout
     }
 
     fn send(&self, message: Message) -> Result<(), StoreError> {

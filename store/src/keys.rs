@@ -46,6 +46,69 @@ pub fn index(resource_type: &str, param: &str, value: &[u8], id: &str) -> Vec<u8
     key
 }
 
+/// Which search-index entries get an index key ([`index`]). A key is read only by a search
+/// that starts from it ([`search::Criterion::seek`]), `_revinclude` (references) and covering
+/// indexes (`covering`), so the writer leaves out:
+///
+/// * values no search starts from (dates, numbers, quantities: [`search::IndexValue::is_seekable`]);
+/// * the parameters in [`UNINDEXED`], whose value is the same on nearly every resource of their
+///   type, so that their index range would hold nearly every resource anyway. A search that
+///   would start from one finds its candidates through another criterion, or by scanning the
+///   type, and keeps the order that range gave (`query.rs`).
+///
+/// Stores written before hold keys for these too; nothing reads them, and the writer removes
+/// every entry's key when it replaces a version, so they go with their resource. The list may
+/// grow; taking a parameter off it would need its keys written for the resources stored
+/// without them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IndexLayout {
+    unindexed: &'static [(&'static str, &'static [&'static str])],
+}
+
+/// Per type, the parameters without index keys. An audited read writes one AuditEvent, and
+/// these token parameters were 9 of the 15 index keys of a clinic's read of one record
+/// (`action` R or E, `outcome` 0 or 4, `site` and `type` always the same, `subtype` the
+/// interaction, `entity-type` and `entity-role` one of two each, with long system URLs); its
+/// `date` and `_lastUpdated` were two more. A search for a rare value of one of these alone now
+/// reads every AuditEvent (docs/performance.md, round 5). References keep their keys: they are
+/// what the trail is searched by (`patient`, `entity`, `agent`) and what `_revinclude` follows.
+const UNINDEXED: &[(&str, &[&str])] = &[(
+    "AuditEvent",
+    &[
+        "action",
+        "outcome",
+        "site",
+        "type",
+        "subtype",
+        "entity-type",
+        "entity-role",
+    ],
+)];
+
+impl IndexLayout {
+    /// The layout this version writes.
+    pub(crate) const CURRENT: IndexLayout = IndexLayout {
+        unindexed: UNINDEXED,
+    };
+
+    /// Every parameter indexed, as before [`UNINDEXED`]: what searches are compared with.
+    #[cfg(test)]
+    pub(crate) const EVERY_PARAMETER: IndexLayout = IndexLayout { unindexed: &[] };
+
+    /// Whether the values of `param` on `resource_type` have index keys (when seekable).
+    pub(crate) fn indexes_param(&self, resource_type: &str, param: &str) -> bool {
+        !self
+            .unindexed
+            .iter()
+            .any(|(rt, params)| *rt == resource_type && params.contains(&param))
+    }
+
+    /// Whether the writer writes an index key for this entry of a `resource_type`.
+    pub(crate) fn has_key(&self, resource_type: &str, entry: &search::IndexEntry) -> bool {
+        entry.value.is_seekable() && self.indexes_param(resource_type, &entry.param)
+    }
+}
+
 /// Prefix of the index entries of one parameter whose value key starts with `value_prefix`.
 pub fn index_prefix(resource_type: &str, param: &str, value_prefix: &[u8]) -> Vec<u8> {
     let mut key = join(b'i', &[resource_type.as_bytes(), param.as_bytes()]);
@@ -140,6 +203,22 @@ mod tests {
         let start = index_seek("Immunization", "patient", seek);
         assert!(index("Immunization", "patient", b"Patient/p1", "imm-1").starts_with(&start));
         assert!(!index("Immunization", "patient", b"Patient/p10", "imm-2").starts_with(&start));
+    }
+
+    #[test]
+    fn unindexed_parameters_are_tokens_of_their_type() {
+        // `_revinclude` and covering indexes read reference keys directly, without a fallback.
+        let registry = search::Registry::r4();
+        for (rt, params) in UNINDEXED {
+            for param in *params {
+                let def = registry.param(rt, param).unwrap();
+                assert_eq!(def.kind, search::ParamKind::Token, "{rt} {param}");
+                assert!(!IndexLayout::CURRENT.indexes_param(rt, param));
+                assert!(IndexLayout::EVERY_PARAMETER.indexes_param(rt, param));
+            }
+        }
+        assert!(IndexLayout::CURRENT.indexes_param("AuditEvent", "entity"));
+        assert!(IndexLayout::CURRENT.indexes_param("Observation", "type"));
     }
 
     #[test]

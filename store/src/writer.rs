@@ -80,6 +80,7 @@ pub(crate) struct Writer {
     pub overlay_hasher: Xxh3Builder,
     pub generations: Arc<WriteGenerations>,
     pub covering: Arc<Declarations>,
+    pub index_layout: keys::IndexLayout,
     pub when_idle: Option<crate::engine::WhenIdle>,
     pub memtable_sealing: Option<MemtableSealing>,
 }
@@ -195,6 +196,7 @@ impl Writer {
                 data: &self.data,
                 group: &group,
                 covering: &self.covering,
+                index_layout: self.index_layout,
                 local: Overlay::with_hasher(self.overlay_hasher),
                 ops: Vec::new(),
             };
@@ -269,6 +271,8 @@ struct Transaction<'a> {
     group: &'a Overlay,
     /// Which index entries also hold members of their resource.
     covering: &'a Declarations,
+    /// Which index entries get an index key.
+    index_layout: keys::IndexLayout,
     /// This transaction's writes of keys it may read back (see [`Overlay`]).
     local: Overlay,
     ops: Vec<(Vec<u8>, Option<Slice>)>,
@@ -386,7 +390,15 @@ fn plan_write(
                 });
             }
             set_meta(&mut resource, next_version, now_ms);
-            let entries = search::extract(search::Registry::r4(), rt, &resource);
+            let registry = search::Registry::r4();
+            let entries = if crate::entries::kept_as_blob(rt) {
+                search::extract(registry, rt, &resource)
+            } else {
+                // Kept as index keys only: the parameters without keys need not be evaluated.
+                search::extract_params(registry, rt, &resource, |p| {
+                    tx.index_layout.indexes_param(rt, &p.code)
+                })
+            };
             let body = serialised.with_meta(next_version, now_ms);
             debug_assert_eq!(
                 body,
@@ -411,8 +423,8 @@ fn plan_write(
                 remove_index_entries(tx, rt, id, current_raw.as_ref())?;
             }
             supersede(tx, rt, id, current.as_ref(), current_raw.as_ref());
-            let covering = tx.covering;
-            for entry in &entries {
+            let (covering, layout) = (tx.covering, tx.index_layout);
+            for entry in entries.iter().filter(|e| layout.has_key(rt, e)) {
                 let value = match covering.find(rt, &entry.param) {
                     Some(declared) => Slice::from(declared.entry_value(&serialised)),
                     None => Slice::empty(),
@@ -500,7 +512,8 @@ fn supersede(
     }
 }
 
-/// Remove the index keys of the version `current_raw` holds.
+/// Remove the index keys of the version `current_raw` holds: every entry's, including those
+/// the current layout leaves out, which stores written before hold (`keys::IndexLayout`).
 fn remove_index_entries(
     tx: &mut Transaction<'_>,
     rt: &str,
