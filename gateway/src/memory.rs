@@ -31,15 +31,9 @@ const PURGE_DELAY_OPTION: libmimalloc_sys::mi_option_t = 15;
 /// behind stayed resident even after a forced collect (docs/performance.md). Serving keeps the
 /// delay: purging on every free cost ~13 % more CPU per audited read.
 pub fn start_up_begins() -> StartUp {
-    // SAFETY: mimalloc's options may be read and set at any time from any thread; where
-    // mimalloc is not the global allocator they go unused.
-    #[allow(unsafe_code)]
-    let purge_delay = unsafe {
-        let configured = libmimalloc_sys::mi_option_get(PURGE_DELAY_OPTION);
-        libmimalloc_sys::mi_option_set(PURGE_DELAY_OPTION, 0);
-        configured
-    };
-    StartUp { purge_delay }
+    let found = purge_delay();
+    set_purge_delay(0);
+    StartUp { purge_delay: found }
 }
 
 /// Start-up in progress (see [`start_up_begins`]). Dropped, it restores the purge delay it found
@@ -51,13 +45,27 @@ pub struct StartUp {
 
 impl Drop for StartUp {
     fn drop(&mut self) {
-        // SAFETY: as in `start_up_begins`.
-        #[allow(unsafe_code)]
-        unsafe {
-            libmimalloc_sys::mi_option_set(PURGE_DELAY_OPTION, self.purge_delay)
-        };
+        set_purge_delay(self.purge_delay);
         release_freed_memory();
     }
+}
+
+/// The allocator's purge delay in milliseconds.
+fn purge_delay() -> std::ffi::c_long {
+    // SAFETY: mimalloc's options may be read at any time from any thread.
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_option_get(PURGE_DELAY_OPTION)
+    }
+}
+
+fn set_purge_delay(milliseconds: std::ffi::c_long) {
+    // SAFETY: mimalloc's options may be set at any time from any thread; where mimalloc is not
+    // the global allocator (test binaries) only its own unused heaps see the value.
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_option_set(PURGE_DELAY_OPTION, milliseconds)
+    };
 }
 
 thread_local! {
@@ -126,7 +134,17 @@ impl IdleCheck {
 
 #[cfg(test)]
 mod tests {
-    use super::{IdleCheck, QUIET_TICKS};
+    use super::{IdleCheck, QUIET_TICKS, purge_delay, start_up_begins};
+
+    #[test]
+    fn start_up_purges_at_once_and_gives_the_delay_back() {
+        let serving = purge_delay();
+        assert_ne!(serving, 0, "mimalloc's default delays purges");
+        let start_up = start_up_begins();
+        assert_eq!(purge_delay(), 0);
+        drop(start_up);
+        assert_eq!(purge_delay(), serving);
+    }
 
     /// The ticks (1-based) at which a check releases, given the requests begun at each tick.
     fn releases(begun_per_tick: &[u64]) -> Vec<usize> {
