@@ -190,8 +190,11 @@ async fn install_definitions(state: &AppState) -> Result<(), store::StoreError> 
 
 /// Run until SIGINT/SIGTERM, then finish in-flight requests and leave the store clean.
 pub async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    // Opening the store and starting the server free pages at once (memory::start_up_begins).
+    let start_up = memory::start_up_begins();
     let store = open_store(&config)?;
     let running = start(config, store.clone()).await?;
+    drop(start_up);
     tracing::info!(addr = %running.addr, "Musubi is listening; FHIR base /fhir");
     running.server.await?;
     tracing::info!("stopping: flushing the store");
