@@ -7,6 +7,7 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use fjall::config::PartitioningPolicy;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use tokio::sync::oneshot;
 
@@ -157,6 +158,16 @@ impl FjallStore {
                 KeyspaceCreateOptions::default()
                     .max_memtable_size(budget.memtable)
                     .manual_journal_persist(true)
+                    // Partitioned index and filter blocks on every level (fjall partitions
+                    // only from level 3 on). A table of index entries holds ~50 000 small
+                    // data blocks, so its one index block grows to ~6 MiB: larger than a
+                    // block cache shard admits, so every read of such a table loaded and
+                    // checksummed all of it again (docs/performance.md, round 5). Partitioned,
+                    // a read pins only the small top level and loads one 4 KiB partition
+                    // through the cache. fjall keeps these options with the keyspace when it
+                    // is created: stores created before keep their full index blocks.
+                    .index_block_partitioning_policy(PartitioningPolicy::all(true))
+                    .filter_block_partitioning_policy(PartitioningPolicy::all(true))
             })
             .map_err(|e| StoreError::Io(format!("cannot open keyspace: {e}")))?;
         let next_seq = match data.prefix(keys::LOG_PREFIX).next_back() {
@@ -406,6 +417,115 @@ impl Store for FjallStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Precondition, WriteAction};
+    use fjall::AbstractTree;
+    use serde_json::json;
+
+    /// Enough resources for several data blocks, so each table's index and filter have more
+    /// than one partition.
+    const PATIENTS: usize = 2000;
+
+    /// Commits a Patient and an Immunization for each of [`PATIENTS`] children, then shuts the
+    /// store down, which flushes the memtables into tables.
+    async fn write_children_and_flush(store: &FjallStore) {
+        for chunk in (0..PATIENTS).collect::<Vec<_>>().chunks(500) {
+            let writes = chunk
+                .iter()
+                .flat_map(|i| {
+                    let patient = json!({"resourceType": "Patient", "id": format!("p{i}"),
+                        "name": [{"family": format!("family{i}")}]});
+                    let immunization = json!({"resourceType": "Immunization",
+                        "id": format!("imm{i}"), "status": "completed",
+                        "vaccineCode": {"text": "x"}, "patient": {"reference": format!("Patient/p{i}")},
+                        "occurrenceDateTime": "2024-06-03"});
+                    [("Patient", format!("p{i}"), patient), ("Immunization", format!("imm{i}"), immunization)]
+                })
+                .map(|(rt, id, resource)| Write {
+                    resource_type: rt.into(),
+                    id,
+                    precondition: Precondition::None,
+                    action: WriteAction::Put(resource),
+                })
+                .collect();
+            store.commit(writes).await.unwrap();
+        }
+        store.shutdown().await.unwrap();
+    }
+
+    /// Every child's Immunization is found by `patient=` and date, and every resource reads back.
+    fn assert_children_read_back(store: &FjallStore) {
+        for i in (0..PATIENTS).step_by(37) {
+            let params = [
+                ("patient".to_owned(), format!("Patient/p{i}")),
+                ("date".to_owned(), "ge2020-01-01".to_owned()),
+            ];
+            let query =
+                search::parse_query(search::Registry::r4(), "Immunization", &params, true).unwrap();
+            let page = store
+                .search(&crate::SearchRequest {
+                    resource_type: "Immunization",
+                    query: &query,
+                    offset: 0,
+                    count: 10,
+                    need_total: false,
+                })
+                .unwrap();
+            let ids: Vec<&str> = page.matches.iter().map(|v| v.id.as_str()).collect();
+            assert_eq!(ids, [format!("imm{i}")], "patient p{i}");
+            let patient = store.read("Patient", &format!("p{i}")).unwrap().unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&patient.body).unwrap();
+            assert_eq!(body["name"][0]["family"], format!("family{i}"));
+        }
+    }
+
+    /// (tables, tables with a partitioned index, tables with a partitioned filter)
+    fn table_layout(store: &FjallStore) -> (usize, usize, usize) {
+        let version = store.data().tree.current_version();
+        let tables: Vec<_> = version.iter_tables().collect();
+        (
+            tables.len(),
+            tables.iter().filter(|t| t.regions.index.is_some()).count(),
+            tables
+                .iter()
+                .filter(|t| t.regions.filter_tli.is_some())
+                .count(),
+        )
+    }
+
+    #[tokio::test]
+    async fn new_stores_write_partitioned_index_and_filter_blocks_and_read_them() {
+        let dir = tempfile::tempdir().unwrap();
+        write_children_and_flush(&FjallStore::open(dir.path(), &StoreOptions::default()).unwrap())
+            .await;
+        let store = FjallStore::open(dir.path(), &StoreOptions::default()).unwrap();
+        let (tables, partitioned_index, partitioned_filter) = table_layout(&store);
+        assert!(tables > 0);
+        assert_eq!((partitioned_index, partitioned_filter), (tables, tables));
+        assert_children_read_back(&store);
+    }
+
+    #[tokio::test]
+    async fn stores_created_with_full_index_blocks_keep_them_and_read_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        // The keyspace as the store created it before index partitioning: fjall's defaults,
+        // which keep a full index and filter block per table below level 3.
+        {
+            let db = Database::builder(dir.path().join(ENGINE_DIR))
+                .open()
+                .unwrap();
+            db.keyspace(KEYSPACE, || {
+                KeyspaceCreateOptions::default().manual_journal_persist(true)
+            })
+            .unwrap();
+        }
+        write_children_and_flush(&FjallStore::open(dir.path(), &StoreOptions::default()).unwrap())
+            .await;
+        let store = FjallStore::open(dir.path(), &StoreOptions::default()).unwrap();
+        let (tables, partitioned_index, partitioned_filter) = table_layout(&store);
+        assert!(tables > 0);
+        assert_eq!((partitioned_index, partitioned_filter), (0, 0));
+        assert_children_read_back(&store);
+    }
 
     #[test]
     fn memory_budget_follows_cache_bytes_within_bounds() {
