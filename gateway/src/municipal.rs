@@ -266,9 +266,10 @@ pub enum Delivery {
     Bulk { rows: usize },
 }
 
-/// Rows `musubi import` stages before writing them as sorted tables: fewer, larger tables
-/// leave fjall less to compact; the staged key operations take ~3 KiB per row of memory.
-pub const BULK_ROWS: usize = 20_000;
+/// Rows `musubi import` stages before writing them as sorted tables. The staged key
+/// operations take ~5 KiB per row until written; at 100 000 rows, 5 000, 10 000 and 20 000
+/// cost the same CPU per row and peaked at 157, 183 and 259 MiB (docs/performance.md).
+pub const BULK_ROWS: usize = 5_000;
 
 /// Import a municipal file (`source`: the file, its size when known, its encoding): every good
 /// row stored, every bad row reported with its line, in atomic chunks of
@@ -420,7 +421,12 @@ impl<'a> ChunkSink<'a> {
         (future, rows): (CommitFuture, RowKeys),
     ) -> bool {
         match futures_executor::block_on(future) {
-            Ok(committed) => {
+            Ok(mut committed) => {
+                // Counting needs the outcomes only; the bodies would keep a second copy of
+                // every staged resource in memory until the write.
+                for c in &mut committed {
+                    c.version.body = Default::default();
+                }
                 self.staged_rows += rows.len();
                 self.staged.push((committed, rows));
                 true

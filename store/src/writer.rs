@@ -104,7 +104,7 @@ pub(crate) struct Staged {
     /// The staged writes the writer reads back (see [`Overlay`]); later plans see them here.
     overlay: Overlay,
     /// Every staged key operation, in planning order.
-    ops: Vec<(Vec<u8>, Option<Slice>)>,
+    ops: StagedOps,
     /// The types whose write generation rises once the staged writes are readable.
     changed: std::collections::BTreeSet<String>,
 }
@@ -320,6 +320,10 @@ impl Writer {
         let planned = self.plan(&mut overlay, writes, now_millis());
         self.staged.overlay = overlay;
         let (committed, ops) = planned?;
+        // Kept until the write: as slices, each key takes only its own length.
+        let ops = ops
+            .into_iter()
+            .map(|(key, value)| (Slice::from(key), value));
         self.staged.ops.extend(ops);
         self.staged.changed.extend(
             committed
@@ -372,9 +376,12 @@ type CommitReply = oneshot::Sender<Result<Vec<Committed>, StoreError>>;
 /// Key operations of planned writes, in planning order (`None` removes the key).
 type KeyOps = Vec<(Vec<u8>, Option<Slice>)>;
 
+/// Staged key operations, in planning order (`None` removes the key).
+type StagedOps = Vec<(Slice, Option<Slice>)>;
+
 /// `ops` in ascending key order, each key once with its last operation: the order fjall's
 /// ingestion requires, and what applying them one after the other would leave.
-fn sorted_last_wins(mut ops: KeyOps) -> KeyOps {
+fn sorted_last_wins(mut ops: StagedOps) -> StagedOps {
     // Reversed and then sorted stably, a key's last operation comes first among its equals.
     ops.reverse();
     ops.sort_by(|a, b| a.0.cmp(&b.0));
@@ -383,7 +390,7 @@ fn sorted_last_wins(mut ops: KeyOps) -> KeyOps {
 }
 
 /// Write sorted key operations into new tables of `data` and register them in one step.
-fn ingest(data: &Keyspace, ops: KeyOps) -> fjall::Result<()> {
+fn ingest(data: &Keyspace, ops: StagedOps) -> fjall::Result<()> {
     let mut ingestion = data.start_ingestion()?;
     for (key, value) in ops {
         match value {
