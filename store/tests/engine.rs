@@ -1264,6 +1264,7 @@ async fn staged_writes_not_written_are_dropped_at_shutdown() {
     store.write_staged().await.unwrap();
     store.stage(vec![dropped]).await.unwrap();
     store.shutdown().await.unwrap();
+    drop(store);
     let store = open(dir.path());
     assert!(store.read("Patient", "written").unwrap().is_some());
     assert!(store.read("Patient", "dropped").unwrap().is_none());
