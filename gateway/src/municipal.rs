@@ -947,16 +947,22 @@ mod tests {
         let bulk = offline_state(bulk_dir.path());
         // Written every third row: stagings end inside chunks and inside a resident's rows.
         let staged = Delivery::Bulk { rows: 3 };
+        let mut reports = Vec::new();
         for text in [&first, &first, &second] {
             let report = run(&committed, Delivery::Commit, text);
             assert_eq!(run(&bulk, staged, text), report);
             assert_eq!(stored(&bulk), stored(&committed));
+            reports.push(report);
         }
-        let reimport = run(&bulk, staged, &first);
+        // Importing the same file again changes nothing and reports the same bad line.
+        let reimport = &reports[1];
         assert_eq!(reimport["rowsImported"], 0, "{reimport}");
         assert_eq!(reimport["rowsUnchanged"], 6, "{reimport}");
         assert_eq!(reimport["rowsRejected"], 1, "{reimport}");
         assert_eq!(reimport["errors"][0]["line"], 6, "{reimport}");
+        // The resident already stored who moved is updated, not created again.
+        assert_eq!(reports[2]["resourcesCreated"], 3, "{}", reports[2]);
+        assert_eq!(reports[2]["resourcesUpdated"], 1, "{}", reports[2]);
         let stored = stored(&bulk);
         assert_eq!(stored["Patient"].as_array().unwrap().len(), 5, "p1 twice");
         let searched = stored.as_object().unwrap().keys();
