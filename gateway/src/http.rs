@@ -920,8 +920,9 @@ fn run_import_task(
             (
                 std::io::BufReader::with_capacity(1 << 20, file),
                 std::fs::metadata(&upload).ok().map(|m| m.len()),
+                encoding,
             ),
-            encoding,
+            crate::municipal::Delivery::Commit,
             &mut |report| *shared.lock().unwrap_or_else(|p| p.into_inner()) = report.clone(),
         ),
         Err(error) => {

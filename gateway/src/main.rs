@@ -269,8 +269,11 @@ fn import(
         (
             std::io::BufReader::with_capacity(1 << 20, input),
             Some(size),
+            encoding,
         ),
-        encoding,
+        gateway::municipal::Delivery::Bulk {
+            rows: gateway::municipal::BULK_ROWS,
+        },
         &mut |r| {
             bar.set_position(r.bytes_read);
             let seconds = (r.elapsed_ms.max(1) as f64) / 1000.0;

@@ -180,6 +180,7 @@ impl FjallStore {
         let poisoned = Arc::new(AtomicBool::new(false));
         let generations = Arc::new(WriteGenerations::default());
         let covering = Arc::new(Declarations::new(&options.covering));
+        let overlay_hasher = crate::writer::overlay_hasher();
         let writer = Writer {
             covering: covering.clone(),
             index_layout,
@@ -188,13 +189,14 @@ impl FjallStore {
             data: data.clone(),
             next_seq,
             poisoned: poisoned.clone(),
-            overlay_hasher: crate::writer::overlay_hasher(),
+            overlay_hasher,
             when_idle: options.when_idle,
             memtable_sealing: options.seal_full_memtables.then_some(
                 crate::writer::MemtableSealing {
                     at: budget.writer_seals_at(),
                 },
             ),
+            staged: crate::writer::Staged::new(overlay_hasher),
         };
         let (sender, receiver) = mpsc::channel();
         let handle = std::thread::Builder::new()
@@ -237,6 +239,21 @@ impl FjallStore {
 
     pub(crate) fn index_layout(&self) -> IndexLayout {
         self.index_layout
+    }
+
+    /// Send the writer a request and wait for its answer.
+    fn ask<T: Send + 'static>(
+        &self,
+        message: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Message,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send>> {
+        let (reply, receiver) = oneshot::channel();
+        let sent = self.send(message(reply));
+        Box::pin(async move {
+            sent?;
+            receiver
+                .await
+                .map_err(|_| StoreError::Unavailable("the store writer stopped".into()))?
+        })
     }
 
     fn send(&self, message: Message) -> Result<(), StoreError> {
@@ -383,14 +400,17 @@ impl Store for FjallStore {
     }
 
     fn commit(&self, writes: Vec<Write>) -> CommitFuture {
-        let (reply, receiver) = oneshot::channel();
-        let sent = self.send(Message::Commit { writes, reply });
-        Box::pin(async move {
-            sent?;
-            receiver
-                .await
-                .map_err(|_| StoreError::Unavailable("the store writer stopped".into()))?
-        })
+        self.ask(|reply| Message::Commit { writes, reply })
+    }
+
+    fn stage(&self, writes: Vec<Write>) -> CommitFuture {
+        self.ask(|reply| Message::Stage { writes, reply })
+    }
+
+    fn write_staged(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send>> {
+        self.ask(|reply| Message::WriteStaged { reply })
     }
 
     fn shutdown(

@@ -150,6 +150,19 @@ pub trait Store: Send + Sync + 'static {
     fn ready(&self) -> Result<(), StoreError>;
     /// Commit all writes atomically and durably, or none of them.
     fn commit(&self, writes: Vec<Write>) -> CommitFuture;
+    /// Stage writes for a bulk load: checked and planned as [`Store::commit`] would (all or
+    /// none; same preconditions, versions, outcomes and index entries, later stages seeing
+    /// earlier ones), but neither readable nor durable until [`Store::write_staged`] has
+    /// written them. A commit first writes what is staged. Staged writes not yet written when
+    /// the store shuts down are dropped: the caller counts as stored only what `write_staged`
+    /// confirmed. A store without a bulk path commits them at once.
+    fn stage(&self, writes: Vec<Write>) -> CommitFuture {
+        self.commit(writes)
+    }
+    /// Write everything staged durably, all or nothing; readable once this resolves.
+    fn write_staged(&self) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
     /// Finish queued writes and leave a clean, durable state.
     fn shutdown(&self) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
 }

@@ -33,6 +33,15 @@ pub(crate) enum Message {
         writes: Vec<Write>,
         reply: oneshot::Sender<Result<Vec<Committed>, StoreError>>,
     },
+    /// Plan the writes like a commit, but keep them for the next `WriteStaged`
+    /// ([`crate::Store::stage`]).
+    Stage {
+        writes: Vec<Write>,
+        reply: oneshot::Sender<Result<Vec<Committed>, StoreError>>,
+    },
+    WriteStaged {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     Shutdown {
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
@@ -41,8 +50,8 @@ pub(crate) enum Message {
 impl Message {
     fn write_count(&self) -> usize {
         match self {
-            Message::Commit { writes, .. } => writes.len(),
-            Message::Shutdown { .. } => 0,
+            Message::Commit { writes, .. } | Message::Stage { writes, .. } => writes.len(),
+            Message::WriteStaged { .. } | Message::Shutdown { .. } => 0,
         }
     }
 }
@@ -83,6 +92,32 @@ pub(crate) struct Writer {
     pub index_layout: keys::IndexLayout,
     pub when_idle: Option<crate::engine::WhenIdle>,
     pub memtable_sealing: Option<MemtableSealing>,
+    pub staged: Staged,
+}
+
+/// Writes planned by [`crate::Store::stage`] and not yet written.
+///
+/// They go into fjall as sorted tables (its ingestion API) instead of through the journal and
+/// the memtables: a bulk load then neither journals nor sorts every key into a skiplist, nor
+/// flushes memtables. The tables are fsynced, and registered with a sequence number above
+/// every earlier write, before `WriteStaged` is answered.
+pub(crate) struct Staged {
+    /// The staged writes the writer reads back (see [`Overlay`]); later plans see them here.
+    overlay: Overlay,
+    /// Every staged key operation, in planning order.
+    ops: StagedOps,
+    /// The types whose write generation rises once the staged writes are readable.
+    changed: std::collections::BTreeSet<String>,
+}
+
+impl Staged {
+    pub(crate) fn new(overlay_hasher: Xxh3Builder) -> Staged {
+        Staged {
+            overlay: Overlay::with_hasher(overlay_hasher),
+            ops: Vec::new(),
+            changed: std::collections::BTreeSet::new(),
+        }
+    }
 }
 
 /// The writer seals the active memtable once it holds more than `at` bytes.
@@ -140,9 +175,19 @@ impl Writer {
             }
             let mut shutdown = None;
             let mut commits = Vec::with_capacity(batch.len());
+            // Consecutive commits form one group; the other requests are answered in queue
+            // order between groups.
             for message in batch {
                 match message {
                     Message::Commit { writes, reply } => commits.push((writes, reply)),
+                    Message::Stage { writes, reply } => {
+                        self.commit_group(std::mem::take(&mut commits));
+                        let _ = reply.send(self.stage(writes));
+                    }
+                    Message::WriteStaged { reply } => {
+                        self.commit_group(std::mem::take(&mut commits));
+                        let _ = reply.send(self.write_staged());
+                    }
                     Message::Shutdown { reply } => shutdown = Some(reply),
                 }
             }
@@ -179,6 +224,15 @@ impl Writer {
         if commits.is_empty() {
             return;
         }
+        // A commit sees what was staged before it, so that is written first.
+        if let Err(error) = self.write_staged() {
+            for (_, reply) in commits {
+                let _ = reply.send(Err(StoreError::Unavailable(format!(
+                    "the staged writes before this commit could not be written: {error}"
+                ))));
+            }
+            return;
+        }
         let now_ms = now_millis();
         let mut group = Overlay::with_hasher(self.overlay_hasher);
         let mut pending = Vec::with_capacity(commits.len());
@@ -186,32 +240,14 @@ impl Writer {
         // each transaction in it is atomic too, and `SyncData` makes it one `fdatasync`.
         let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
         for (writes, reply) in commits {
-            if self.poisoned.load(Ordering::Relaxed) {
-                let _ = reply.send(Err(StoreError::Unavailable(
-                    "an earlier disk write failed; restart to recover from the journal".into(),
-                )));
-                continue;
-            }
-            let mut tx = Transaction {
-                data: &self.data,
-                group: &group,
-                covering: &self.covering,
-                index_layout: self.index_layout,
-                local: Overlay::with_hasher(self.overlay_hasher),
-                ops: Vec::new(),
-            };
-            let mut next_seq = self.next_seq;
-            match plan_transaction(&mut tx, writes, now_ms, &mut next_seq) {
-                Ok(committed) => {
-                    self.next_seq = next_seq;
-                    let Transaction { local, ops, .. } = tx;
+            match self.plan(&mut group, writes, now_ms) {
+                Ok((committed, ops)) => {
                     for (key, value) in ops {
                         match value {
                             Some(v) => batch.insert(&self.data, key, v),
                             None => batch.remove(&self.data, key),
                         }
                     }
-                    group.extend(local);
                     pending.push((reply, committed));
                 }
                 Err(error) => {
@@ -249,6 +285,80 @@ impl Writer {
         }
     }
 
+    /// Plan one transaction against `overlay` (writes planned before it that fjall does not
+    /// hold yet). On success its readable writes join the overlay and its key operations are
+    /// returned; on failure nothing of it is kept.
+    fn plan(
+        &mut self,
+        overlay: &mut Overlay,
+        writes: Vec<Write>,
+        now_ms: i64,
+    ) -> Result<(Vec<Committed>, KeyOps), StoreError> {
+        if self.poisoned.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable(
+                "an earlier disk write failed; restart to recover from the journal".into(),
+            ));
+        }
+        let mut tx = Transaction {
+            data: &self.data,
+            group: overlay,
+            covering: &self.covering,
+            index_layout: self.index_layout,
+            local: Overlay::with_hasher(self.overlay_hasher),
+            ops: Vec::new(),
+        };
+        let mut next_seq = self.next_seq;
+        let committed = plan_transaction(&mut tx, writes, now_ms, &mut next_seq)?;
+        self.next_seq = next_seq;
+        let Transaction { local, ops, .. } = tx;
+        overlay.extend(local);
+        Ok((committed, ops))
+    }
+
+    /// Plan a transaction and keep its key operations for [`Writer::write_staged`].
+    fn stage(&mut self, writes: Vec<Write>) -> Result<Vec<Committed>, StoreError> {
+        let fresh = Overlay::with_hasher(self.overlay_hasher);
+        let mut overlay = std::mem::replace(&mut self.staged.overlay, fresh);
+        let planned = self.plan(&mut overlay, writes, now_millis());
+        self.staged.overlay = overlay;
+        let (committed, ops) = planned?;
+        // Kept until the write: as slices, each key takes only its own length.
+        let ops = ops
+            .into_iter()
+            .map(|(key, value)| (Slice::from(key), value));
+        self.staged.ops.extend(ops);
+        self.staged.changed.extend(
+            committed
+                .iter()
+                .filter(|c| c.outcome != WriteOutcome::Unchanged)
+                .map(|c| c.version.resource_type.clone()),
+        );
+        Ok(committed)
+    }
+
+    /// Write every staged key operation as sorted tables, through fjall's ingestion: the
+    /// tables are fsynced and then registered in one step, so all of it becomes durable and
+    /// readable at once, or (on an error) none of it.
+    fn write_staged(&mut self) -> Result<(), StoreError> {
+        let Staged { ops, changed, .. } =
+            std::mem::replace(&mut self.staged, Staged::new(self.overlay_hasher));
+        if ops.is_empty() {
+            return Ok(());
+        }
+        if self.poisoned.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable(
+                "an earlier disk write failed; restart to recover from the journal".into(),
+            ));
+        }
+        if let Err(error) = ingest(&self.data, sorted_last_wins(ops)) {
+            tracing::error!(%error, "writing the staged writes failed; refusing further writes");
+            self.poisoned.store(true, Ordering::Relaxed);
+            return Err(StoreError::Io(error.to_string()));
+        }
+        self.generations.bump(changed.iter().map(String::as_str));
+        Ok(())
+    }
+
     /// Leave a clean state. Everything committed is already durable in the journal; flushing
     /// the memtables into sorted files as well means the next start replays (and holds in
     /// memory) nothing, which keeps start-up time and idle memory small. `SyncAll` makes the
@@ -265,6 +375,34 @@ impl Writer {
 
 type CommitReply = oneshot::Sender<Result<Vec<Committed>, StoreError>>;
 
+/// Key operations of planned writes, in planning order (`None` removes the key).
+type KeyOps = Vec<(Vec<u8>, Option<Slice>)>;
+
+/// Staged key operations, in planning order (`None` removes the key).
+type StagedOps = Vec<(Slice, Option<Slice>)>;
+
+/// `ops` in ascending key order, each key once with its last operation: the order fjall's
+/// ingestion requires, and what applying them one after the other would leave.
+fn sorted_last_wins(mut ops: StagedOps) -> StagedOps {
+    // Reversed and then sorted stably, a key's last operation comes first among its equals.
+    ops.reverse();
+    ops.sort_by(|a, b| a.0.cmp(&b.0));
+    ops.dedup_by(|later, first| later.0 == first.0);
+    ops
+}
+
+/// Write sorted key operations into new tables of `data` and register them in one step.
+fn ingest(data: &Keyspace, ops: StagedOps) -> fjall::Result<()> {
+    let mut ingestion = data.start_ingestion()?;
+    for (key, value) in ops {
+        match value {
+            Some(value) => ingestion.write(key, value)?,
+            None => ingestion.write_tombstone(key)?,
+        }
+    }
+    ingestion.finish()
+}
+
 /// Reads see, in order: this transaction's own writes, the group's earlier transactions, fjall.
 struct Transaction<'a> {
     data: &'a Keyspace,
@@ -275,7 +413,7 @@ struct Transaction<'a> {
     index_layout: keys::IndexLayout,
     /// This transaction's writes of keys it may read back (see [`Overlay`]).
     local: Overlay,
-    ops: Vec<(Vec<u8>, Option<Slice>)>,
+    ops: KeyOps,
 }
 
 impl Transaction<'_> {

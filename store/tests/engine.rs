@@ -1033,3 +1033,239 @@ async fn audit_events_are_searched_sorted_updated_and_deleted_without_a_stored_e
         ["a3", "a1"]
     );
 }
+
+/// The transactions the staged-write tests write: creates, an unchanged re-write, updates
+/// (one of covered members), a delete, AuditEvents (kept without an entries blob), and a
+/// transaction refused by its precondition.
+fn bulk_transactions() -> Vec<Vec<Write>> {
+    let none = Precondition::None;
+    let mut changed = profiled_immunization("i1", "Patient/p1", "entered-in-error");
+    changed["lotNumber"] = json!("L2");
+    vec![
+        vec![
+            put("Patient", "p1", none, patient("p1", "山田")),
+            put("Patient", "p2", none, patient("p2", "佐藤")),
+            put(
+                "Immunization",
+                "i1",
+                none,
+                profiled_immunization("i1", "Patient/p1", "completed"),
+            ),
+            put("Immunization", "i2", none, immunization("i2", "Patient/p2")),
+            put(
+                "AuditEvent",
+                "a1",
+                none,
+                audit_event("a1", "Patient/p1", "create", "2025-05-01T10:00:00Z"),
+            ),
+        ],
+        vec![
+            put("Patient", "p1", none, patient("p1", "山田")),
+            put("Immunization", "i1", none, changed),
+            put("Immunization", "i3", none, immunization("i3", "Patient/p1")),
+            put("Patient", "p3", none, patient("p3", "鈴木")),
+        ],
+        vec![
+            delete("Immunization", "i2"),
+            put("Patient", "p2", none, patient("p2", "高橋")),
+            put("Patient", "p3", none, patient("p3", "田中")),
+            put(
+                "Immunization",
+                "i3",
+                none,
+                profiled_immunization("i3", "Patient/p2", "not-done"),
+            ),
+            put(
+                "AuditEvent",
+                "a1",
+                none,
+                audit_event("a1", "Patient/p2", "update", "2025-05-02T10:00:00Z"),
+            ),
+        ],
+        vec![
+            put("Patient", "p4", none, patient("p4", "伊藤")),
+            put(
+                "Patient",
+                "p1",
+                Precondition::MustNotExist,
+                patient("p1", "X"),
+            ),
+        ],
+    ]
+}
+
+/// What a client can learn of the stored resources, with `meta.lastUpdated` (the time of the
+/// write) left out: every version, histories, searches and covered members.
+fn everything_readable(store: &FjallStore) -> Value {
+    let ids = [
+        ("Patient", "p1"),
+        ("Patient", "p2"),
+        ("Patient", "p3"),
+        ("Patient", "p4"),
+        ("Immunization", "i1"),
+        ("Immunization", "i2"),
+        ("Immunization", "i3"),
+        ("AuditEvent", "a1"),
+    ];
+    let without_time = |version: &store::StoredVersion| {
+        let mut body: Value = if version.body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&version.body).unwrap()
+        };
+        if let Some(meta) = body.get_mut("meta").and_then(Value::as_object_mut) {
+            meta.shift_remove("lastUpdated");
+        }
+        json!({"version": version.version, "deleted": version.is_deleted(), "body": body})
+    };
+    let mut out = serde_json::Map::new();
+    for (rt, id) in ids {
+        let mut versions = Vec::new();
+        if let Some(current) = store.read(rt, id).unwrap() {
+            for v in 1..=current.version {
+                versions.push(without_time(&store.vread(rt, id, v).unwrap().unwrap()));
+            }
+        }
+        let history = store
+            .history(&HistoryScope::Instance(rt.into(), id.into()), None, 0, 100)
+            .unwrap();
+        let listed: Vec<u64> = history.versions.iter().map(|v| v.version).collect();
+        out.insert(
+            format!("{rt}/{id}"),
+            json!({"versions": versions, "history": listed}),
+        );
+    }
+    let system = store.history(&HistoryScope::System, None, 0, 100).unwrap();
+    let log: Vec<String> = system
+        .versions
+        .iter()
+        .map(|v| format!("{}/{}/{}", v.resource_type, v.id, v.version))
+        .collect();
+    out.insert("system history".into(), json!(log));
+    for (rt, params) in [
+        ("Patient", vec![("family", "山田")]),
+        ("Patient", vec![("family", "佐藤")]),
+        ("Patient", vec![("family", "高橋")]),
+        ("Patient", vec![("family", "田中")]),
+        ("Patient", vec![("family", "鈴木")]),
+        ("Immunization", vec![("patient", "Patient/p1")]),
+        ("Immunization", vec![("patient", "Patient/p2")]),
+        ("Immunization", vec![("status", "completed")]),
+        ("Immunization", vec![("status", "not-done")]),
+        ("Immunization", vec![("date", "2024-06-03")]),
+        ("Immunization", vec![("lot-number", "L2")]),
+        ("AuditEvent", vec![("patient", "Patient/p1")]),
+        ("AuditEvent", vec![("patient", "Patient/p2")]),
+        ("AuditEvent", vec![("subtype", "update")]),
+    ] {
+        out.insert(
+            format!("{rt}?{params:?}"),
+            json!(search_ids(store, rt, &params)),
+        );
+    }
+    for patient in ["Patient/p1", "Patient/p2"] {
+        let covered: Vec<Value> = patient_doses(store, patient)
+            .iter()
+            .map(|c| json!({"id": c.id, "members": String::from_utf8_lossy(&c.members)}))
+            .collect();
+        out.insert(format!("covered {patient}"), json!(covered));
+    }
+    Value::Object(out)
+}
+
+fn outcomes(result: Result<Vec<store::Committed>, StoreError>) -> Value {
+    match result {
+        Ok(committed) => json!(
+            committed
+                .iter()
+                .map(|c| format!(
+                    "{}/{} {:?} v{}",
+                    c.version.resource_type, c.version.id, c.outcome, c.version.version
+                ))
+                .collect::<Vec<_>>()
+        ),
+        Err(error) => json!(error.to_string()),
+    }
+}
+
+#[tokio::test]
+async fn staged_writes_are_stored_exactly_as_committed_ones() {
+    let committed_dir = tempfile::tempdir().unwrap();
+    let staged_dir = tempfile::tempdir().unwrap();
+    let committed = open_covering(committed_dir.path(), COVERED);
+    let mut committed_outcomes = Vec::new();
+    for transaction in bulk_transactions() {
+        committed_outcomes.push(outcomes(committed.commit(transaction).await));
+    }
+
+    let staged = open_covering(staged_dir.path(), COVERED);
+    let mut transactions = bulk_transactions().into_iter();
+    let mut staged_outcomes = Vec::new();
+    staged_outcomes.push(outcomes(staged.stage(transactions.next().unwrap()).await));
+    // Planned against the first stage (p1 unchanged, i1 its version 2), yet not readable.
+    staged_outcomes.push(outcomes(staged.stage(transactions.next().unwrap()).await));
+    assert!(staged.read("Patient", "p1").unwrap().is_none());
+    assert!(search_ids(&staged, "Immunization", &[("patient", "Patient/p1")]).is_empty());
+    staged.write_staged().await.unwrap();
+    assert_eq!(
+        staged.read("Immunization", "i1").unwrap().unwrap().version,
+        2
+    );
+    staged_outcomes.push(outcomes(staged.stage(transactions.next().unwrap()).await));
+    // A commit writes what is staged before it, and sees it.
+    staged_outcomes.push(outcomes(staged.commit(transactions.next().unwrap()).await));
+    assert_eq!(staged_outcomes, committed_outcomes);
+    assert_eq!(
+        everything_readable(&staged),
+        everything_readable(&committed)
+    );
+
+    // Dropped without shutdown: the written tables are durable, and the change log goes on
+    // after them.
+    drop(staged);
+    let staged = open_covering(staged_dir.path(), COVERED);
+    assert_eq!(
+        everything_readable(&staged),
+        everything_readable(&committed)
+    );
+    let late = || {
+        vec![put(
+            "Patient",
+            "p4",
+            Precondition::None,
+            patient("p4", "小林"),
+        )]
+    };
+    staged.commit(late()).await.unwrap();
+    committed.commit(late()).await.unwrap();
+    assert_eq!(
+        everything_readable(&staged),
+        everything_readable(&committed)
+    );
+}
+
+#[tokio::test]
+async fn staged_writes_not_written_are_dropped_at_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let written = put(
+        "Patient",
+        "written",
+        Precondition::None,
+        patient("written", "A"),
+    );
+    let dropped = put(
+        "Patient",
+        "dropped",
+        Precondition::None,
+        patient("dropped", "B"),
+    );
+    store.stage(vec![written]).await.unwrap();
+    store.write_staged().await.unwrap();
+    store.stage(vec![dropped]).await.unwrap();
+    store.shutdown().await.unwrap();
+    drop(store);
+    let store = open(dir.path());
+    assert!(store.read("Patient", "written").unwrap().is_some());
+    assert!(store.read("Patient", "dropped").unwrap().is_none());
+}
