@@ -651,6 +651,16 @@ fn default_release_idle_memory_secs() -> u64 {
 pub struct StorageConfig {
     pub data_dir: PathBuf,
     pub cache_mb: u64,
+    /// The engine's memory budget for commands run without the server (`musubi import`,
+    /// `export`, `close-month`): they stream through the store once, so a cache as large as the
+    /// server's only raises their peak (1 000 000-row import: 227 MiB at 64, 164 MiB at 16, the
+    /// same CPU; docs/performance.md, round 5).
+    #[serde(default = "default_offline_cache_mb")]
+    pub offline_cache_mb: u64,
+}
+
+fn default_offline_cache_mb() -> u64 {
+    16
 }
 
 #[derive(Debug, Clone, Deserialize)]

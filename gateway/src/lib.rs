@@ -39,24 +39,25 @@ pub struct Running {
 
 /// Open the embedded store named by the configuration, for the server.
 pub fn open_store(config: &Config) -> Result<Arc<dyn store::Store>, store::StoreError> {
-    open_store_with(config, false)
+    open_store_with(config, config.storage.cache_mb, false)
 }
 
 /// Open the store for a command run without the server (`musubi import`, `export`,
 /// `close-month`): no client waits on a write there, so the writer waits for fjall's worker
 /// rather than let memtables grow past their budget while it compacts
-/// (`store::StoreOptions::seal_full_memtables`).
+/// (`store::StoreOptions::seal_full_memtables`), within `storage.offline_cache_mb`.
 pub fn open_store_offline(config: &Config) -> Result<Arc<dyn store::Store>, store::StoreError> {
-    open_store_with(config, true)
+    open_store_with(config, config.storage.offline_cache_mb, true)
 }
 
 fn open_store_with(
     config: &Config,
+    cache_mb: u64,
     seal_full_memtables: bool,
 ) -> Result<Arc<dyn store::Store>, store::StoreError> {
     let idle_secs = config.server.release_idle_memory_secs;
     let options = store::StoreOptions {
-        cache_bytes: config.storage.cache_mb * 1024 * 1024,
+        cache_bytes: cache_mb * 1024 * 1024,
         covering: domain::covering_indexes(),
         when_idle: (idle_secs > 0).then(|| store::WhenIdle {
             after: std::time::Duration::from_secs(idle_secs),
