@@ -792,7 +792,18 @@ impl Keyspace {
     }
 
     fn check_write_halt(&self) {
+        let mut waited = 0u32;
         while self.tree.l0_run_count() >= 30 {
+            // Musubi patch (store/vendor/README.md): ask for a compaction while writes are
+            // halted. Compactions are requested only after a flush or an ingestion, and one
+            // request runs one compaction; when that one leaves level 0 at 30 runs or more,
+            // a halted writer flushes nothing more and would wait for ever.
+            if waited % 10 == 0 {
+                self.worker_messager
+                    .try_send(WorkerMessage::Compact(self.clone()))
+                    .ok();
+            }
+            waited = waited.wrapping_add(1);
             std::thread::sleep(Duration::from_millis(10));
         }
     }
