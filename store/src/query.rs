@@ -57,7 +57,7 @@ pub(crate) fn execute(
                 .iter()
                 .filter(|c| layout.indexes_param(rt, &c.param))
                 .find_map(|c| c.seek().map(|p| (c, p))),
-            Some(IndexOrder { criterion, seeks }),
+            Some(IndexOrder::new(rt, &criterion.param, &seeks)),
         ),
         first => (first, None),
     };
@@ -195,25 +195,33 @@ fn sort_keys(
 /// The order in which a criterion's index seeks find resources: seek after seek, each range in
 /// key order, a resource where it is first found.
 struct IndexOrder<'q> {
-    criterion: &'q search::Criterion,
-    seeks: Vec<search::Seek>,
+    param: &'q str,
+    /// Where each seek's index range starts, in seek order.
+    starts: Vec<Vec<u8>>,
 }
 
-impl IndexOrder<'_> {
+impl<'q> IndexOrder<'q> {
+    fn new(rt: &str, param: &'q str, seeks: &[search::Seek]) -> IndexOrder<'q> {
+        let starts = seeks
+            .iter()
+            .map(|seek| keys::index_seek(rt, param, seek))
+            .collect();
+        IndexOrder { param, starts }
+    }
+
     /// Where the seeks first find a resource with these entries: the seek's number, then the
     /// index key (value, then id), as bytes that sort in that order; `None` if none finds it.
     fn position(&self, rt: &str, entries: &[search::IndexEntry], id: &str) -> Option<Vec<u8>> {
-        let param = &self.criterion.param;
-        self.seeks.iter().enumerate().find_map(|(n, seek)| {
-            let start = keys::index_seek(rt, param, seek);
-            let key = entries
-                .iter()
-                .filter(|e| &e.param == param)
-                .map(|e| keys::index(rt, param, &e.value.key_bytes(), id))
-                .filter(|key| key.starts_with(&start))
-                .min()?;
+        let param = self.param;
+        let keys: Vec<Vec<u8>> = entries
+            .iter()
+            .filter(|e| e.param == param)
+            .map(|e| keys::index(rt, param, &e.value.key_bytes(), id))
+            .collect();
+        self.starts.iter().enumerate().find_map(|(n, start)| {
+            let key = keys.iter().filter(|key| key.starts_with(start)).min()?;
             let mut position = (n as u32).to_be_bytes().to_vec();
-            position.extend_from_slice(&key);
+            position.extend_from_slice(key);
             Some(position)
         })
     }
