@@ -22,6 +22,17 @@ def wrk(name):
     return rps, p50, p99, int(errors.group(1)) if errors else 0
 
 
+def numbers(name):
+    """The integers run.sh wrote to target/bench/{name}.txt, or None when that step did not run."""
+    path = f"target/bench/{name}.txt"
+    return [int(v) for v in open(path).read().split()] if os.path.exists(path) else None
+
+
+# `musubi import` (rows read, imported, ms, peak RSS MiB, disk MiB, resources) and the imported
+# store served afterwards (startup ms, idle RSS KiB, seconds until it settled).
+import_run = numbers("import")
+large_run = numbers("large") if import_run else None
+
 hello = wrk("hello")
 rows = [
     ("create Immunization (durable)", wrk("create"), "fdatasync/s", fsync_rate, 1),
@@ -88,17 +99,17 @@ if os.path.exists("target/bench/phr_vitals.txt"):
         f"The PHR vitals scenario stores {wrk('phr_vitals')[0] * 365:.0f} Observations/s "
         "(365 per request, each request one atomic commit with its AuditEvents)."
     )
-if os.path.exists("target/bench/import.txt"):
-    rows_read, imported, ms, peak, disk, resources = (int(v) for v in open("target/bench/import.txt").read().split())
+if import_run:
+    rows_read, imported, ms, peak, disk, resources = import_run
     lines.append(
         f"Municipal CSV import (`musubi import`, musubi-vaccination layout, generated file): {rows_read} rows "
         f"({imported} imported, {resources} resources created) in {ms / 1000:.1f} s = **{rows_read * 1000 / max(ms, 1):.0f} rows/s** "
         f"({resources * 1000 / max(ms, 1):.0f} resources/s), every row mapped, validated and durably written in atomic chunks; "
         f"peak RSS {peak} MiB; {disk} MiB on disk afterwards."
     )
-if os.path.exists("target/bench/large.txt") and os.path.exists("target/bench/import.txt"):
-    large_startup_ms, large_rss, settled_s = (int(v) for v in open("target/bench/large.txt").read().split())
-    resources = int(open("target/bench/import.txt").read().split()[5])
+if large_run:
+    large_startup_ms, large_rss, settled_s = large_run
+    resources = import_run[5]
     search, read = wrk("large-search"), wrk("large-read")
     alone = wrk("large-search-1") if os.path.exists("target/bench/large-search-1.txt") else None
     lines += [
@@ -189,9 +200,9 @@ if os.path.exists("target/bench/read-unaudited.txt"):
 targets += [
     ("idle RSS < 50 MiB", f"{idle_rss / 1024:.1f} MiB after start and the bench children", idle_rss < 50 * 1024),
 ]
-if os.path.exists("target/bench/large.txt") and os.path.exists("target/bench/import.txt"):
-    large_startup_ms, large_rss, settled_s = (int(v) for v in open("target/bench/large.txt").read().split())
-    rows_read, imported, ms, peak, disk, resources = (int(v) for v in open("target/bench/import.txt").read().split())
+if large_run:
+    large_startup_ms, large_rss, settled_s = large_run
+    rows_read, imported, ms, peak, disk, resources = import_run
     search_p99 = millis(wrk("large-search")[2])
     targets += [
         (f"search p99 < 20 ms on {resources} stored resources, 32 clients", f"{search_p99:.1f} ms", search_p99 < 20),
