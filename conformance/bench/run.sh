@@ -186,10 +186,11 @@ large_patient=$(large_get "Patient?identifier=https://musubi.example.org/fhir/Id
   | python3 -c 'import json,sys; print("Patient/" + json.load(sys.stdin)["entry"][0]["resource"]["id"])')
 large_immunization=$(large_get "Immunization?patient=$large_patient&_count=1" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["entry"][0]["resource"]["id"])')
-WRK_TOKEN=$large_token WRK_PATH="/fhir/Immunization?patient=$large_patient&date=ge2020-01-01&_count=10&_total=none" \
+large_search="/fhir/Immunization?patient=$large_patient&date=ge2020-01-01&_count=10&_total=none"
+WRK_TOKEN=$large_token WRK_PATH="$large_search" \
   run_wrk large-search -s conformance/bench/get_path.lua "$large_base"
 # One client alone: the latency of a search itself, without 31 others queued beside it.
-WRK_TOKEN=$large_token WRK_PATH="/fhir/Immunization?patient=$large_patient&date=ge2020-01-01&_count=10&_total=none" \
+WRK_TOKEN=$large_token WRK_PATH="$large_search" \
   WRK_THREADS=1 WRK_CONNECTIONS=1 run_wrk large-search-1 -s conformance/bench/get_path.lua "$large_base"
 WRK_TOKEN=$large_token WRK_PATH="/fhir/Immunization/$large_immunization" \
   run_wrk large-read -s conformance/bench/get_path.lua "$large_base"
@@ -215,9 +216,9 @@ while sleep 5; do
 done
 settled_s=$(( $(date +%s) - settle_started ))
 echo "store settled after ${settled_s} s (worker CPU ${last} ticks)" >&2
-WRK_TOKEN=$large_token WRK_PATH="/fhir/Immunization?patient=$large_patient&date=ge2020-01-01&_count=10&_total=none" \
+WRK_TOKEN=$large_token WRK_PATH="$large_search" \
   run_wrk large-search-settled -s conformance/bench/get_path.lua "$large_base"
-WRK_TOKEN=$large_token WRK_PATH="/fhir/Immunization?patient=$large_patient&date=ge2020-01-01&_count=10&_total=none" \
+WRK_TOKEN=$large_token WRK_PATH="$large_search" \
   WRK_THREADS=1 WRK_CONNECTIONS=1 run_wrk large-search-1-settled -s conformance/bench/get_path.lua "$large_base"
 kill -TERM "$large"; wait "$large" || true
 echo "$large_startup_ms $large_rss $settled_s" > target/bench/large.txt
