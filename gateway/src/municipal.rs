@@ -362,7 +362,6 @@ struct ChunkSink<'a> {
     in_flight: Option<(CommitFuture, RowKeys)>,
     /// Staged chunks with what staging them did, waiting for `write_staged`.
     staged: Vec<(Vec<Committed>, RowKeys)>,
-    staged_rows: usize,
     /// The store refused a chunk; a commit sent after it is not counted (see `finish`).
     refused: bool,
 }
@@ -374,7 +373,6 @@ impl<'a> ChunkSink<'a> {
             delivery,
             in_flight: None,
             staged: Vec::new(),
-            staged_rows: 0,
             refused: false,
         }
     }
@@ -409,7 +407,7 @@ impl<'a> ChunkSink<'a> {
             }
             Delivery::Bulk { rows: bulk_rows } => {
                 self.keep_staged(report, chunk)
-                    && (self.staged_rows < bulk_rows || self.write_staged(report))
+                    && (self.staged_rows() < bulk_rows || self.write_staged(report))
             }
         }
     }
@@ -427,12 +425,15 @@ impl<'a> ChunkSink<'a> {
                 for c in &mut committed {
                     c.version.body = Default::default();
                 }
-                self.staged_rows += rows.len();
                 self.staged.push((committed, rows));
                 true
             }
             Err(error) => self.refuse(report, &error),
         }
+    }
+
+    fn staged_rows(&self) -> usize {
+        staged_rows(&self.staged)
     }
 
     fn refuse(&mut self, report: &mut ImportReport, error: &store::StoreError) -> bool {
@@ -456,7 +457,6 @@ impl<'a> ChunkSink<'a> {
         if self.staged.is_empty() {
             return last_kept;
         }
-        self.staged_rows = 0;
         let staged = std::mem::take(&mut self.staged);
         match futures_executor::block_on(self.store.write_staged()) {
             Ok(()) => {
@@ -469,7 +469,7 @@ impl<'a> ChunkSink<'a> {
                 tracing::error!(%error, "municipal import: staged chunks could not be written");
                 report.fail(format!(
                     "the store could not write {} rows ({error}); every row before them is stored, none of them is",
-                    staged.iter().map(|(_, rows)| rows.len()).sum::<usize>()
+                    staged_rows(&staged)
                 ));
                 false
             }
@@ -492,6 +492,11 @@ impl<'a> ChunkSink<'a> {
             }
         }
     }
+}
+
+/// Rows of staged chunks.
+fn staged_rows(staged: &[(Vec<Committed>, RowKeys)]) -> usize {
+    staged.iter().map(|(_, rows)| rows.len()).sum()
 }
 
 /// The day a record is about (vaccination or check-up), for `since`.
