@@ -285,6 +285,17 @@ impl Writer {
         }
     }
 
+    /// After a failed disk write nothing more is planned or written: what reached the disk is
+    /// unknown until a restart replays the journal.
+    fn refuse_if_poisoned(&self) -> Result<(), StoreError> {
+        if self.poisoned.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable(
+                "an earlier disk write failed; restart to recover from the journal".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Plan one transaction against `overlay` (writes planned before it that fjall does not
     /// hold yet). On success its readable writes join the overlay and its key operations are
     /// returned; on failure nothing of it is kept.
@@ -294,11 +305,7 @@ impl Writer {
         writes: Vec<Write>,
         now_ms: i64,
     ) -> Result<(Vec<Committed>, KeyOps), StoreError> {
-        if self.poisoned.load(Ordering::Relaxed) {
-            return Err(StoreError::Unavailable(
-                "an earlier disk write failed; restart to recover from the journal".into(),
-            ));
-        }
+        self.refuse_if_poisoned()?;
         let mut tx = Transaction {
             data: &self.data,
             group: overlay,
@@ -345,11 +352,7 @@ impl Writer {
         if ops.is_empty() {
             return Ok(());
         }
-        if self.poisoned.load(Ordering::Relaxed) {
-            return Err(StoreError::Unavailable(
-                "an earlier disk write failed; restart to recover from the journal".into(),
-            ));
-        }
+        self.refuse_if_poisoned()?;
         if let Err(error) = ingest(&self.data, sorted_last_wins(ops)) {
             tracing::error!(%error, "writing the staged writes failed; refusing further writes");
             self.poisoned.store(true, Ordering::Relaxed);
