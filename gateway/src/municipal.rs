@@ -369,12 +369,15 @@ struct ChunkSink<'a> {
     /// Chunks handed to the store and not yet answered, oldest first.
     in_flight: VecDeque<(CommitFuture, RowKeys)>,
     /// Staged chunks with what staging them did, waiting for `write_staged`.
-    staged: Vec<(Vec<Committed>, RowKeys)>,
+    staged: Vec<StagedChunk>,
     /// The staged chunks the store is writing as tables, counted once it answers.
-    writing: Option<(StagedWrite, Vec<(Vec<Committed>, RowKeys)>)>,
+    writing: Option<(StagedWrite, Vec<StagedChunk>)>,
     /// The store refused a chunk; a commit sent after it is not counted (see `finish`).
     refused: bool,
 }
+
+/// A staged chunk: what staging its writes did, and its rows.
+type StagedChunk = (Vec<Committed>, RowKeys);
 
 type StagedWrite = Pin<Box<dyn Future<Output = Result<(), store::StoreError>> + Send>>;
 
@@ -542,7 +545,7 @@ impl<'a> ChunkSink<'a> {
 }
 
 /// Rows of staged chunks.
-fn staged_rows(staged: &[(Vec<Committed>, RowKeys)]) -> usize {
+fn staged_rows(staged: &[StagedChunk]) -> usize {
     staged.iter().map(|(_, rows)| rows.len()).sum()
 }
 
