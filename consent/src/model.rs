@@ -280,12 +280,7 @@ impl PatientRef {
             [id, kind] => (*id, *kind),
             _ => return Err(bad()),
         };
-        let id_ok = !id.is_empty()
-            && id.len() <= 64
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-        if kind != "Patient" || !id_ok {
+        if kind != "Patient" || !fhir::is_id(id) {
             return Err(bad());
         }
         Ok(PatientRef(format!("Patient/{id}")))

@@ -437,11 +437,7 @@ fn subscribed_patient(criteria: &str) -> Option<&str> {
         .split('&')
         .find_map(|pair| pair.strip_prefix("patient="))?;
     let id = value.strip_prefix("Patient/").unwrap_or(value);
-    let valid = !id.is_empty()
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    valid.then_some(id)
+    fhir::is_id(id).then_some(id)
 }
 
 /// The rest-hook endpoint of the app's active Subscription for this patient, if any.

@@ -128,11 +128,7 @@ pub fn check_type(state: &AppState, resource_type: &str) -> Result<(), ApiError>
 }
 
 pub(crate) fn check_id(id: &str) -> Result<(), ApiError> {
-    let valid = (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    if valid {
+    if fhir::is_id(id) {
         Ok(())
     } else {
         Err(ApiError::bad_request(format!(

@@ -52,11 +52,7 @@ pub struct PatientId(String);
 
 impl PatientId {
     pub fn parse(id: &str) -> Result<Self, PortalError> {
-        let ok = (1..=64).contains(&id.len())
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-        if ok {
+        if fhir::is_id(id) {
             Ok(PatientId(id.to_owned()))
         } else {
             Err(PortalError::Config(format!(
