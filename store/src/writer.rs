@@ -1105,7 +1105,7 @@ mod prepared_tests {
 
     /// A read's AuditEvent as the gateway writes it (disclosure.rs), with the members its
     /// search parameters read: references, tokens with and without keys, dates.
-    pub(crate) fn read_audit_event(id: &str, patient: &str, record: &str) -> Value {
+    fn read_audit_event(id: &str, patient: &str, record: &str) -> Value {
         let coding =
             |system: &str, code: &str| json!({"system": system, "code": code, "display": code});
         json!({
@@ -1361,6 +1361,15 @@ mod prepared_tests {
                 "{rt}"
             );
             let all = search::extract(search::Registry::r4(), rt, &resource);
+            let keyed: Vec<IndexEntry> = all
+                .iter()
+                .filter(|entry| layout.has_key(rt, entry))
+                .cloned()
+                .collect();
+            assert_eq!(
+                without_meta, keyed,
+                "{rt}: every entry with a key, and only those"
+            );
             assert!(
                 all.iter().any(|e| e.param == "_lastUpdated"),
                 "{rt}: the writer's lastUpdated is indexed, without a key"
