@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use crate::covering::{Covered, CoveringIndex, Declarations};
 use crate::keys::{self, IndexLayout};
 use crate::record::{RecordHeader, StoredVersion};
-use crate::writer::{Message, WriteGenerations, Writer};
+use crate::writer::{Message, Queued, WriteGenerations, Writer};
 use crate::{
     CommitFuture, HistoryPage, HistoryScope, SearchPage, SearchRequest, Store, StoreError, Write,
 };
@@ -241,6 +241,22 @@ impl FjallStore {
         self.index_layout
     }
 
+    /// The writes as the writer takes them, with what can be done before it done on this
+    /// thread rather than on the writer's ([`Queued::prepare`]).
+    fn prepare(&self, writes: Vec<Write>) -> Vec<Queued> {
+        writes
+            .into_iter()
+            .map(|write| Queued::prepare(write, self.index_layout))
+            .collect()
+    }
+
+    /// Commit writes queued as given, e.g. with their entries left to the writer: tests compare
+    /// that with [`Store::commit`].
+    #[cfg(test)]
+    pub(crate) fn commit_queued(&self, writes: Vec<Queued>) -> crate::CommitFuture {
+        self.ask(|reply| Message::Commit { writes, reply })
+    }
+
     /// Send the writer a request and wait for its answer.
     fn ask<T: Send + 'static>(
         &self,
@@ -400,10 +416,12 @@ impl Store for FjallStore {
     }
 
     fn commit(&self, writes: Vec<Write>) -> CommitFuture {
+        let writes = self.prepare(writes);
         self.ask(|reply| Message::Commit { writes, reply })
     }
 
     fn stage(&self, writes: Vec<Write>) -> CommitFuture {
+        let writes = self.prepare(writes);
         self.ask(|reply| Message::Stage { writes, reply })
     }
 

@@ -18,7 +18,7 @@ use crate::record::StoredVersion;
 /// resource they were extracted from, and JSON numbers and member order survive the round
 /// trip (serde_json `arbitrary_precision`, `preserve_order`). Like every stored index key, they
 /// depend on the search parameters not changing between writing and reading.
-const RECOMPUTED: &[&str] = &["AuditEvent"];
+pub(crate) const RECOMPUTED: &[&str] = &["AuditEvent"];
 
 /// Whether the writer keeps a blob of the entries beside each current version of this type.
 pub(crate) fn kept_as_blob(resource_type: &str) -> bool {

@@ -21,6 +21,7 @@ use crate::engine::io;
 use crate::keys;
 use crate::record::{Method, RecordHeader, StoredVersion};
 use crate::{Committed, Precondition, StoreError, Write, WriteAction, WriteOutcome};
+use search::IndexEntry;
 
 /// How many queued transactions one group may take; bounds the latency of the first of them.
 const MAX_GROUP: usize = 1024;
@@ -30,13 +31,13 @@ const MAX_GROUP_WRITES: usize = 4096;
 
 pub(crate) enum Message {
     Commit {
-        writes: Vec<Write>,
+        writes: Vec<Queued>,
         reply: oneshot::Sender<Result<Vec<Committed>, StoreError>>,
     },
     /// Plan the writes like a commit, but keep them for the next `WriteStaged`
     /// ([`crate::Store::stage`]).
     Stage {
-        writes: Vec<Write>,
+        writes: Vec<Queued>,
         reply: oneshot::Sender<Result<Vec<Committed>, StoreError>>,
     },
     WriteStaged {
@@ -220,7 +221,7 @@ impl Writer {
         }
     }
 
-    fn commit_group(&mut self, commits: Vec<(Vec<Write>, CommitReply)>) {
+    fn commit_group(&mut self, commits: Vec<(Vec<Queued>, CommitReply)>) {
         if commits.is_empty() {
             return;
         }
@@ -302,7 +303,7 @@ impl Writer {
     fn plan(
         &mut self,
         overlay: &mut Overlay,
-        writes: Vec<Write>,
+        writes: Vec<Queued>,
         now_ms: i64,
     ) -> Result<(Vec<Committed>, KeyOps), StoreError> {
         self.refuse_if_poisoned()?;
@@ -323,7 +324,7 @@ impl Writer {
     }
 
     /// Plan a transaction and keep its key operations for [`Writer::write_staged`].
-    fn stage(&mut self, writes: Vec<Write>) -> Result<Vec<Committed>, StoreError> {
+    fn stage(&mut self, writes: Vec<Queued>) -> Result<Vec<Committed>, StoreError> {
         let fresh = Overlay::with_hasher(self.overlay_hasher);
         let mut overlay = std::mem::replace(&mut self.staged.overlay, fresh);
         let planned = self.plan(&mut overlay, writes, now_millis());
@@ -453,7 +454,7 @@ impl Transaction<'_> {
 
 fn plan_transaction(
     tx: &mut Transaction<'_>,
-    writes: Vec<Write>,
+    writes: Vec<Queued>,
     now_ms: i64,
     next_seq: &mut u64,
 ) -> Result<Vec<Committed>, StoreError> {
@@ -464,9 +465,158 @@ fn plan_transaction(
     Ok(committed)
 }
 
+/// A write as the writer takes it from its queue: a put arrives serialised and hashed, and for
+/// the types without an entries blob with its index entries too ([`Queued::prepare`]).
+pub(crate) struct Queued {
+    resource_type: String,
+    id: String,
+    precondition: Precondition,
+    action: QueuedAction,
+}
+
+enum QueuedAction {
+    Put(PutContent),
+    Delete,
+}
+
+impl Queued {
+    /// Does a write's work that does not depend on what the writer assigns, on the thread that
+    /// commits (an HTTP worker, the import thread) instead of on the one writer thread every
+    /// commit waits for: strips the server meta, serialises and hashes a put's resource, and
+    /// for the types without an entries blob extracts its index entries and frees the resource.
+    ///
+    /// An entries blob holds `_lastUpdated`, which the writer assigns, so the types keeping one
+    /// still have their entries extracted by the writer. The others keep only entries with an
+    /// index key, and no key depends on what the writer assigns: `meta.lastUpdated` is a date,
+    /// which gets no key (`keys::IndexLayout`), and no search parameter reads `meta.versionId`.
+    /// Debug builds check every prepared put against the entries of its stored body.
+    pub(crate) fn prepare(write: Write, layout: keys::IndexLayout) -> Queued {
+        let extract_now = !crate::entries::kept_as_blob(&write.resource_type);
+        Queued::with_entries_from(write, layout, extract_now)
+    }
+
+    /// `extract_now`: whether a put's index entries are extracted here, from the resource
+    /// without server meta, or by the writer once it has set `meta`.
+    pub(crate) fn with_entries_from(
+        write: Write,
+        layout: keys::IndexLayout,
+        extract_now: bool,
+    ) -> Queued {
+        let action = match write.action {
+            WriteAction::Put(resource) => QueuedAction::Put(PutContent::new(
+                &write.resource_type,
+                resource,
+                layout,
+                extract_now,
+            )),
+            WriteAction::Delete => QueuedAction::Delete,
+        };
+        Queued {
+            resource_type: write.resource_type,
+            id: write.id,
+            precondition: write.precondition,
+            action,
+        }
+    }
+}
+
+/// A put's content without the server-assigned meta: its compact serialisation, the content
+/// hash stored versions carry (xxh3-128 of those bytes), and its index entries.
+struct PutContent {
+    serialised: Serialised,
+    content_hash: u128,
+    entries: PutEntries,
+}
+
+enum PutEntries {
+    /// Extracted before the writer set `meta`; only for types without an entries blob.
+    Extracted(Vec<IndexEntry>),
+    /// To be extracted from the resource once the writer has set `meta`.
+    AfterMeta(Value),
+}
+
+impl PutContent {
+    fn new(
+        resource_type: &str,
+        mut resource: Value,
+        layout: keys::IndexLayout,
+        extract_now: bool,
+    ) -> PutContent {
+        strip_server_meta(&mut resource);
+        // Serialised once: the content hash is taken over these bytes and the stored body is
+        // spliced from them with `meta` filled in (`with_meta`).
+        let serialised = Serialised::new(&resource);
+        let content_hash = xxhash_rust::xxh3::xxh3_128(&serialised.bytes);
+        let entries = if extract_now {
+            PutEntries::Extracted(entries_to_store(resource_type, &resource, layout))
+        } else {
+            PutEntries::AfterMeta(resource)
+        };
+        PutContent {
+            serialised,
+            content_hash,
+            entries,
+        }
+    }
+}
+
+impl PutEntries {
+    /// The entries of the version whose stored body is `body` (`version`, written at `now_ms`).
+    fn of_version(
+        self,
+        resource_type: &str,
+        layout: keys::IndexLayout,
+        body: &[u8],
+        version: u64,
+        now_ms: i64,
+    ) -> Vec<IndexEntry> {
+        match self {
+            PutEntries::AfterMeta(mut resource) => {
+                set_meta(&mut resource, version, now_ms);
+                debug_assert_eq!(
+                    body,
+                    serde_json::to_vec(&resource).unwrap_or_default(),
+                    "spliced body of a {resource_type}"
+                );
+                entries_to_store(resource_type, &resource, layout)
+            }
+            PutEntries::Extracted(entries) => {
+                debug_assert!(!crate::entries::kept_as_blob(resource_type));
+                debug_assert_eq!(
+                    entries,
+                    serde_json::from_slice(body)
+                        .map(|stored| entries_to_store(resource_type, &stored, layout))
+                        .unwrap_or_default(),
+                    "entries of a {resource_type} extracted without meta"
+                );
+                entries
+            }
+        }
+    }
+}
+
+/// The entries the writer keeps for a version of `resource_type`: all of them where they are
+/// stored as a blob, else only those with an index key (the parameters without keys are not
+/// even evaluated).
+fn entries_to_store(
+    resource_type: &str,
+    resource: &Value,
+    layout: keys::IndexLayout,
+) -> Vec<IndexEntry> {
+    let registry = search::Registry::r4();
+    if crate::entries::kept_as_blob(resource_type) {
+        return search::extract(registry, resource_type, resource);
+    }
+    let mut entries = search::extract_params(registry, resource_type, resource, |p| {
+        layout.indexes_param(resource_type, &p.code)
+    });
+    entries.retain(|entry| layout.has_key(resource_type, entry));
+    entries
+}
+
 fn plan_write(
     tx: &mut Transaction<'_>,
-    write: Write,
+    write: Queued,
     now_ms: i64,
     next_seq: &mut u64,
 ) -> Result<Committed, StoreError> {
@@ -513,12 +663,11 @@ fn plan_write(
 
     let next_version = current.as_ref().map_or(1, |c| c.version + 1);
     match write.action {
-        WriteAction::Put(mut resource) => {
-            strip_server_meta(&mut resource);
-            // Serialised once: the content hash is taken over these bytes and the stored body
-            // is spliced from them with `meta` filled in (`with_meta`).
-            let serialised = Serialised::new(&resource);
-            let content_hash = xxhash_rust::xxh3::xxh3_128(&serialised.bytes);
+        QueuedAction::Put(PutContent {
+            serialised,
+            content_hash,
+            entries,
+        }) => {
             if let (Some(c), Some(raw)) = (&current, &current_raw)
                 && !c.deleted
                 && c.content_hash == content_hash
@@ -530,22 +679,8 @@ fn plan_write(
                     version: unchanged,
                 });
             }
-            set_meta(&mut resource, next_version, now_ms);
-            let registry = search::Registry::r4();
-            let entries = if crate::entries::kept_as_blob(rt) {
-                search::extract(registry, rt, &resource)
-            } else {
-                // Kept as index keys only: the parameters without keys need not be evaluated.
-                search::extract_params(registry, rt, &resource, |p| {
-                    tx.index_layout.indexes_param(rt, &p.code)
-                })
-            };
             let body = serialised.with_meta(next_version, now_ms);
-            debug_assert_eq!(
-                body,
-                serde_json::to_vec(&resource).unwrap_or_default(),
-                "spliced body of {rt}/{id}"
-            );
+            let entries = entries.of_version(rt, tx.index_layout, &body, next_version, now_ms);
             let method = if live_version.is_some() {
                 Method::Update
             } else {
@@ -595,7 +730,7 @@ fn plan_write(
             };
             Ok(Committed { outcome, version })
         }
-        WriteAction::Delete => {
+        QueuedAction::Delete => {
             let Some(_) = live_version else {
                 // Deleting what is absent or already deleted succeeds and changes nothing (R4 3.1.0.7.1).
                 let version = StoredVersion {
@@ -955,5 +1090,290 @@ mod tests {
         assert_eq!(content_hash(&mut a), content_hash(&mut b));
         let mut c = serde_json::json!({"resourceType": "Patient", "id": "p1", "active": true});
         assert_ne!(content_hash(&mut b), content_hash(&mut c));
+    }
+}
+
+#[cfg(test)]
+mod prepared_tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::covering::Declarations;
+    use crate::{CoveringIndex, Write};
+
+    const NOW_MS: i64 = 1_700_000_000_123;
+
+    /// A read's AuditEvent as the gateway writes it (disclosure.rs), with the members its
+    /// search parameters read: references, tokens with and without keys, dates.
+    fn read_audit_event(id: &str, patient: &str, record: &str) -> Value {
+        let coding =
+            |system: &str, code: &str| json!({"system": system, "code": code, "display": code});
+        json!({
+            "resourceType": "AuditEvent", "id": id, "action": "R",
+            "recorded": "2026-11-26T05:00:00.000Z", "outcome": "0",
+            "outcomeDesc": "disclosed 1, withheld 0",
+            "type": coding("http://terminology.hl7.org/CodeSystem/audit-event-type", "rest"),
+            "subtype": [coding("http://hl7.org/fhir/restful-interaction", "read")],
+            "purposeOfEvent": [{"coding": [{"system": "urn:musubi:purpose", "code": "TREAT"}]}],
+            "agent": [{"who": {"identifier": {"system": "urn:musubi:client", "value": "demo-clinic"},
+                        "display": "demo-clinic"}, "requestor": true}],
+            "source": {"site": "Musubi", "observer": {"display": "Musubi"},
+                       "type": [coding("http://terminology.hl7.org/CodeSystem/security-source-type", "4")]},
+            "entity": [
+                {"what": {"reference": patient},
+                 "type": coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "1"),
+                 "role": coding("http://terminology.hl7.org/CodeSystem/object-role", "1")},
+                {"what": {"reference": record},
+                 "type": coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "2"),
+                 "detail": [{"type": "decision", "valueString": "permit"}]}
+            ]
+        })
+    }
+
+    /// Resources of several types, among them AuditEvents, one sent with server meta and a
+    /// profile, and a second version of one of them.
+    fn writes() -> Vec<Write> {
+        let put = |rt: &str, id: &str, precondition, resource: Value| Write {
+            resource_type: rt.into(),
+            id: id.into(),
+            precondition,
+            action: WriteAction::Put(resource),
+        };
+        let mut with_meta = read_audit_event("a2", "Patient/p2", "Immunization/i2");
+        with_meta["meta"] = json!({"versionId": "7", "lastUpdated": "2020-01-01T00:00:00Z",
+                                   "profile": ["http://example.org/audit"]});
+        vec![
+            put(
+                "Patient",
+                "p1",
+                Precondition::MustNotExist,
+                json!({
+                "resourceType": "Patient", "id": "p1", "name": [{"family": "山田", "given": ["太郎"]}],
+                "birthDate": "2024-01-10", "meta": {"lastUpdated": "2020-01-01T00:00:00Z"}}),
+            ),
+            put(
+                "Immunization",
+                "i1",
+                Precondition::NewId,
+                json!({
+                "resourceType": "Immunization", "id": "i1", "status": "completed",
+                "vaccineCode": {"coding": [{"system": "urn:oid:1.2.392.100495.20.2.74", "code": "631340QA1024"}]},
+                "patient": {"reference": "Patient/p1"}, "occurrenceDateTime": "2024-06-03"}),
+            ),
+            put(
+                "AuditEvent",
+                "a1",
+                Precondition::NewId,
+                read_audit_event("a1", "Patient/p1", "Immunization/i1"),
+            ),
+            put("AuditEvent", "a2", Precondition::None, with_meta),
+            put(
+                "AuditEvent",
+                "a1",
+                Precondition::VersionIs(1),
+                read_audit_event("a1", "Patient/p2", "Immunization/i1"),
+            ),
+            Write {
+                resource_type: "AuditEvent".into(),
+                id: "a2".into(),
+                precondition: Precondition::None,
+                action: WriteAction::Delete,
+            },
+        ]
+    }
+
+    /// What one transaction of `writes` plans on an empty store at [`NOW_MS`]: the versions it
+    /// answers with and every key operation, in order.
+    fn planned(writes: Vec<Queued>) -> (Vec<StoredVersion>, KeyOps) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::builder(dir.path()).open().unwrap();
+        let data = db
+            .keyspace("data", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        let covering = Declarations::new(&[CoveringIndex {
+            resource_type: "Immunization".into(),
+            param: "patient".into(),
+            members: vec!["status".into(), "occurrenceDateTime".into()],
+        }]);
+        let group = Overlay::with_hasher(overlay_hasher());
+        let mut tx = Transaction {
+            data: &data,
+            group: &group,
+            covering: &covering,
+            index_layout: keys::IndexLayout::CURRENT,
+            local: Overlay::with_hasher(overlay_hasher()),
+            ops: Vec::new(),
+        };
+        let mut next_seq = 0;
+        let committed = plan_transaction(&mut tx, writes, NOW_MS, &mut next_seq).unwrap();
+        let versions = committed.into_iter().map(|c| c.version).collect();
+        (versions, tx.ops)
+    }
+
+    #[test]
+    fn prepared_puts_plan_the_same_records_and_keys_as_puts_the_writer_extracts() {
+        let layout = keys::IndexLayout::CURRENT;
+        let prepared: Vec<Queued> = writes()
+            .into_iter()
+            .map(|w| Queued::prepare(w, layout))
+            .collect();
+        let extracted_by_writer: Vec<Queued> = writes()
+            .into_iter()
+            .map(|w| Queued::with_entries_from(w, layout, false))
+            .collect();
+        let prepared_audit_events = prepared
+            .iter()
+            .filter(|q| matches!(&q.action, QueuedAction::Put(put) if matches!(put.entries, PutEntries::Extracted(_))))
+            .map(|q| q.resource_type.as_str())
+            .collect::<Vec<_>>();
+        assert_eq!(
+            prepared_audit_events, ["AuditEvent"; 3],
+            "only AuditEvents come with their entries"
+        );
+
+        let (versions, ops) = planned(prepared);
+        let (expected_versions, expected_ops) = planned(extracted_by_writer);
+        let keys_of = |ops: &KeyOps| {
+            ops.iter()
+                .map(|(key, value)| {
+                    (
+                        String::from_utf8_lossy(key).into_owned(),
+                        value.as_deref().map(<[u8]>::to_vec),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys_of(&ops), keys_of(&expected_ops));
+        assert_eq!(versions.len(), expected_versions.len());
+        for (version, expected) in versions.iter().zip(&expected_versions) {
+            assert_eq!(
+                version.encode(),
+                expected.encode(),
+                "{}/{}",
+                version.resource_type,
+                version.id
+            );
+        }
+        // The AuditEvents' references are indexed, and the first version's keys removed.
+        let index_keys: Vec<String> = keys_of(&ops)
+            .into_iter()
+            .map(|(key, _)| key)
+            .filter(|key| key.starts_with("i\0AuditEvent\0"))
+            .collect();
+        assert!(
+            index_keys
+                .iter()
+                .any(|k| k.contains("patient\0Patient/p1\0a1"))
+        );
+        assert!(
+            index_keys
+                .iter()
+                .any(|k| k.contains("patient\0Patient/p2\0a1"))
+        );
+        assert!(
+            index_keys
+                .iter()
+                .any(|k| k.contains("entity\0Immunization/i2\0a2"))
+        );
+    }
+
+    #[tokio::test]
+    async fn prepared_puts_give_the_same_search_answers_as_puts_the_writer_extracts() {
+        use crate::{FjallStore, SearchRequest, Store, StoreOptions};
+        let layout = keys::IndexLayout::CURRENT;
+        let more_events = |n: usize| -> Vec<Write> {
+            (0..n)
+                .map(|i| Write {
+                    resource_type: "AuditEvent".into(),
+                    id: format!("e{i}"),
+                    precondition: Precondition::NewId,
+                    action: WriteAction::Put(read_audit_event(
+                        &format!("e{i}"),
+                        &format!("Patient/p{}", i % 3),
+                        &format!("Immunization/i{}", i % 5),
+                    )),
+                })
+                .collect()
+        };
+        let (prepared_dir, writer_dir) =
+            (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let prepared = FjallStore::open(prepared_dir.path(), &StoreOptions::default()).unwrap();
+        let by_writer = FjallStore::open(writer_dir.path(), &StoreOptions::default()).unwrap();
+        for batch in [writes(), more_events(12)] {
+            prepared.commit(batch.clone()).await.unwrap();
+            let queued = batch
+                .into_iter()
+                .map(|w| Queued::with_entries_from(w, layout, false))
+                .collect();
+            by_writer.commit_queued(queued).await.unwrap();
+        }
+        let queries: &[(&str, &[(&str, &str)])] = &[
+            ("AuditEvent", &[("patient", "Patient/p1")]),
+            ("AuditEvent", &[("entity", "Immunization/i2")]),
+            (
+                "AuditEvent",
+                &[("patient", "Patient/p2"), ("subtype", "read")],
+            ),
+            ("AuditEvent", &[("entity-type", "2"), ("outcome", "0")]),
+            ("AuditEvent", &[("subtype", "read"), ("_sort", "-date")]),
+            ("AuditEvent", &[("_id", "e3")]),
+            ("AuditEvent", &[("_lastUpdated", "ge2020-01-01")]),
+            ("Immunization", &[("patient", "Patient/p1")]),
+            ("Patient", &[("family", "山田")]),
+        ];
+        for (rt, params) in queries {
+            let params: Vec<(String, String)> = params
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect();
+            let query = search::parse_query(search::Registry::r4(), rt, &params, true).unwrap();
+            let request = SearchRequest {
+                resource_type: rt,
+                query: &query,
+                offset: 0,
+                count: 50,
+                need_total: true,
+            };
+            let answer = |store: &FjallStore| {
+                let page = store.search(&request).unwrap();
+                let ids: Vec<String> = page.matches.into_iter().map(|v| v.id).collect();
+                (page.total, ids)
+            };
+            let expected = answer(&by_writer);
+            assert!(!expected.1.is_empty(), "{rt} {params:?} finds something");
+            assert_eq!(answer(&prepared), expected, "{rt} {params:?}");
+        }
+        prepared.shutdown().await.unwrap();
+        by_writer.shutdown().await.unwrap();
+    }
+
+    #[test]
+    fn keyed_entries_of_types_without_a_blob_do_not_depend_on_server_meta() {
+        let layout = keys::IndexLayout::CURRENT;
+        for rt in crate::entries::RECOMPUTED {
+            let mut resource = read_audit_event("a1", "Patient/p1", "Immunization/i1");
+            resource["resourceType"] = json!(rt);
+            let without_meta = entries_to_store(rt, &resource, layout);
+            set_meta(&mut resource, 12, NOW_MS);
+            assert_eq!(
+                entries_to_store(rt, &resource, layout),
+                without_meta,
+                "{rt}"
+            );
+            let all = search::extract(search::Registry::r4(), rt, &resource);
+            let keyed: Vec<IndexEntry> = all
+                .iter()
+                .filter(|entry| layout.has_key(rt, entry))
+                .cloned()
+                .collect();
+            assert_eq!(
+                without_meta, keyed,
+                "{rt}: every entry with a key, and only those"
+            );
+            assert!(
+                all.iter().any(|e| e.param == "_lastUpdated"),
+                "{rt}: the writer's lastUpdated is indexed, without a key"
+            );
+        }
     }
 }
