@@ -1246,7 +1246,10 @@ impl<'de> serde::de::Visitor<'de> for DecisionMembers<'_> {
         f.write_str("a resource (a JSON object)")
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut members: A) -> Result<Self::Value, A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut members: A,
+    ) -> Result<Self::Value, A::Error> {
         let mut kept = Map::new();
         while let Some(name) = members.next_key::<MemberName<'de>>()? {
             if self.reads(name.as_str()) {
@@ -1795,10 +1798,22 @@ mod tests {
             );
         }
         let bench = decision_view(policy, &stored(bodies[0])).unwrap();
-        let kept: Vec<&str> = bench.as_object().unwrap().keys().map(String::as_str).collect();
+        let kept: Vec<&str> = bench
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         assert_eq!(
             kept,
-            ["resourceType", "id", "meta", "patient", "primarySource", "fundingSource"]
+            [
+                "resourceType",
+                "id",
+                "meta",
+                "patient",
+                "primarySource",
+                "fundingSource"
+            ]
         );
     }
 

@@ -33,6 +33,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .wrap(actix_web::middleware::from_fn(
                     crate::access::guard::require_token,
                 ))
+                // A read by a valid id first: such a segment never names an operation (`$…`)
+                // or `_history`/`_search`, so the read is where the routes below would lead
+                // it too, after trying each of their patterns. Other ids reach the read route
+                // further down and its 400.
+                .route(
+                    "/{type}/{id}",
+                    web::get()
+                        .guard(actix_web::guard::fn_guard(names_a_valid_id))
+                        .to(read),
+                )
                 .route("", web::post().to(post_bundle))
                 .route("/", web::post().to(post_bundle))
                 .route("/metadata", web::get().to(metadata))
@@ -99,6 +109,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(crate::outbox::configure)
         .configure(crate::research::configure)
         .default_service(web::to(unknown_route));
+}
+
+/// Whether the path's last segment is a valid resource id.
+fn names_a_valid_id(ctx: &actix_web::guard::GuardContext<'_>) -> bool {
+    ctx.head()
+        .uri
+        .path()
+        .rsplit('/')
+        .next()
+        .is_some_and(rest::is_valid_id)
 }
 
 /// Request id, access log, security headers and the per-request timeout, around every route.

@@ -128,17 +128,21 @@ pub fn check_type(state: &AppState, resource_type: &str) -> Result<(), ApiError>
 }
 
 pub(crate) fn check_id(id: &str) -> Result<(), ApiError> {
-    let valid = (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    if valid {
+    if is_valid_id(id) {
         Ok(())
     } else {
         Err(ApiError::bad_request(format!(
             "{id:?} is not a valid resource id ([A-Za-z0-9-.]{{1,64}})"
         )))
     }
+}
+
+/// An R4 `id`: `[A-Za-z0-9-.]{1,64}`.
+pub(crate) fn is_valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 pub(crate) fn new_id() -> String {
