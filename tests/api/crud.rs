@@ -54,7 +54,10 @@ async fn create_then_read_round_trips_japanese_text_and_sets_versions() {
 #[tokio::test]
 async fn two_segment_gets_reach_the_same_interaction_as_before_the_early_read_route() {
     let app = TestApp::spawn().await;
-    let id = app.create(&patient())["id"].as_str().unwrap().to_owned();
+    let id = app.create(&patient()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let read = app.get(&format!("Patient/{id}")).await;
     assert_eq!(read.status, 200, "{}", read.text);
