@@ -205,12 +205,14 @@ pub async fn observe(
     Ok(response)
 }
 
+/// The route field of a request no route matched.
+const UNMATCHED: &str = "(unmatched)";
+
 /// The route pattern, never the path: paths and queries can hold names and identifiers. Once
 /// the request is routed, actix-web names the pattern of the resource it chose without matching
 /// the route table again.
 fn route_pattern(req: &HttpRequest) -> String {
-    req.match_pattern()
-        .unwrap_or_else(|| "(unmatched)".to_owned())
+    req.match_pattern().unwrap_or_else(|| UNMATCHED.to_owned())
 }
 
 /// The client the bearer check left on the request, or `anonymous`.
@@ -243,7 +245,7 @@ impl RouteTable {
     fn pattern_of(path: &str) -> String {
         ROUTE_TABLE
             .with(|table| table.get().and_then(|routes| routes.match_pattern(path)))
-            .unwrap_or_else(|| "(unmatched)".to_owned())
+            .unwrap_or_else(|| UNMATCHED.to_owned())
     }
 }
 
