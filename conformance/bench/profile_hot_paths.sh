@@ -16,7 +16,8 @@
 #       DURATION (default 10s) on GET /fhir/Immunization/{id} as the demo clinic (consent-checked,
 #       read audit as configured: set MUSUBI__AUDIT__READS=off or MUSUBI__CONSENT__ENFORCE=false
 #       for the A/B). Prints req/s and the server's CPU per read (steadier than req/s when
-#       other work shares the cores).
+#       other work shares the cores). With WITH_HELLO=1, then the same on GET /healthz (the
+#       hello-world of run.sh), for the read's ratio to the stack's ceiling.
 #   conformance/bench/profile_hot_paths.sh import BINARY ROWS
 #       `BINARY import` of a generated musubi-vaccination file of ROWS rows into a fresh
 #       store; prints rows/s and peak RSS (MiB).
@@ -116,6 +117,12 @@ read)
     wrk -t2 -c32 -d"$duration" --timeout 30s --latency -s conformance/bench/get_path.lua "$base"
   rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
   report read req/s 1e6 "us per read" "$used_ticks" "$work/read.txt" "; RSS $((rss_kib / 1024)) MiB"
+  # The ceiling on the same stack right after, for the read's ratio to it.
+  if [ -n "${WITH_HELLO:-}" ]; then
+    measure hello env WRK_PATH=/healthz \
+      wrk -t2 -c32 -d"$duration" --timeout 30s --latency -s conformance/bench/get_path.lua "$base"
+    report hello req/s 1e6 "us per request" "$used_ticks" "$work/hello.txt"
+  fi
   ;;
 import)
   rows=$3

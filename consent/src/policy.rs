@@ -149,7 +149,21 @@ pub struct Policy {
     /// Resource type (or `*`) → top-level elements an identity-only disclosure keeps.
     pub(crate) identity_keep: BTreeMap<String, Vec<String>>,
     pub(crate) pseudonymisation: Option<PseudonymisationRules>,
+    /// The top-level members classification and decisions read ([`Policy::members_read`]).
+    pub(crate) members_read: BTreeSet<String>,
 }
+
+/// Members a decision reads whatever the policy files say: the type and id (classification,
+/// provisions naming a record, a Patient's own id), `meta` (an explicit data-class tag) and
+/// the references to the patient ([`crate::decide`]).
+const MEMBERS_ALWAYS_READ: [&str; 6] = [
+    "resourceType",
+    "id",
+    "meta",
+    "patient",
+    "subject",
+    "beneficiary",
+];
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -229,6 +243,7 @@ impl Policy {
             policy.add_file(name, text)?;
         }
         policy.check_complete()?;
+        policy.members_read = policy.members_named();
         Ok(policy)
     }
 
@@ -379,6 +394,36 @@ impl Policy {
             ));
         }
         Ok(())
+    }
+
+    /// The top-level members of a resource that [`Policy::classify`], [`crate::decide`] and
+    /// [`crate::decide_without_subject`] read under this policy. A resource cut down to these
+    /// members is classified and decided exactly as the whole one, so a caller may parse only
+    /// them; identity-only redaction ([`crate::redact_identity_only`]) needs the whole resource.
+    pub fn members_read(&self) -> &BTreeSet<String> {
+        &self.members_read
+    }
+
+    /// The first step of every path the rules and legal bases look at, and the members every
+    /// decision reads.
+    fn members_named(&self) -> BTreeSet<String> {
+        let rule_paths = self
+            .rules
+            .iter()
+            .flat_map(|rule| rule.when.iter().map(|c| c.element.as_str()));
+        let basis_paths = self.legal_bases.iter().flat_map(|basis| {
+            basis
+                .resource
+                .iter()
+                .map(|c| c.element.as_str())
+                .chain(basis.recipient_named_in.iter().map(String::as_str))
+        });
+        MEMBERS_ALWAYS_READ
+            .into_iter()
+            .chain(rule_paths)
+            .chain(basis_paths)
+            .map(|path| path.split('.').next().unwrap_or(path).to_owned())
+            .collect()
     }
 
     /// The configured purpose `code`, if any.
@@ -647,6 +692,34 @@ mod tests {
             policy.classify(&json!({"resourceType": "Organization"})),
             Classification::Unprotected
         );
+    }
+
+    #[test]
+    fn members_read_are_the_first_steps_of_every_rule_path() {
+        let policy = Policy::embedded().expect("embedded consent data");
+        let read: Vec<&str> = policy.members_read().iter().map(String::as_str).collect();
+        for member in [
+            "resourceType",
+            "id",
+            "meta",
+            "patient",
+            "subject",
+            "beneficiary",
+            // data-classes.json
+            "questionnaire",
+            "code",
+            "category",
+            "type",
+            "identifier",
+            // legal-bases.json
+            "fundingSource",
+            "provider",
+            "insurer",
+        ] {
+            assert!(read.contains(&member), "{member} missing from {read:?}");
+        }
+        assert!(!read.iter().any(|m| m.contains('.')), "{read:?}");
+        assert!(!read.contains(&"vaccineCode"), "{read:?}");
     }
 
     #[test]

@@ -747,6 +747,20 @@ fn decision_table() {
         }
         assert!(!d.explanation.is_empty(), "{}", case.name);
         assert!(d.consents_used.len() <= 1, "{}", case.name);
+        // The same decision on the members the policy reads, without the rest of the record.
+        if class.is_none() {
+            let cut = members_read_only(&case.data);
+            let on_cut = Request {
+                data: Data::Resource(&cut),
+                ..request.clone()
+            };
+            assert_eq!(
+                decide(policy, &on_cut, &records, case.now),
+                d,
+                "{} (members read only)",
+                case.name
+            );
+        }
         // Reversing the consents never changes the result.
         let mut reversed = records.clone();
         reversed.reverse();
@@ -863,6 +877,11 @@ fn a_claim_batch_is_disclosed_only_to_the_parties_it_names() {
         (municipality(SHINJUKU), &second_leg),
     ] {
         let d = decide(&recipient, claim).expect("the claim batch basis applies");
+        assert_eq!(
+            decide(&recipient, &members_read_only(claim)),
+            Some(d.clone()),
+            "{recipient:?} {claim} (members read only)"
+        );
         assert_eq!(d.outcome, Outcome::Permit, "{recipient:?} {claim}");
         assert_eq!(d.reason, ReasonCode::LegalBasis);
         assert_eq!(
@@ -899,6 +918,17 @@ fn a_claim_batch_is_disclosed_only_to_the_parties_it_names() {
     for (recipient, code, claim) in cases {
         let d = decide_without_subject(policy(), &recipient, None, &purpose(code), claim)
             .unwrap_or_else(|| panic!("{recipient:?} {code}: a batch is never left undecided"));
+        assert_eq!(
+            decide_without_subject(
+                policy(),
+                &recipient,
+                None,
+                &purpose(code),
+                &members_read_only(claim)
+            ),
+            Some(d.clone()),
+            "{recipient:?} {code} (members read only)"
+        );
         assert_eq!(d.outcome, Outcome::Deny, "{recipient:?} {code} {claim}");
         assert_eq!(d.reason, ReasonCode::NoLegalBasis);
         assert_eq!(d.reason.as_str(), "no-legal-basis");

@@ -61,13 +61,13 @@ pub(crate) async fn single(
         let Some(live) = live_before(ctx, &version)? else {
             return Ok(version);
         };
-        let decided = enforcer.decide(&live, &body_of(&live)?)?;
+        let decided = enforcer.decide_stored(&live)?;
         return match decided.shown {
             Shown::Withheld => Err(ApiError::not_found(absent())),
             _ => Ok(version),
         };
     }
-    let decided = enforcer.decide(&version, &body_of(&version)?)?;
+    let decided = enforcer.decide_stored(&version)?;
     let (result, disclosed) = match decided.shown {
         Shown::AsIs => (Ok(version), true),
         Shown::Redacted(body) => (Ok(with_body(&version, &body)), true),
@@ -106,7 +106,7 @@ pub(crate) async fn search(
                 if shown.len() >= enough {
                     break;
                 }
-                let decided = enforcer.decide(version, &body_of(version)?)?;
+                let decided = enforcer.decide_stored(version)?;
                 match decided.shown {
                     Shown::Withheld => enforcer.note(decided.record, false),
                     Shown::AsIs => shown.push((version.clone(), decided.record)),
@@ -242,7 +242,7 @@ pub(crate) async fn history(
                 continue;
             }
             if let Some(live) = live_before(ctx, &version)? {
-                let decided = enforcer.decide(&live, &body_of(&live)?)?;
+                let decided = enforcer.decide_stored(&live)?;
                 if !matches!(decided.shown, Shown::Withheld) {
                     shown.push((version, None));
                 }
@@ -380,7 +380,7 @@ impl<'c, 's> Exit<'c, 's> {
         let Some(enforcer) = self.enforcer.as_mut() else {
             return Ok(true);
         };
-        let decided = enforcer.decide(version, &body_of(version)?)?;
+        let decided = enforcer.decide_stored(version)?;
         let whole = matches!(decided.shown, Shown::AsIs);
         enforcer.note(decided.record, whole);
         Ok(whole)
@@ -395,7 +395,7 @@ impl<'c, 's> Exit<'c, 's> {
         let Some(enforcer) = self.enforcer.as_mut() else {
             return Ok(Some(version));
         };
-        let decided = enforcer.decide(&version, &body_of(&version)?)?;
+        let decided = enforcer.decide_stored(&version)?;
         let shown = match decided.shown {
             Shown::AsIs => Some(version),
             Shown::Redacted(body) => Some(with_body(&version, &body)),
@@ -909,6 +909,15 @@ impl<'c, 's> Enforcer<'c, 's> {
                 != Classification::Unprotected
     }
 
+    /// Decides a stored version from the members of it that a decision reads
+    /// ([`decision_view`]), without parsing the rest.
+    fn decide_stored(&mut self, version: &StoredVersion) -> Result<Decided, ApiError> {
+        let view = decision_view(self.policy, version)?;
+        self.decide(version, &view)
+    }
+
+    /// Decides `version`, whose content is `resource`: the whole record or its
+    /// [`decision_view`].
     fn decide(&mut self, version: &StoredVersion, resource: &Value) -> Result<Decided, ApiError> {
         let rt = version.resource_type.as_str();
         if self.exempt(rt) {
@@ -958,10 +967,13 @@ impl<'c, 's> Enforcer<'c, 's> {
         let shown = match verdict.outcome {
             Outcome::Permit => Shown::AsIs,
             Outcome::Deny => Shown::Withheld,
-            Outcome::Redact(_) => match consent::redact_identity_only(self.policy, resource) {
-                Ok(redacted) => Shown::Redacted(redacted),
-                Err(_) => Shown::Withheld,
-            },
+            // The whole record: `resource` may hold only the members the decision reads.
+            Outcome::Redact(_) => {
+                match consent::redact_identity_only(self.policy, &body_of(version)?) {
+                    Ok(redacted) => Shown::Redacted(redacted),
+                    Err(_) => Shown::Withheld,
+                }
+            }
         };
         Ok(Decided {
             shown,
@@ -1177,6 +1189,121 @@ pub(crate) fn consent_facts(
 fn body_of(version: &StoredVersion) -> Result<Value, ApiError> {
     serde_json::from_slice(&version.body)
         .map_err(|e| ApiError::internal(format!("stored resource unreadable: {e}")))
+}
+
+/// Top-level members the gateway's own checks read in a decision: [`patient_of`],
+/// [`source_of`] and a delivery Task's addressee ([`crate::outbox::delivery_recipient`]).
+const GATEWAY_MEMBERS_READ: [&str; 10] = [
+    "resourceType",
+    "id",
+    "meta",
+    "patient",
+    "subject",
+    "beneficiary",
+    "for",
+    "primarySource",
+    "identifier",
+    "input",
+];
+
+/// The stored record cut down to the top-level members its consent decision reads: those the
+/// policy reads ([`Policy::members_read`]) and the gateway's ([`GATEWAY_MEMBERS_READ`]). The
+/// other members (most of a clinical record's bytes) are skipped, not built into a tree; the
+/// decision is the same as on the whole record (tests below and in the consent crate).
+fn decision_view(policy: &Policy, version: &StoredVersion) -> Result<Value, ApiError> {
+    use serde::de::DeserializeSeed as _;
+    let mut parser = serde_json::Deserializer::from_slice(&version.body);
+    let view = DecisionMembers { policy }
+        .deserialize(&mut parser)
+        .and_then(|view| parser.end().map(|()| view))
+        .map_err(|e| ApiError::internal(format!("stored resource unreadable: {e}")))?;
+    Ok(Value::Object(view))
+}
+
+/// Parses a JSON object keeping only the members a decision under `policy` reads.
+struct DecisionMembers<'p> {
+    policy: &'p Policy,
+}
+
+impl DecisionMembers<'_> {
+    fn reads(&self, name: &str) -> bool {
+        GATEWAY_MEMBERS_READ.contains(&name) || self.policy.members_read().contains(name)
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for DecisionMembers<'_> {
+    type Value = Map<String, Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, parser: D) -> Result<Self::Value, D::Error> {
+        parser.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for DecisionMembers<'_> {
+    type Value = Map<String, Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a resource (a JSON object)")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut members: A,
+    ) -> Result<Self::Value, A::Error> {
+        let mut kept = Map::new();
+        while let Some(name) = members.next_key::<MemberName<'de>>()? {
+            if self.reads(name.as_str()) {
+                kept.insert(name.into_owned(), members.next_value()?);
+            } else {
+                members.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(kept)
+    }
+}
+
+/// A member name, borrowed from the stored bytes unless it holds an escape.
+enum MemberName<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
+
+impl MemberName<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            MemberName::Borrowed(name) => name,
+            MemberName::Owned(name) => name,
+        }
+    }
+
+    fn into_owned(self) -> String {
+        match self {
+            MemberName::Borrowed(name) => name.to_owned(),
+            MemberName::Owned(name) => name,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for MemberName<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(parser: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl<'de> serde::de::Visitor<'de> for NameVisitor {
+            type Value = MemberName<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+
+            fn visit_borrowed_str<E>(self, name: &'de str) -> Result<Self::Value, E> {
+                Ok(MemberName::Borrowed(name))
+            }
+
+            fn visit_str<E>(self, name: &str) -> Result<Self::Value, E> {
+                Ok(MemberName::Owned(name.to_owned()))
+            }
+        }
+        parser.deserialize_str(NameVisitor)
+    }
 }
 
 fn with_body(version: &StoredVersion, body: &Value) -> StoredVersion {
@@ -1614,6 +1741,80 @@ mod tests {
         );
         assert_eq!(event["purposeOfEvent"][0]["coding"][0]["code"], "PUBHLTH");
         assert_eq!(event["agent"][0]["requestor"], true);
+    }
+
+    fn stored(body: &str) -> StoredVersion {
+        let resource: Value = serde_json::from_str(body).unwrap();
+        StoredVersion {
+            resource_type: resource["resourceType"].as_str().unwrap().to_owned(),
+            id: resource["id"].as_str().unwrap_or("x").to_owned(),
+            version: 1,
+            last_updated_ms: 0,
+            method: store::Method::Create,
+            content_hash: 0,
+            body: bytes::Bytes::from(body.to_owned()),
+        }
+    }
+
+    #[test]
+    fn a_decision_view_decides_as_the_whole_record() {
+        let policy = Policy::embedded().unwrap();
+        let delivery = crate::outbox::DELIVERY_ID_SYSTEM;
+        let bodies = [
+            // The bench's Immunization as stored: most members are not read.
+            r#"{"resourceType":"Immunization","id":"i1","meta":{"versionId":"1","lastUpdated":"2026-01-01T00:00:00Z"},"status":"completed","vaccineCode":{"coding":[{"system":"urn:oid:1.2.392.100495.20.1.73","code":"636140FG1020","display":"ゴービック水性懸濁注シリンジ"}]},"patient":{"reference":"Patient/bench-patient-0"},"occurrenceDateTime":"2024-06-03T10:30:00+09:00","primarySource":true,"lotNumber":"A123B","doseQuantity":{"value":0.50,"unit":"mL"},"fundingSource":{"coding":[{"system":"https://musubi.example.org/fhir/CodeSystem/funding-source","code":"routine"}]},"protocolApplied":[{"doseNumberPositiveInt":1}]}"#,
+            r#"{"resourceType":"Immunization","id":"i2","status":"completed","patient":{"reference":"Patient/p1"},"primarySource":false,"meta":{"source":"urn:musubi:phr-app:boshi-techo-app"}}"#,
+            r#"{"resourceType":"Patient","id":"p1","name":[{"family":"佐藤"}],"address":[{"city":"千代田区"}]}"#,
+            r#"{"resourceType":"Observation","id":"o1","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}],"subject":{"reference":"Patient/p1"},"valueQuantity":{"value":7.2}}"#,
+            r#"{"resourceType":"Observation","id":"o2","meta":{"tag":[{"system":"https://musubi.example.org/fhir/CodeSystem/data-class","code":"checkups"}]},"subject":{"reference":"Patient/p1"}}"#,
+            r#"{"resourceType":"QuestionnaireResponse","id":"q1","questionnaire":"https://musubi.example.org/fhir/Questionnaire/prevaccination-child|1.0.0","subject":{"reference":"Patient/p1"},"item":[{"linkId":"1"}]}"#,
+            r#"{"resourceType":"Claim","id":"c1","identifier":[{"system":"https://musubi.example.org/fhir/IdSystem/claim-batch","value":"c1"}],"provider":{"reference":"Organization/ma-chiyoda"},"insurer":{"identifier":{"system":"https://musubi.example.org/fhir/IdSystem/municipality-code","value":"131016"}},"item":[]}"#,
+            // A member name with an escape is parsed, not borrowed.
+            r#"{"resourceType":"Encounter","id":"e1","subject":{"reference":"Patient/p1"},"period":{"start":"2026-01-01"}}"#,
+        ];
+        let task = format!(
+            r#"{{"resourceType":"Task","id":"t1","status":"requested","identifier":[{{"system":"{delivery}","value":"d1"}}],"for":{{"reference":"Patient/p1"}},"input":[{{"type":{{"coding":[{{"code":"recipient"}}]}},"valueString":"demo-municipality"}}],"note":[{{"text":"x"}}]}}"#
+        );
+        for body in bodies.into_iter().chain([task.as_str()]) {
+            let version = stored(body);
+            let whole = body_of(&version).unwrap();
+            let view = decision_view(policy, &version).unwrap();
+            let reads = DecisionMembers { policy };
+            let expected: Map<String, Value> = whole
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(name, _)| reads.reads(name))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect();
+            assert_eq!(view, Value::Object(expected), "{body}");
+            assert_eq!(policy.classify(&view), policy.classify(&whole), "{body}");
+            assert_eq!(patient_of(&view), patient_of(&whole), "{body}");
+            assert_eq!(source_of(&view), source_of(&whole), "{body}");
+            assert_eq!(
+                crate::outbox::delivery_recipient(&view),
+                crate::outbox::delivery_recipient(&whole),
+                "{body}"
+            );
+        }
+        let bench = decision_view(policy, &stored(bodies[0])).unwrap();
+        let kept: Vec<&str> = bench
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                "resourceType",
+                "id",
+                "meta",
+                "patient",
+                "primarySource",
+                "fundingSource"
+            ]
+        );
     }
 
     #[test]

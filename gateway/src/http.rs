@@ -33,6 +33,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .wrap(actix_web::middleware::from_fn(
                     crate::access::guard::require_token,
                 ))
+                // A read by a valid id first: such a segment never names an operation (`$…`)
+                // or `_history`/`_search`, so the read is where the routes below would lead
+                // it too, after trying each of their patterns. Other ids reach the read route
+                // further down and its 400.
+                .route(
+                    "/{type}/{id}",
+                    web::get()
+                        .guard(actix_web::guard::fn_guard(names_a_valid_id))
+                        .to(read),
+                )
                 .route("", web::post().to(post_bundle))
                 .route("/", web::post().to(post_bundle))
                 .route("/metadata", web::get().to(metadata))
@@ -101,6 +111,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(unknown_route));
 }
 
+/// Whether the path's last segment is a valid resource id.
+fn names_a_valid_id(ctx: &actix_web::guard::GuardContext<'_>) -> bool {
+    ctx.head()
+        .uri
+        .path()
+        .rsplit('/')
+        .next()
+        .is_some_and(fhir::is_id)
+}
+
 /// Request id, access log, security headers and the per-request timeout, around every route.
 pub async fn observe(
     req: ServiceRequest,
@@ -115,9 +135,8 @@ pub async fn observe(
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let method = req.method().to_string();
-    // The route pattern, never the path: paths and queries can hold names and identifiers.
-    let route = req.match_pattern().unwrap_or_else(|| "(unmatched)".into());
+    // Log fields are computed inside the log macros, so only for lines the filter lets through.
+    let method = req.method().clone();
     let state = req.app_data::<State>().cloned();
     let timeout = state
         .as_ref()
@@ -126,7 +145,7 @@ pub async fn observe(
     if let (Some(state), Some(peer)) = (&state, req.peer_addr())
         && let Err(error) = state.access.limits.check_ip(peer.ip())
     {
-        tracing::warn!(request_id = %request_id, method = %method, route = %route, "address over its rate limit");
+        tracing::warn!(request_id = %request_id, method = %method, route = %route_pattern(req.request()), "address over its rate limit");
         let mut response = req.into_response(error_response(&error, None));
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response
@@ -135,10 +154,12 @@ pub async fn observe(
         }
         return Ok(response.map_into_boxed_body());
     }
+    RouteTable::keep(req.request());
+    let path = req.uri().clone();
     let mut response = match tokio::time::timeout(timeout, next.call(req)).await {
         Ok(result) => result?.map_into_boxed_body(),
         Err(_) => {
-            tracing::warn!(request_id = %request_id, method = %method, route = %route, "request timed out");
+            tracing::warn!(request_id = %request_id, method = %method, route = %RouteTable::pattern_of(path.path()), "request timed out");
             return Err(ApiError::new(
                 ErrorKind::Unavailable,
                 format!("the request did not finish within {} s", timeout.as_secs()),
@@ -171,22 +192,61 @@ pub async fn observe(
     }
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    use actix_web::HttpMessage as _;
-    let client_id = response
-        .request()
-        .extensions()
-        .get::<std::sync::Arc<crate::access::Caller>>()
-        .map_or_else(|| "anonymous".to_owned(), |c| c.client_id.clone());
+    let request = response.request();
     tracing::info!(
         request_id = %request_id,
-        client_id = %client_id,
+        client_id = %client_id_of(request),
         method = %method,
-        route = %route,
+        route = %route_pattern(request),
         status,
         latency_ms,
         "request"
     );
     Ok(response)
+}
+
+/// The route field of a request no route matched.
+const UNMATCHED: &str = "(unmatched)";
+
+/// The route pattern, never the path: paths and queries can hold names and identifiers. Once
+/// the request is routed, actix-web names the pattern of the resource it chose without matching
+/// the route table again.
+fn route_pattern(req: &HttpRequest) -> String {
+    req.match_pattern().unwrap_or_else(|| UNMATCHED.to_owned())
+}
+
+/// The client the bearer check left on the request, or `anonymous`.
+fn client_id_of(req: &HttpRequest) -> String {
+    use actix_web::HttpMessage as _;
+    req.extensions()
+        .get::<std::sync::Arc<crate::access::Caller>>()
+        .map_or_else(|| "anonymous".to_owned(), |c| c.client_id.clone())
+}
+
+/// This worker thread's route table, kept to name the route of a request that timed out: its
+/// request went with the cancelled handler, and matching every request's path against the
+/// table up front only for that case cost more than the rest of the access log.
+struct RouteTable;
+
+thread_local! {
+    static ROUTE_TABLE: std::cell::OnceCell<actix_web::dev::ResourceMap> =
+        const { std::cell::OnceCell::new() };
+}
+
+impl RouteTable {
+    /// Keeps a copy of the route table of the worker serving `req` (once per worker thread).
+    fn keep(req: &HttpRequest) {
+        ROUTE_TABLE.with(|table| {
+            table.get_or_init(|| req.resource_map().clone());
+        });
+    }
+
+    /// The route pattern `path` matches, as [`route_pattern`] gives it before routing.
+    fn pattern_of(path: &str) -> String {
+        ROUTE_TABLE
+            .with(|table| table.get().and_then(|routes| routes.match_pattern(path)))
+            .unwrap_or_else(|| UNMATCHED.to_owned())
+    }
 }
 
 fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {

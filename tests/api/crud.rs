@@ -52,6 +52,51 @@ async fn create_then_read_round_trips_japanese_text_and_sets_versions() {
 }
 
 #[tokio::test]
+async fn two_segment_gets_reach_the_same_interaction_as_before_the_early_read_route() {
+    let app = TestApp::spawn().await;
+    let id = app.create(&patient()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let read = app.get(&format!("Patient/{id}")).await;
+    assert_eq!(read.status, 200, "{}", read.text);
+    assert_eq!(read.json()["id"], id.as_str());
+    // Operations and history keep their routes: their segment is no resource id.
+    let lookup = app
+        .get("CodeSystem/$lookup?system=http://hl7.org/fhir/administrative-gender&code=male")
+        .await;
+    assert_ne!(lookup.json()["resourceType"], "Patient", "{}", lookup.text);
+    assert!(
+        !lookup.text.contains("not a valid resource id"),
+        "{}",
+        lookup.text
+    );
+    // Type history, which this consent-checked caller is refused (a read would answer 400).
+    let history = app.get("Patient/_history").await;
+    assert_eq!(history.status, 403, "{}", history.text);
+    assert!(
+        history.text.contains("type and system history"),
+        "{}",
+        history.text
+    );
+    let barcode = app.get("Immunization/$from-barcode").await;
+    assert!(
+        !barcode.text.contains("not a valid resource id"),
+        "{}",
+        barcode.text
+    );
+    // A malformed id still reaches the read and its 400.
+    let malformed = app.get("Patient/bad!id").await;
+    assert_eq!(malformed.status, 400, "{}", malformed.text);
+    assert!(
+        malformed.text.contains("not a valid resource id"),
+        "{}",
+        malformed.text
+    );
+}
+
+#[tokio::test]
 async fn decimals_keep_their_written_precision() {
     let app = TestApp::spawn().await;
     // Written as text: a `json!` literal would already have turned 12.50 into 12.5.

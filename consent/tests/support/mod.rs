@@ -204,3 +204,18 @@ pub fn identity_only() -> Value {
 pub fn parse(resource: &Value) -> ConsentRecord {
     ConsentRecord::parse(policy(), resource).expect("consent parses")
 }
+
+/// `resource` without the top-level members the policy does not read
+/// ([`Policy::members_read`]), as a caller that parses only those members sees it.
+pub fn members_read_only(resource: &Value) -> Value {
+    match resource {
+        Value::Object(members) => Value::Object(
+            members
+                .iter()
+                .filter(|(name, _)| policy().members_read().contains(name.as_str()))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
