@@ -119,6 +119,7 @@ impl Keyspaces {
         })
     }
 
+    #[cfg(test)]
     pub(crate) fn layout(&self) -> Layout {
         self.layout
     }
