@@ -23,8 +23,8 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// Memory budget of the engine, in bytes: one memtable (writes not yet in sorted files) of
-    /// the data keyspace an eighth of it, between 4 and 64 MiB, the audit keyspace's memtable a
-    /// quarter of that, fjall's block cache the rest ([`MemoryBudget`]). Small by default: the
+    /// the data keyspace an eighth of it, between 4 and 64 MiB, the audit keyspace's memtable
+    /// half of that (at least 4 MiB), fjall's block cache the rest ([`MemoryBudget`]). Small by default: the
     /// OS page cache does most of the work.
     pub cache_bytes: u64,
     /// Index entries that also hold members of their resource ([`crate::Store::covered`]).
@@ -103,11 +103,14 @@ impl MemoryBudget {
         // sorted files; 8 to 64 MiB imported equally fast (ADR 0003), so more only costs
         // memory. 64 MiB is fjall's default.
         let memtable = (cache_bytes / 8).clamp(4 * MIB, 64 * MIB);
-        // AuditEvents are small, written one per audited request and hardly read back: their
-        // memtable holds the events of a few seconds of load, and each flush makes a small
-        // table that merges only with other AuditEvents. It comes out of the block cache, so
-        // both keyspaces stay within the budget of the one keyspace before.
-        let audit_memtable = (memtable / 4).max(MIB);
+        // AuditEvents are small, written one per audited request and hardly read back; each
+        // flush of their memtable merges with the audit keyspace's first level (`layout.rs`),
+        // so a memtable below 4 MiB makes that merge frequent: at 1 MiB (from the offline
+        // budget, which the keyspace keeps from its creation) a served 1 000 000-row store
+        // merged about once a second (docs/performance.md, round 6). Half the data keyspace's,
+        // at least 4 MiB. It comes out of the block cache, so both keyspaces stay within the
+        // budget of the one keyspace before.
+        let audit_memtable = (memtable / 2).max(4 * MIB);
         MemoryBudget {
             block_cache: cache_bytes.saturating_sub(audit_memtable).max(MIB),
             memtable,
@@ -570,11 +573,11 @@ mod tests {
         const MIB: u64 = 1024 * 1024;
         // (cache_bytes, block cache, memtable, audit memtable)
         let cases = [
-            (0, MIB, 4 * MIB, MIB),
-            (16 * MIB, 15 * MIB, 4 * MIB, MIB),
-            (64 * MIB, 62 * MIB, 8 * MIB, 2 * MIB),
-            (256 * MIB, 248 * MIB, 32 * MIB, 8 * MIB),
-            (4096 * MIB, 4080 * MIB, 64 * MIB, 16 * MIB),
+            (0, MIB, 4 * MIB, 4 * MIB),
+            (16 * MIB, 12 * MIB, 4 * MIB, 4 * MIB),
+            (64 * MIB, 60 * MIB, 8 * MIB, 4 * MIB),
+            (256 * MIB, 240 * MIB, 32 * MIB, 16 * MIB),
+            (4096 * MIB, 4064 * MIB, 64 * MIB, 32 * MIB),
         ];
         for (cache_bytes, block_cache, memtable, audit_memtable) in cases {
             let budget = MemoryBudget::from_cache_bytes(cache_bytes);
@@ -589,7 +592,7 @@ mod tests {
             );
             // The audit keyspace's memtable comes out of the block cache: the same total as
             // one keyspace with the whole cache.
-            if cache_bytes >= 2 * MIB {
+            if cache_bytes >= 5 * MIB {
                 assert_eq!(
                     budget.block_cache + budget.memtable + budget.audit_memtable,
                     cache_bytes + memtable
