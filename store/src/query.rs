@@ -42,7 +42,8 @@ pub(crate) fn execute(
     request: &SearchRequest<'_>,
 ) -> Result<SearchPage, StoreError> {
     let rt = request.resource_type;
-    let data = store.keyspaces().of_type(rt);
+    // The keyspace that holds the rows of `rt` (`layout.rs`).
+    let keyspace = store.keyspaces().of_type(rt);
     let criteria = &request.query.criteria;
     let layout = store.index_layout();
 
@@ -72,7 +73,7 @@ pub(crate) fn execute(
                 prefixes
                     .into_iter()
                     .flat_map(move |seek| {
-                        data.prefix(keys::index_seek(rt, &criterion.param, &seek))
+                        keyspace.prefix(keys::index_seek(rt, &criterion.param, &seek))
                     })
                     .filter_map(move |entry| match entry.key() {
                         Err(e) => Some(Err(io(e))),
@@ -86,7 +87,7 @@ pub(crate) fn execute(
         None => {
             let prefix = keys::current_prefix(rt);
             let skip = prefix.len();
-            Box::new(data.prefix(prefix).filter_map(move |entry| {
+            Box::new(keyspace.prefix(prefix).filter_map(move |entry| {
                 match entry.into_inner() {
                     Err(e) => Some(Err(io(e))),
                     Ok((key, raw)) => RecordHeader::peek(&raw)
@@ -119,7 +120,7 @@ pub(crate) fn execute(
             matched.push((Vec::new(), id));
             continue;
         }
-        let entries = load_entries(data, rt, &id)?;
+        let entries = load_entries(keyspace, rt, &id)?;
         if !criteria.iter().all(|c| c.matches(&entries)) {
             continue;
         }
