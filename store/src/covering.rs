@@ -123,7 +123,7 @@ pub(crate) fn covered(
     // The separator before the id: exactly this value, not every value it starts.
     prefix.push(0);
     let mut found = Vec::new();
-    for entry in store.data().prefix(prefix) {
+    for entry in store.keyspaces().of_type(resource_type).prefix(prefix) {
         let (key, raw) = entry.into_inner().map_err(io)?;
         let id = keys::id_of_index_key(&key)
             .ok_or_else(|| StoreError::Corrupt(format!("index key of {resource_type}.{param}")))?;

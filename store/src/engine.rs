@@ -7,12 +7,12 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use fjall::config::PartitioningPolicy;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use fjall::Database;
 use tokio::sync::oneshot;
 
 use crate::covering::{Covered, CoveringIndex, Declarations};
 use crate::keys::{self, IndexLayout};
+use crate::layout::{Keyspaces, Layout};
 use crate::record::{RecordHeader, StoredVersion};
 use crate::writer::{Message, Queued, WriteGenerations, Writer};
 use crate::{
@@ -22,9 +22,10 @@ use crate::{
 /// Tuning for the embedded store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// Memory budget of the engine, in bytes: fjall's block cache gets all of it; one memtable
-    /// (writes not yet in sorted files) an eighth of it, between 4 and 64 MiB. Small by
-    /// default: the OS page cache does most of the work.
+    /// Memory budget of the engine, in bytes: one memtable (writes not yet in sorted files) of
+    /// the data keyspace an eighth of it, between 4 and 64 MiB, the audit keyspace's memtable
+    /// half of that (at least 4 MiB), fjall's block cache the rest ([`MemoryBudget`]). Small by default: the
+    /// OS page cache does most of the work.
     pub cache_bytes: u64,
     /// Index entries that also hold members of their resource ([`crate::Store::covered`]).
     pub covering: Vec<CoveringIndex>,
@@ -62,9 +63,6 @@ pub type SledStore = FjallStore;
 
 /// The folder inside the data directory that holds the fjall database.
 const ENGINE_DIR: &str = "fjall";
-/// The one keyspace: every table of `keys` lives in it (ADR 0003 measured one keyspace per
-/// table, with and without key-value separation of history: both cost more CPU per import).
-const KEYSPACE: &str = "musubi";
 /// fjall's lower bound for the journal budget; a small journal keeps restart replay short.
 const MAX_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -72,7 +70,7 @@ pub struct FjallStore {
     /// Owns the engine (its flush and compaction workers) for as long as the store serves reads,
     /// also after `shutdown` ended the writer thread and its handle.
     _db: Database,
-    data: Keyspace,
+    keyspaces: Keyspaces,
     poisoned: Arc<AtomicBool>,
     generations: Arc<WriteGenerations>,
     covering: Arc<Declarations>,
@@ -82,35 +80,56 @@ pub struct FjallStore {
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// Memory limits derived from [`StoreOptions::cache_bytes`].
+/// Memory limits derived from [`StoreOptions::cache_bytes`]. fjall keeps a keyspace's memtable
+/// size with the keyspace when it creates it, so the sizes apply to stores created from then on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct MemoryBudget {
+    /// Shared by both keyspaces.
     pub block_cache: u64,
-    /// One memtable (writes not yet in sorted files). fjall seals a full one and flushes it in
-    /// the background, and holds writes back while four sealed ones wait. The active one grows
-    /// on until fjall's worker is free to seal it, unless [`StoreOptions::seal_full_memtables`]
-    /// has the writer seal it at [`MemoryBudget::writer_seals_at`].
+    /// One memtable (writes not yet in sorted files) of the data keyspace. fjall seals a full
+    /// one and flushes it in the background, and holds writes back while four sealed ones
+    /// wait. The active one grows on until fjall's worker is free to seal it, unless
+    /// [`StoreOptions::seal_full_memtables`] has the writer seal it at
+    /// [`MemoryBudget::writer_seals_at`].
     pub memtable: u64,
+    /// One memtable of the audit keyspace (`layout.rs`).
+    pub audit_memtable: u64,
 }
 
 impl MemoryBudget {
     pub(crate) fn from_cache_bytes(cache_bytes: u64) -> MemoryBudget {
         const MIB: u64 = 1024 * 1024;
+        // Below a few MiB memtables flush so often that writes spend their time merging tiny
+        // sorted files; 8 to 64 MiB imported equally fast (ADR 0003), so more only costs
+        // memory. 64 MiB is fjall's default.
+        let memtable = (cache_bytes / 8).clamp(4 * MIB, 64 * MIB);
+        // AuditEvents are small, written one per audited request and hardly read back; each
+        // flush of their memtable merges with the audit keyspace's first level (`layout.rs`),
+        // so a memtable below 4 MiB makes that merge frequent: at 1 MiB (from the offline
+        // budget, which the keyspace keeps from its creation) a served 1 000 000-row store
+        // merged about once a second (docs/performance.md, round 6). Half the data keyspace's,
+        // at least 4 MiB. It comes out of the block cache, so both keyspaces stay within the
+        // budget of the one keyspace before.
+        let audit_memtable = (memtable / 2).max(4 * MIB);
         MemoryBudget {
-            block_cache: cache_bytes.max(MIB),
-            // Below a few MiB memtables flush so often that writes spend their time merging
-            // tiny sorted files; 8 to 64 MiB imported equally fast (ADR 0003), so more only
-            // costs memory. 64 MiB is fjall's default.
-            memtable: (cache_bytes / 8).clamp(4 * MIB, 64 * MIB),
+            block_cache: cache_bytes.saturating_sub(audit_memtable).max(MIB),
+            memtable,
+            audit_memtable,
         }
     }
 
-    /// The size at which the writer seals the active memtable itself, so memtables take at most
-    /// five times this. Twice the size at which fjall's worker seals it when free: sealed at
-    /// the budget itself, a 300 000-row import wrote many small tables and read through more
-    /// sealed memtables (5–20 % more CPU per row); at twice it, no more CPU than unbounded.
+    /// The size at which the writer seals the active memtable of the data keyspace itself, so
+    /// memtables take at most five times this. Twice the size at which fjall's worker seals it
+    /// when free: sealed at the budget itself, a 300 000-row import wrote many small tables and
+    /// read through more sealed memtables (5–20 % more CPU per row); at twice it, no more CPU
+    /// than unbounded.
     pub(crate) fn writer_seals_at(&self) -> u64 {
         2 * self.memtable
+    }
+
+    /// [`MemoryBudget::writer_seals_at`] for the audit keyspace.
+    pub(crate) fn writer_seals_audit_at(&self) -> u64 {
+        2 * self.audit_memtable
     }
 }
 
@@ -126,6 +145,17 @@ impl FjallStore {
         data_dir: &Path,
         options: &StoreOptions,
         index_layout: IndexLayout,
+    ) -> Result<FjallStore, StoreError> {
+        FjallStore::open_as(data_dir, options, index_layout, Layout::AuditApart)
+    }
+
+    /// [`FjallStore::open_with_layout`], creating an empty store with `new_store`'s layout;
+    /// tests write stores as earlier versions did.
+    pub(crate) fn open_as(
+        data_dir: &Path,
+        options: &StoreOptions,
+        index_layout: IndexLayout,
+        new_store: Layout,
     ) -> Result<FjallStore, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Io(format!(
@@ -153,24 +183,8 @@ impl FjallStore {
             .manual_journal_persist(true)
             .open()
             .map_err(|e| StoreError::Io(format!("cannot open {}: {e}", data_dir.display())))?;
-        let data = db
-            .keyspace(KEYSPACE, || {
-                KeyspaceCreateOptions::default()
-                    .max_memtable_size(budget.memtable)
-                    .manual_journal_persist(true)
-                    // Partitioned index and filter blocks on every level (fjall partitions
-                    // only from level 3 on). A table of index entries holds ~50 000 small
-                    // data blocks, so its one index block grows to ~6 MiB: larger than a
-                    // block cache shard admits, so every read of such a table loaded and
-                    // checksummed all of it again (docs/performance.md, round 5). Partitioned,
-                    // a read pins only the small top level and loads one 4 KiB partition
-                    // through the cache. fjall keeps these options with the keyspace when it
-                    // is created: stores created before keep their full index blocks.
-                    .index_block_partitioning_policy(PartitioningPolicy::all(true))
-                    .filter_block_partitioning_policy(PartitioningPolicy::all(true))
-            })
-            .map_err(|e| StoreError::Io(format!("cannot open keyspace: {e}")))?;
-        let next_seq = match data.prefix(keys::LOG_PREFIX).next_back() {
+        let keyspaces = Keyspaces::open(&db, &budget, new_store)?;
+        let next_seq = match keyspaces.data().prefix(keys::LOG_PREFIX).next_back() {
             Some(entry) => {
                 let key = entry.key().map_err(io)?;
                 keys::seq_of_log_key(&key).map_or(1, |s| s + 1)
@@ -186,7 +200,7 @@ impl FjallStore {
             index_layout,
             generations: generations.clone(),
             db: db.clone(),
-            data: data.clone(),
+            keyspaces: keyspaces.clone(),
             next_seq,
             poisoned: poisoned.clone(),
             overlay_hasher,
@@ -194,6 +208,7 @@ impl FjallStore {
             memtable_sealing: options.seal_full_memtables.then_some(
                 crate::writer::MemtableSealing {
                     at: budget.writer_seals_at(),
+                    audit_at: budget.writer_seals_audit_at(),
                 },
             ),
             staged: crate::writer::Staged::new(overlay_hasher),
@@ -205,7 +220,7 @@ impl FjallStore {
             .map_err(|e| StoreError::Io(format!("cannot start writer thread: {e}")))?;
         Ok(FjallStore {
             _db: db,
-            data,
+            keyspaces,
             poisoned,
             generations,
             covering,
@@ -221,7 +236,7 @@ impl FjallStore {
         rt: &str,
         id: &str,
     ) -> Result<Option<StoredVersion>, StoreError> {
-        match self.data.get(key).map_err(io)? {
+        match self.keyspaces.of_type(rt).get(key).map_err(io)? {
             Some(raw) => StoredVersion::decode(rt, id, &raw)
                 .map(Some)
                 .ok_or_else(|| StoreError::Corrupt(format!("{rt}/{id}"))),
@@ -229,8 +244,8 @@ impl FjallStore {
         }
     }
 
-    pub(crate) fn data(&self) -> &Keyspace {
-        &self.data
+    pub(crate) fn keyspaces(&self) -> &Keyspaces {
+        &self.keyspaces
     }
 
     pub(crate) fn covering(&self) -> &Declarations {
@@ -330,7 +345,12 @@ impl Store for FjallStore {
         // The live version (or deletion marker) is kept under its current key only; it moves to
         // the history table when the next version supersedes it (keys::history).
         let current = keys::current(resource_type, id);
-        match self.data.get(&current).map_err(io)? {
+        match self
+            .keyspaces
+            .of_type(resource_type)
+            .get(&current)
+            .map_err(io)?
+        {
             Some(raw) if RecordHeader::peek(&raw).is_some_and(|h| h.version == version) => {
                 StoredVersion::decode(resource_type, id, &raw)
                     .map(Some)
@@ -360,7 +380,8 @@ impl Store for FjallStore {
                 {
                     versions.push(current);
                 }
-                for entry in self.data.prefix(keys::history_prefix(rt, id)).rev() {
+                let table = self.keyspaces.of_type(rt);
+                for entry in table.prefix(keys::history_prefix(rt, id)).rev() {
                     let raw = entry.value().map_err(io)?;
                     let v = StoredVersion::decode(rt, id, &raw)
                         .ok_or_else(|| StoreError::Corrupt(format!("{rt}/{id}")))?;
@@ -378,7 +399,7 @@ impl Store for FjallStore {
                     HistoryScope::Type(t) => Some(t.as_str()),
                     _ => None,
                 };
-                for entry in self.data.prefix(keys::LOG_PREFIX).rev() {
+                for entry in self.keyspaces.data().prefix(keys::LOG_PREFIX).rev() {
                     let value = entry.value().map_err(io)?;
                     let (rt, id, version) = keys::parse_log_value(&value)
                         .ok_or_else(|| StoreError::Corrupt("change log entry".into()))?;
@@ -478,7 +499,7 @@ impl Store for FjallStore {
 mod tests {
     use super::*;
     use crate::{Precondition, WriteAction};
-    use fjall::AbstractTree;
+    use fjall::{AbstractTree, KeyspaceCreateOptions};
     use serde_json::json;
 
     /// Enough resources for several data blocks, so each table's index and filter have more
@@ -540,7 +561,7 @@ mod tests {
 
     /// (tables, tables with a partitioned index, tables with a partitioned filter)
     fn table_layout(store: &FjallStore) -> (usize, usize, usize) {
-        let version = store.data().tree.current_version();
+        let version = store.keyspaces().data().tree.current_version();
         let tables: Vec<_> = version.iter_tables().collect();
         (
             tables.len(),
@@ -573,7 +594,7 @@ mod tests {
             let db = Database::builder(dir.path().join(ENGINE_DIR))
                 .open()
                 .unwrap();
-            db.keyspace(KEYSPACE, || {
+            db.keyspace(crate::layout::DATA_KEYSPACE, || {
                 KeyspaceCreateOptions::default().manual_journal_persist(true)
             })
             .unwrap();
@@ -590,23 +611,33 @@ mod tests {
     #[test]
     fn memory_budget_follows_cache_bytes_within_bounds() {
         const MIB: u64 = 1024 * 1024;
-        // (cache_bytes, block cache, memtable)
+        // (cache_bytes, block cache, memtable, audit memtable)
         let cases = [
-            (0, MIB, 4 * MIB),
-            (16 * MIB, 16 * MIB, 4 * MIB),
-            (64 * MIB, 64 * MIB, 8 * MIB),
-            (256 * MIB, 256 * MIB, 32 * MIB),
-            (4096 * MIB, 4096 * MIB, 64 * MIB),
+            (0, MIB, 4 * MIB, 4 * MIB),
+            (16 * MIB, 12 * MIB, 4 * MIB, 4 * MIB),
+            (64 * MIB, 60 * MIB, 8 * MIB, 4 * MIB),
+            (256 * MIB, 240 * MIB, 32 * MIB, 16 * MIB),
+            (4096 * MIB, 4064 * MIB, 64 * MIB, 32 * MIB),
         ];
-        for (cache_bytes, block_cache, memtable) in cases {
+        for (cache_bytes, block_cache, memtable, audit_memtable) in cases {
+            let budget = MemoryBudget::from_cache_bytes(cache_bytes);
             assert_eq!(
-                MemoryBudget::from_cache_bytes(cache_bytes),
+                budget,
                 MemoryBudget {
                     block_cache,
-                    memtable
+                    memtable,
+                    audit_memtable
                 },
                 "cache_bytes = {cache_bytes}"
             );
+            // The audit keyspace's memtable comes out of the block cache: the same total as
+            // one keyspace with the whole cache.
+            if cache_bytes >= 5 * MIB {
+                assert_eq!(
+                    budget.block_cache + budget.memtable + budget.audit_memtable,
+                    cache_bytes + memtable
+                );
+            }
         }
     }
 }

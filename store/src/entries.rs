@@ -113,7 +113,8 @@ mod tests {
         let entries = search::extract(search::Registry::r4(), "AuditEvent", &body);
         let entries_key = crate::keys::entries("AuditEvent", "a1");
         store
-            .data()
+            .keyspaces()
+            .of_type("AuditEvent")
             .insert(
                 &entries_key,
                 super::encode(&entries, "AuditEvent", "a1").unwrap(),
@@ -127,7 +128,14 @@ mod tests {
         store.commit(vec![audit_event("Patient/p2")]).await.unwrap();
         assert!(search(&store, &[("patient", "Patient/p1")]).is_empty());
         // The old blob went with the old version; the new one is recomputed from its body.
-        assert!(store.data().get(&entries_key).unwrap().is_none());
+        assert!(
+            store
+                .keyspaces()
+                .of_type("AuditEvent")
+                .get(&entries_key)
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(
             search(&store, &[("patient", "Patient/p2"), ("subtype", "read")]),
             ["a1"]

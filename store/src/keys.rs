@@ -1,8 +1,10 @@
 //! The key layout of the store, in one place.
 //!
-//! Everything lives in one fjall keyspace so that one batch makes a group of writes atomic.
 //! Keys start with a one-letter table tag and use `\0` as a separator: resource types, ids
-//! (`[A-Za-z0-9.-]`), search-parameter codes and index values never contain it.
+//! (`[A-Za-z0-9.-]`), search-parameter codes and index values never contain it. The rows of
+//! AuditEvents ([`AUDIT_TYPES`]) live in a fjall keyspace of their own, everything else in the
+//! `data` keyspace (`layout.rs` routes every read and write); one fjall batch spans both, so a
+//! group of writes stays atomic.
 
 /// Current version of a resource: `c\0{type}\0{id}` → record.
 pub fn current(resource_type: &str, id: &str) -> Vec<u8> {
@@ -168,6 +170,33 @@ pub fn seq_of_log_key(key: &[u8]) -> Option<u64> {
     ))
 }
 
+/// The store's layout mark, in the `data` keyspace: `f\0layout` → the layout number as a
+/// big-endian `u32` (`layout::Layout`). Written when a store is created empty. A store that
+/// holds data but no mark was written before the mark existed: its AuditEvents are in `data`.
+pub const LAYOUT_MARK: &[u8] = b"f\0layout";
+
+/// The types whose rows (current and superseded versions, entries, index keys) live in the
+/// audit keyspace. Every audited request writes an AuditEvent and hardly any reads one back:
+/// kept apart, their flushes merge only with their own tables instead of with the much larger
+/// clinical tables beside them in key order (docs/performance.md, round 6).
+pub const AUDIT_TYPES: &[&str] = &["AuditEvent"];
+
+/// Whether the rows of `resource_type` belong to the audit keyspace.
+pub(crate) fn is_audit_type(resource_type: &str) -> bool {
+    AUDIT_TYPES.contains(&resource_type)
+}
+
+/// Whether `key` is a row of an [`AUDIT_TYPES`] resource: a current or superseded version, an
+/// entries blob or an index key (`{tag}\0{type}\0…`). The change log and the layout mark are
+/// not.
+pub(crate) fn is_audit_key(key: &[u8]) -> bool {
+    let [b'c' | b'h' | b'x' | b'i', 0, rest @ ..] = key else {
+        return false;
+    };
+    let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
+    std::str::from_utf8(&rest[..end]).is_ok_and(is_audit_type)
+}
+
 fn join(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
     let len = 2 + parts.iter().map(|p| p.len() + 1).sum::<usize>();
     let mut key = Vec::with_capacity(len);
@@ -219,6 +248,35 @@ mod tests {
         }
         assert!(IndexLayout::CURRENT.indexes_param("AuditEvent", "entity"));
         assert!(IndexLayout::CURRENT.indexes_param("Observation", "type"));
+    }
+
+    #[test]
+    fn every_row_of_an_audit_event_is_an_audit_key_and_no_other_row_is() {
+        for rt in [
+            "AuditEvent",
+            "Patient",
+            "Immunization",
+            "Audit",
+            "AuditEventX",
+        ] {
+            let audit = rt == "AuditEvent";
+            assert_eq!(is_audit_type(rt), audit, "{rt}");
+            for key in [
+                current(rt, "a1"),
+                current_prefix(rt),
+                history(rt, "a1", 3),
+                history_prefix(rt, "a1"),
+                entries(rt, "a1"),
+                index(rt, "patient", b"Patient/p1", "a1"),
+                index_prefix(rt, "entity", b""),
+            ] {
+                assert_eq!(is_audit_key(&key), audit, "{rt}: {key:?}");
+            }
+        }
+        // An AuditEvent's change-log entry stays in `data`: the log is one sequence.
+        assert!(!is_audit_key(&log(7)));
+        assert!(!is_audit_key(LAYOUT_MARK));
+        assert!(!is_audit_key(b""));
     }
 
     #[test]

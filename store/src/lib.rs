@@ -10,6 +10,7 @@ mod covering;
 mod engine;
 mod entries;
 mod keys;
+mod layout;
 mod query;
 mod record;
 mod writer;

@@ -42,7 +42,8 @@ pub(crate) fn execute(
     request: &SearchRequest<'_>,
 ) -> Result<SearchPage, StoreError> {
     let rt = request.resource_type;
-    let data = store.data();
+    // The keyspace that holds the rows of `rt` (`layout.rs`).
+    let keyspace = store.keyspaces().of_type(rt);
     let criteria = &request.query.criteria;
     let layout = store.index_layout();
 
@@ -72,7 +73,7 @@ pub(crate) fn execute(
                 prefixes
                     .into_iter()
                     .flat_map(move |seek| {
-                        data.prefix(keys::index_seek(rt, &criterion.param, &seek))
+                        keyspace.prefix(keys::index_seek(rt, &criterion.param, &seek))
                     })
                     .filter_map(move |entry| match entry.key() {
                         Err(e) => Some(Err(io(e))),
@@ -86,7 +87,7 @@ pub(crate) fn execute(
         None => {
             let prefix = keys::current_prefix(rt);
             let skip = prefix.len();
-            Box::new(data.prefix(prefix).filter_map(move |entry| {
+            Box::new(keyspace.prefix(prefix).filter_map(move |entry| {
                 match entry.into_inner() {
                     Err(e) => Some(Err(io(e))),
                     Ok((key, raw)) => RecordHeader::peek(&raw)
@@ -119,7 +120,7 @@ pub(crate) fn execute(
             matched.push((Vec::new(), id));
             continue;
         }
-        let entries = load_entries(data, rt, &id)?;
+        let entries = load_entries(keyspace, rt, &id)?;
         if !criteria.iter().all(|c| c.matches(&entries)) {
             continue;
         }
@@ -261,10 +262,10 @@ fn add_includes(
         .iter()
         .map(|v| (v.resource_type.clone(), v.id.clone()))
         .collect();
-    let data = store.data();
+    let keyspaces = store.keyspaces();
     let mut included = Vec::new();
     for version in &page.matches {
-        let entries = load_entries(data, rt, &version.id)?;
+        let entries = load_entries(keyspaces.of_type(rt), rt, &version.id)?;
         for reference in query.include_references(rt, &entries) {
             let Some((target_type, target_id)) = reference.split_once('/') else {
                 continue;
@@ -284,7 +285,8 @@ fn add_includes(
         for (source_type, param) in &revincludes {
             let mut value = target.as_bytes().to_vec();
             value.push(0);
-            for entry in data.prefix(keys::index_prefix(source_type, param, &value)) {
+            let sources = keyspaces.of_type(source_type);
+            for entry in sources.prefix(keys::index_prefix(source_type, param, &value)) {
                 let key = entry.key().map_err(io)?;
                 let Some(source_id) = keys::id_of_index_key(&key) else {
                     continue;
@@ -306,14 +308,15 @@ fn add_includes(
     Ok(())
 }
 
+/// The entries of `rt/id`, from `keyspace`, the one that holds the rows of `rt`.
 fn load_entries(
-    data: &fjall::Keyspace,
+    keyspace: &fjall::Keyspace,
     rt: &str,
     id: &str,
 ) -> Result<Vec<search::IndexEntry>, StoreError> {
-    let blob = data.get(keys::entries(rt, id)).map_err(io)?;
+    let blob = keyspace.get(keys::entries(rt, id)).map_err(io)?;
     crate::entries::of(rt, id, blob.as_deref(), || {
-        data.get(keys::current(rt, id)).map_err(io)
+        keyspace.get(keys::current(rt, id)).map_err(io)
     })
 }
 
@@ -467,7 +470,13 @@ mod tests {
             assert_eq!(*want, got);
         }
         // Fewer keys: only the references and `_id` of each AuditEvent are indexed.
-        let index_keys = |store: &FjallStore| store.data().prefix(b"i\0AuditEvent\0").count();
+        let index_keys = |store: &FjallStore| {
+            store
+                .keyspaces()
+                .of_type("AuditEvent")
+                .prefix(b"i\0AuditEvent\0")
+                .count()
+        };
         assert!(index_keys(&current) < index_keys(&every) / 2);
         every.shutdown().await.unwrap();
         current.shutdown().await.unwrap();
@@ -489,7 +498,11 @@ mod tests {
             reopened.commit(vec![put(event)]).await.unwrap();
         }
         assert_eq!(
-            reopened.data().prefix(b"i\0AuditEvent\0subtype\0").count(),
+            reopened
+                .keyspaces()
+                .of_type("AuditEvent")
+                .prefix(b"i\0AuditEvent\0subtype\0")
+                .count(),
             0
         );
         reopened.shutdown().await.unwrap();

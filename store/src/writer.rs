@@ -19,6 +19,7 @@ use xxhash_rust::xxh3::Xxh3Builder;
 use crate::covering::Declarations;
 use crate::engine::io;
 use crate::keys;
+use crate::layout::Keyspaces;
 use crate::record::{Method, RecordHeader, StoredVersion};
 use crate::{Committed, Precondition, StoreError, Write, WriteAction, WriteOutcome};
 use search::IndexEntry;
@@ -82,7 +83,7 @@ impl WriteGenerations {
 
 pub(crate) struct Writer {
     pub db: Database,
-    pub data: Keyspace,
+    pub keyspaces: Keyspaces,
     pub next_seq: u64,
     /// Set after a failed fsync: the state of the journal is unknown, so no further write is
     /// accepted. Shared with the store handle so readiness checks see it.
@@ -131,16 +132,26 @@ impl Staged {
 /// memtables wait for their flush.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct MemtableSealing {
+    /// For the data keyspace.
     pub at: u64,
+    /// For the audit keyspace.
+    pub audit_at: u64,
 }
 
 impl MemtableSealing {
-    fn seal_if_full(self, data: &Keyspace) {
-        if data.tree.active_memtable().size() <= self.at {
+    fn seal_full(self, keyspaces: &Keyspaces) {
+        Self::seal_if_over(keyspaces.data(), self.at);
+        if let Some(audit) = keyspaces.audit_apart() {
+            Self::seal_if_over(audit, self.audit_at);
+        }
+    }
+
+    fn seal_if_over(keyspace: &Keyspace, at: u64) {
+        if keyspace.tree.active_memtable().size() <= at {
             return;
         }
         // A failure leaves the memtable to fjall's own request; the commit is durable already.
-        if let Err(error) = data.rotate_memtable() {
+        if let Err(error) = keyspace.rotate_memtable() {
             tracing::warn!(%error, "sealing a full memtable failed");
         }
     }
@@ -244,9 +255,10 @@ impl Writer {
             match self.plan(&mut group, writes, now_ms) {
                 Ok((committed, ops)) => {
                     for (key, value) in ops {
+                        let keyspace = self.keyspaces.of_key(&key);
                         match value {
-                            Some(v) => batch.insert(&self.data, key, v),
-                            None => batch.remove(&self.data, key),
+                            Some(v) => batch.insert(keyspace, key, v),
+                            None => batch.remove(keyspace, key),
                         }
                     }
                     pending.push((reply, committed));
@@ -279,7 +291,7 @@ impl Writer {
             .collect();
         self.generations.bump(changed);
         if let Some(sealing) = self.memtable_sealing {
-            sealing.seal_if_full(&self.data);
+            sealing.seal_full(&self.keyspaces);
         }
         for (reply, committed) in pending {
             let _ = reply.send(Ok(committed));
@@ -308,7 +320,7 @@ impl Writer {
     ) -> Result<(Vec<Committed>, KeyOps), StoreError> {
         self.refuse_if_poisoned()?;
         let mut tx = Transaction {
-            data: &self.data,
+            keyspaces: &self.keyspaces,
             group: overlay,
             covering: &self.covering,
             index_layout: self.index_layout,
@@ -344,9 +356,13 @@ impl Writer {
         Ok(committed)
     }
 
-    /// Write every staged key operation as sorted tables, through fjall's ingestion: the
-    /// tables are fsynced and then registered in one step, so all of it becomes durable and
-    /// readable at once, or (on an error) none of it.
+    /// Write every staged key operation as sorted tables, through fjall's ingestion: per
+    /// keyspace, the tables are fsynced and then registered in one step, so all of it becomes
+    /// durable and readable at once, or (on an error) none of it. fjall ingests into one
+    /// keyspace at a time, so the AuditEvents' keyspace is written first: should writing the
+    /// data keyspace then fail, or the process stop in between, the trail holds the events of
+    /// writes not stored (the import reports those rows as not imported), never writes without
+    /// their events.
     fn write_staged(&mut self) -> Result<(), StoreError> {
         let Staged { ops, changed, .. } =
             std::mem::replace(&mut self.staged, Staged::new(self.overlay_hasher));
@@ -354,10 +370,12 @@ impl Writer {
             return Ok(());
         }
         self.refuse_if_poisoned()?;
-        if let Err(error) = ingest(&self.data, sorted_last_wins(ops)) {
-            tracing::error!(%error, "writing the staged writes failed; refusing further writes");
-            self.poisoned.store(true, Ordering::Relaxed);
-            return Err(StoreError::Io(error.to_string()));
+        for (keyspace, ops) in self.keyspaces.split(ops).into_iter().rev() {
+            if let Err(error) = ingest(keyspace, sorted_last_wins(ops)) {
+                tracing::error!(%error, "writing the staged writes failed; refusing further writes");
+                self.poisoned.store(true, Ordering::Relaxed);
+                return Err(StoreError::Io(error.to_string()));
+            }
         }
         self.generations.bump(changed.iter().map(String::as_str));
         Ok(())
@@ -370,7 +388,9 @@ impl Writer {
     pub(crate) fn checkpoint(&mut self) -> Result<(), StoreError> {
         // fjall 3.1 offers the flush only as `#[doc(hidden)]` API; Cargo.toml keeps fjall
         // within 3.1 for that reason.
-        self.data.rotate_memtable_and_wait().map_err(io)?;
+        for keyspace in self.keyspaces.each() {
+            keyspace.rotate_memtable_and_wait().map_err(io)?;
+        }
         self.db.persist(PersistMode::SyncAll).map_err(io)?;
         tracing::debug!("checkpoint complete");
         Ok(())
@@ -395,9 +415,9 @@ fn sorted_last_wins(mut ops: StagedOps) -> StagedOps {
     ops
 }
 
-/// Write sorted key operations into new tables of `data` and register them in one step.
-fn ingest(data: &Keyspace, ops: StagedOps) -> fjall::Result<()> {
-    let mut ingestion = data.start_ingestion()?;
+/// Write sorted key operations into new tables of `keyspace` and register them in one step.
+fn ingest(keyspace: &Keyspace, ops: StagedOps) -> fjall::Result<()> {
+    let mut ingestion = keyspace.start_ingestion()?;
     for (key, value) in ops {
         match value {
             Some(value) => ingestion.write(key, value)?,
@@ -409,7 +429,7 @@ fn ingest(data: &Keyspace, ops: StagedOps) -> fjall::Result<()> {
 
 /// Reads see, in order: this transaction's own writes, the group's earlier transactions, fjall.
 struct Transaction<'a> {
-    data: &'a Keyspace,
+    keyspaces: &'a Keyspaces,
     group: &'a Overlay,
     /// Which index entries also hold members of their resource.
     covering: &'a Declarations,
@@ -428,7 +448,7 @@ impl Transaction<'_> {
         if let Some(v) = self.group.get(key) {
             return Ok(v.clone());
         }
-        self.data.get(key).map_err(io)
+        self.keyspaces.of_key(key).get(key).map_err(io)
     }
 
     /// Write a key that later writes of the group may read back (current record, entries).
@@ -1005,17 +1025,17 @@ mod tests {
         let data = db
             .keyspace("data", fjall::KeyspaceCreateOptions::default)
             .unwrap();
-        let sealing = MemtableSealing { at: 1024 * 1024 };
+        let at = 1024 * 1024;
         let value = vec![b'x'; 64 * 1024];
         for i in 0..8u8 {
             data.insert([b'a', i], value.as_slice()).unwrap();
         }
-        sealing.seal_if_full(&data);
+        MemtableSealing::seal_if_over(&data, at);
         assert_eq!(data.sealed_memtable_count(), 0, "512 KiB is under the size");
         for i in 0..16u8 {
             data.insert([b'b', i], value.as_slice()).unwrap();
         }
-        sealing.seal_if_full(&data);
+        MemtableSealing::seal_if_over(&data, at);
         assert_eq!(data.sealed_memtable_count(), 1, "1.5 MiB is over it");
         assert_eq!(data.tree.active_memtable().size(), 0);
         assert!(data.get([b'a', 0]).unwrap().is_some());
@@ -1187,9 +1207,10 @@ mod prepared_tests {
     fn planned(writes: Vec<Queued>) -> (Vec<StoredVersion>, KeyOps) {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::builder(dir.path()).open().unwrap();
-        let data = db
-            .keyspace("data", fjall::KeyspaceCreateOptions::default)
-            .unwrap();
+        let budget = crate::engine::MemoryBudget::from_cache_bytes(8 << 20);
+        let keyspaces =
+            crate::layout::Keyspaces::open(&db, &budget, crate::layout::Layout::AuditApart)
+                .unwrap();
         let covering = Declarations::new(&[CoveringIndex {
             resource_type: "Immunization".into(),
             param: "patient".into(),
@@ -1197,7 +1218,7 @@ mod prepared_tests {
         }]);
         let group = Overlay::with_hasher(overlay_hasher());
         let mut tx = Transaction {
-            data: &data,
+            keyspaces: &keyspaces,
             group: &group,
             covering: &covering,
             index_layout: keys::IndexLayout::CURRENT,
