@@ -302,28 +302,6 @@ pub(crate) fn io(error: fjall::Error) -> StoreError {
     StoreError::Io(error.to_string())
 }
 
-/// A store dropped without [`Store::shutdown`] (a test, a start that failed half-way) ends its
-/// writer before the store is gone: the writer thread holds the database, and with it fjall's
-/// lock on the directory, until it has drained its queue, so opening the directory again right
-/// after the drop could find it still locked.
-impl Drop for FjallStore {
-    fn drop(&mut self) {
-        // Without its inbox the writer finishes what is queued and returns.
-        self.inbox
-            .get_mut()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(writer) = self
-            .writer
-            .get_mut()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            let _ = writer.join();
-        }
-    }
-}
-
 impl Store for FjallStore {
     fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredVersion>, StoreError> {
         self.get_version(&keys::current(resource_type, id), resource_type, id)
