@@ -14,6 +14,24 @@ fn open(dir: &Path) -> FjallStore {
     FjallStore::open(dir, &StoreOptions::default()).unwrap()
 }
 
+/// Open `dir` again after a store of it was dropped without shutdown. Its writer finishes what
+/// was queued (and its final flush) on its own thread and only then lets go of the directory's
+/// lock, so the open may find the directory still locked for a moment.
+fn open_after_drop(dir: &Path) -> FjallStore {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match FjallStore::open(dir, &StoreOptions::default()) {
+            Ok(store) => return store,
+            Err(error)
+                if error.to_string().contains("Locked") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(error) => panic!("cannot open {}: {error}", dir.display()),
+        }
+    }
+}
+
 fn put(rt: &str, id: &str, precondition: Precondition, resource: Value) -> Write {
     Write {
         resource_type: rt.into(),
@@ -323,7 +341,7 @@ async fn acknowledged_writes_survive_reopen_with_and_without_shutdown() {
             .unwrap();
         // Dropped without shutdown: the acknowledged write is already in the synced journal.
     }
-    let store = open(dir.path());
+    let store = open_after_drop(dir.path());
     assert_eq!(body(&store, "Patient", "dropped")["name"][0]["family"], "C");
     assert!(store.read("Patient", "late").unwrap().is_none());
     // The change log continues after the last sequence number instead of overwriting it.
