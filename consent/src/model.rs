@@ -274,16 +274,17 @@ impl PatientRef {
             Some(at) => &text[..at],
             None => text,
         };
-        let segments: Vec<&str> = trimmed.rsplit('/').take(2).collect();
-        let (id, kind) = match segments.as_slice() {
-            [id] => (*id, "Patient"),
-            [id, kind] => (*id, *kind),
-            _ => return Err(bad()),
-        };
+        // Parsed on every consent-checked read (twice), so without collecting the segments.
+        let mut segments = trimmed.rsplit('/');
+        let id = segments.next().unwrap_or_default();
+        let kind = segments.next().unwrap_or("Patient");
         if kind != "Patient" || !fhir::is_id(id) {
             return Err(bad());
         }
-        Ok(PatientRef(format!("Patient/{id}")))
+        let mut reference = String::with_capacity("Patient/".len() + id.len());
+        reference.push_str("Patient/");
+        reference.push_str(id);
+        Ok(PatientRef(reference))
     }
 
     pub fn as_str(&self) -> &str {
@@ -339,6 +340,11 @@ mod tests {
             ("RelatedPerson/g1", None),
             ("Patient/", None),
             ("Patient/bad id", None),
+            // Only the last two segments count; an empty type or id is refused.
+            ("Group/Patient/p2", Some("Patient/p2")),
+            ("/p3", None),
+            ("", None),
+            ("Patient/p4/_history/", Some("Patient/p4")),
         ];
         for (text, expected) in cases {
             let got = PatientRef::parse(text).ok();

@@ -681,8 +681,10 @@ fn recipient_kind(kind: auth::ClientKind) -> Option<RecipientKind> {
 /// a clinic. A secondary report (a portal import, a transcribed handbook) has no known source,
 /// so legal bases that need one do not apply to it.
 pub(crate) fn source_of(resource: &Value) -> Option<Party> {
+    // `get` twice rather than `pointer`: a pointer allocates each of its segments.
     if let Some(app) = resource
-        .pointer("/meta/source")
+        .get("meta")
+        .and_then(|meta| meta.get("source"))
         .and_then(Value::as_str)
         .and_then(|source| source.strip_prefix(phr::CLIENT_SOURCE_PREFIX))
     {

@@ -273,7 +273,7 @@ fn negotiated(req: &HttpRequest) -> Result<Negotiated, ApiError> {
     )
 }
 
-fn base_url(state: &AppState, req: &HttpRequest) -> String {
+pub(crate) fn base_url(state: &AppState, req: &HttpRequest) -> String {
     let configured = state.config.server.public_base_url.trim_end_matches('/');
     if !configured.is_empty() {
         return format!("{configured}/fhir");
@@ -285,7 +285,8 @@ fn base_url(state: &AppState, req: &HttpRequest) -> String {
 pub(crate) fn ctx<'a>(state: &'a AppState, req: &HttpRequest) -> Ctx<'a> {
     Ctx {
         state,
-        base: base_url(state, req),
+        base: std::cell::OnceCell::new(),
+        request: Some(req.clone()),
         prefer: Prefer::parse(header_str(req, "prefer")),
         access: caller_access(req),
         purpose_of_use: header_str(req, "x-purpose-of-use").map(str::to_owned),

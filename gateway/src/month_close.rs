@@ -509,7 +509,8 @@ pub async fn close_offline(state: &AppState, month: &str) -> Result<Summary, Api
     let month = parse_month(month)?;
     let ctx = Ctx {
         state,
-        base: String::new(),
+        base: std::cell::OnceCell::from(String::new()),
+        request: None,
         prefer: crate::rest::Prefer::default(),
         access: crate::access::Access::Internal,
         purpose_of_use: None,

@@ -53,8 +53,10 @@ impl Prefer {
 /// Everything an interaction needs to know about its request context.
 pub struct Ctx<'a> {
     pub state: &'a AppState,
-    /// `http://host/fhir`, no trailing slash.
-    pub base: String,
+    /// `http://host/fhir`, no trailing slash: see [`Ctx::base`].
+    pub base: std::cell::OnceCell<String>,
+    /// The HTTP request the base is built from (none for work the gateway starts itself).
+    pub request: Option<actix_web::HttpRequest>,
     pub prefer: Prefer,
     /// Who the interaction runs for: every data access asks it first.
     pub access: crate::access::Access,
@@ -64,6 +66,17 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// `http://host/fhir`, no trailing slash. Built on first use from the configured public base
+    /// or the request's connection info: a read or a search answer without links never needs it.
+    pub fn base(&self) -> &str {
+        self.base.get_or_init(|| {
+            self.request
+                .as_ref()
+                .map(|req| crate::http::base_url(self.state, req))
+                .unwrap_or_default()
+        })
+    }
+
     fn strict(&self) -> bool {
         self.prefer
             .handling
@@ -72,7 +85,7 @@ impl Ctx<'_> {
     }
 
     fn url_of(&self, version: &StoredVersion) -> String {
-        format!("{}/{}/{}", self.base, version.resource_type, version.id)
+        format!("{}/{}/{}", self.base(), version.resource_type, version.id)
     }
 }
 
@@ -918,7 +931,7 @@ pub async fn search(
         Some(consent_checked) => consent_checked,
         None => ctx.state.store.search(&request)?,
     };
-    let base_path = format!("{}/{}", ctx.base, resource_type);
+    let base_path = format!("{}/{}", ctx.base(), resource_type);
     let mut bundle = bundle_skeleton("searchset");
     if (query.control.total != Some(search::TotalMode::None) || summary_count)
         && let Some(total) = page.total
@@ -1004,16 +1017,16 @@ pub async fn history(
             check_type(ctx.state, rt)?;
             check_id(id)?;
             instance_grant = Some(ctx.access.permit(ctx.state, Interaction::Read, rt)?);
-            format!("{}/{rt}/{id}/_history", ctx.base)
+            format!("{}/{rt}/{id}/_history", ctx.base())
         }
         HistoryScope::Type(rt) => {
             check_type(ctx.state, rt)?;
             ctx.access.permit_history(ctx.state, Some(rt))?;
-            format!("{}/{rt}/_history", ctx.base)
+            format!("{}/{rt}/_history", ctx.base())
         }
         HistoryScope::System => {
             ctx.access.permit_history(ctx.state, None)?;
-            format!("{}/_history", ctx.base)
+            format!("{}/_history", ctx.base())
         }
     };
     let (offset, count) = paging(ctx, params)?;
@@ -1160,7 +1173,7 @@ pub async fn dispatch(
     headers: &EntryHeaders,
 ) -> Result<Reply, ApiError> {
     let relative = url
-        .strip_prefix(&ctx.base)
+        .strip_prefix(ctx.base())
         .map(|u| u.trim_start_matches('/'))
         .unwrap_or(url);
     let (path, query) = relative.split_once('?').unwrap_or((relative, ""));
@@ -1172,7 +1185,7 @@ pub async fn dispatch(
     match (method, segments.as_slice()) {
         ("GET", ["metadata"]) => Ok(Reply::json(
             200,
-            crate::capability::capability_statement(ctx.state, &ctx.base),
+            crate::capability::capability_statement(ctx.state, ctx.base()),
         )),
         ("GET", ["_history"]) => history(ctx, HistoryScope::System, &params).await,
         ("GET", [rt]) => search(ctx, rt, &params).await,
@@ -1252,7 +1265,7 @@ pub(crate) fn response_entry(ctx: &Ctx<'_>, reply: &Reply) -> Result<Value, ApiE
     let mut response = json!({"status": status_line(reply.status)});
     if let Some(location) = &reply.location {
         let relative = location
-            .strip_prefix(&format!("{}/", ctx.base))
+            .strip_prefix(&format!("{}/", ctx.base()))
             .unwrap_or(location);
         response["location"] = json!(relative);
     }

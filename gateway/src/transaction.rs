@@ -81,7 +81,10 @@ pub async fn run(ctx: &Ctx<'_>, bundle: Value) -> Result<Reply, ApiError> {
                             body: crate::format::bytes_body::Body::Empty,
                             location: Some(format!(
                                 "{}/{}/{}/_history/{}",
-                                ctx.base, rt, id, existing.version
+                                ctx.base(),
+                                rt,
+                                id,
+                                existing.version
                             )),
                             etag: Some(existing.etag()),
                             last_modified_ms: Some(existing.last_updated_ms),

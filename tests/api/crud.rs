@@ -347,3 +347,42 @@ async fn xml_is_read_and_written() {
         "the XML round trip changed nothing"
     );
 }
+
+/// Links name the host the request came to when no public base is configured. The base is built
+/// only when an answer needs it (a Location, a search's links).
+#[tokio::test]
+async fn links_use_the_request_host() {
+    let app = TestApp::spawn().await;
+    let created = app.post("Patient", &patient()).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        created.header("location"),
+        Some(app.url(&format!("Patient/{id}/_history/1")).as_str())
+    );
+    let search = app.get("Patient?gender=male").await;
+    let self_link = search.json()["link"][0]["url"].as_str().unwrap().to_owned();
+    assert!(self_link.starts_with(&app.url("Patient?")), "{self_link}");
+}
+
+/// Links name the configured public base, whatever host the request came to.
+#[tokio::test]
+async fn links_use_the_configured_public_base() {
+    let app = TestApp::spawn_with(|config| {
+        config.server.public_base_url = "https://gateway.example.jp/".to_owned();
+    })
+    .await;
+    let created = app.post("Patient", &patient()).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        created.header("location"),
+        Some(format!("https://gateway.example.jp/fhir/Patient/{id}/_history/1").as_str())
+    );
+    let search = app.get("Patient?gender=male").await;
+    let self_link = search.json()["link"][0]["url"].as_str().unwrap().to_owned();
+    assert!(
+        self_link.starts_with("https://gateway.example.jp/fhir/Patient?"),
+        "{self_link}"
+    );
+}
