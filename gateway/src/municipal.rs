@@ -10,10 +10,8 @@
 //! An import is synchronous and runs on the caller's thread (the CLI's, or a thread of its own
 //! for an HTTP import): the store's writer thread commits one chunk while the next is parsed.
 
-use std::collections::{HashMap, VecDeque};
-use std::future::Future;
+use std::collections::HashMap;
 use std::io::Read;
-use std::pin::Pin;
 use std::time::Instant;
 
 use identifiers::MunicipalityCode;
@@ -355,72 +353,42 @@ pub fn import(
     report
 }
 
-/// Chunks a bulk import keeps handed to the store and unanswered. While the store's writer
-/// sorts and writes one batch of tables, the import goes on mapping and sending up to this many
-/// chunks of the next; they wait in the writer's queue (docs/performance.md, round 6).
-const BULK_CHUNKS_IN_FLIGHT: usize = 4;
-
-/// The store side of an import: the chunks the store is planning while the next one is
-/// mapped, and (for [`Delivery::Bulk`]) the staged chunks not yet written and the write under
-/// way. Rows are counted only once their chunk is durable.
+/// The store side of an import: the chunk the store is writing while the next one is mapped,
+/// and (for [`Delivery::Bulk`]) the staged chunks not yet written. Rows are counted only once
+/// their chunk is durable.
 struct ChunkSink<'a> {
     store: &'a dyn Store,
     delivery: Delivery,
-    /// Chunks handed to the store and not yet answered, oldest first.
-    in_flight: VecDeque<(CommitFuture, RowKeys)>,
+    in_flight: Option<(CommitFuture, RowKeys)>,
     /// Staged chunks with what staging them did, waiting for `write_staged`.
-    staged: Vec<StagedChunk>,
-    /// The staged chunks the store is writing as tables, counted once it answers.
-    writing: Option<(StagedWrite, Vec<StagedChunk>)>,
+    staged: Vec<(Vec<Committed>, RowKeys)>,
     /// The store refused a chunk; a commit sent after it is not counted (see `finish`).
     refused: bool,
 }
-
-/// A staged chunk: what staging its writes did, and its rows.
-type StagedChunk = (Vec<Committed>, RowKeys);
-
-type StagedWrite = Pin<Box<dyn Future<Output = Result<(), store::StoreError>> + Send>>;
 
 impl<'a> ChunkSink<'a> {
     fn new(store: &'a dyn Store, delivery: Delivery) -> ChunkSink<'a> {
         ChunkSink {
             store,
             delivery,
-            in_flight: VecDeque::new(),
+            in_flight: None,
             staged: Vec::new(),
-            writing: None,
             refused: false,
         }
     }
 
-    /// How many chunks may stay unanswered: one for commits, which readers and writers of a
-    /// running server wait behind; more for a bulk import, which holds the store alone.
-    fn depth(&self) -> usize {
-        match self.delivery {
-            Delivery::Commit => 1,
-            Delivery::Bulk { .. } => BULK_CHUNKS_IN_FLIGHT,
-        }
-    }
-
-    /// Hand a chunk to the store, then settle the oldest ones beyond [`Self::depth`]; false
-    /// when the import must stop.
+    /// Hand a chunk to the store, then settle the one before it; false when the import must
+    /// stop.
     fn send(&mut self, report: &mut ImportReport, writes: Vec<Write>, rows: RowKeys) -> bool {
-        if !writes.is_empty() {
+        let queued = (!writes.is_empty()).then(|| {
             let future = match self.delivery {
                 Delivery::Commit => self.store.commit(writes),
                 Delivery::Bulk { .. } => self.store.stage(writes),
             };
-            self.in_flight.push_back((future, rows));
-        }
-        while self.in_flight.len() > self.depth() {
-            let Some(oldest) = self.in_flight.pop_front() else {
-                break;
-            };
-            if !self.settle(report, oldest) {
-                return false;
-            }
-        }
-        true
+            (future, rows)
+        });
+        let previous = std::mem::replace(&mut self.in_flight, queued);
+        previous.is_none_or(|chunk| self.settle(report, chunk))
     }
 
     /// Wait for a chunk's commit (or staging) and count it once durable; false when the store
@@ -469,9 +437,6 @@ impl<'a> ChunkSink<'a> {
     }
 
     fn refuse(&mut self, report: &mut ImportReport, error: &store::StoreError) -> bool {
-        // A staging refused after a failed write was refused because of it: that write's
-        // failure is the one to report first.
-        self.count_written(report);
         tracing::error!(%error, "municipal import: a chunk could not be stored");
         report.fail(format!(
             "the store refused a chunk ({error}); every row before it is stored, no row of it is"
@@ -480,72 +445,57 @@ impl<'a> ChunkSink<'a> {
         false
     }
 
-    /// Ask the store to write what is staged, without waiting for it: the import maps the next
-    /// chunks meanwhile. The write before is counted first. False when the store failed.
+    /// Write the staged chunks and count their rows; false when the store could not, or
+    /// refused the chunk sent last.
     fn write_staged(&mut self, report: &mut ImportReport) -> bool {
-        if !self.count_written(report) {
-            return false;
-        }
-        if self.staged.is_empty() && self.in_flight.is_empty() {
-            return true;
-        }
-        let write = self.store.write_staged();
-        // Every chunk still in flight reached the writer before this request, so it is written
-        // too: it is waited for (its planning, not the write) and counted with the others.
-        let mut kept = true;
-        while kept && let Some(chunk) = self.in_flight.pop_front() {
-            kept = self.keep_staged(report, chunk);
-        }
-        self.writing = Some((write, std::mem::take(&mut self.staged)));
-        kept
-    }
-
-    /// Wait for the write under way and count its rows; false when the store could not write
-    /// them.
-    fn count_written(&mut self, report: &mut ImportReport) -> bool {
-        let Some((write, written)) = self.writing.take() else {
-            return true;
+        // The chunk sent last reaches the writer before this request, so it is written too:
+        // it is waited for and counted with the others.
+        let last_kept = match self.in_flight.take() {
+            Some(last) => self.keep_staged(report, last),
+            None => true,
         };
-        match futures_executor::block_on(write) {
+        if self.staged.is_empty() {
+            return last_kept;
+        }
+        let staged = std::mem::take(&mut self.staged);
+        match futures_executor::block_on(self.store.write_staged()) {
             Ok(()) => {
-                for (committed, rows) in &written {
+                for (committed, rows) in &staged {
                     tally(report, rows, committed);
                 }
-                true
+                last_kept
             }
             Err(error) => {
                 tracing::error!(%error, "municipal import: staged chunks could not be written");
                 report.fail(format!(
                     "the store could not write {} rows ({error}); every row before them is stored, none of them is",
-                    staged_rows(&written)
+                    staged_rows(&staged)
                 ));
                 false
             }
         }
     }
 
-    /// Settle what is left: after a refused commit the chunk sent after it is not counted (a
-    /// commit may still store it); in a bulk import what is staged is written and counted.
+    /// Settle the last chunk: after a refused commit the chunk sent after it is not counted
+    /// (a commit may still store it); in a bulk import what is staged is written and counted.
     fn finish(mut self, report: &mut ImportReport) {
         match self.delivery {
             Delivery::Commit => {
-                if let Some(last) = self.in_flight.pop_front()
+                if let Some(last) = self.in_flight.take()
                     && !self.refused
                 {
                     self.settle(report, last);
                 }
             }
             Delivery::Bulk { .. } => {
-                // Also after a refused chunk: what was staged before it is written and counted.
                 self.write_staged(report);
-                self.count_written(report);
             }
         }
     }
 }
 
 /// Rows of staged chunks.
-fn staged_rows(staged: &[StagedChunk]) -> usize {
+fn staged_rows(staged: &[(Vec<Committed>, RowKeys)]) -> usize {
     staged.iter().map(|(_, rows)| rows.len()).sum()
 }
 
@@ -996,7 +946,7 @@ mod tests {
             row(4, home, "20240312", "hepb", 1),
             row(3, home, "20240312", "pcv", 1),
         ]);
-        // Long enough for writes of staged tables to start while later chunks are in flight.
+        // Long enough for several writes of staged tables within one file.
         let many = file(
             &(0..30u32)
                 .map(|i| {
