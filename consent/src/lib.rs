@@ -28,8 +28,8 @@ pub use model::{
     SHARING_LEVEL_SYSTEM, SharingLevel,
 };
 pub use policy::{
-    BasePolicy, ClassRule, Classification, ElementCondition, LegalBasis, Policy,
-    PseudonymisationRules, PurposeRule, RecipientRelation,
+    BasePolicy, ClassRule, Classification, ElementCondition, LegalBasis, MEMBERS_ALWAYS_READ,
+    Policy, PseudonymisationRules, PurposeRule, RecipientRelation,
 };
 pub use pseudonym::{
     Linkage, LinkageRequest, Pseudonym, PseudonymKey, issue_pseudonym, pseudonymise,

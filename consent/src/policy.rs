@@ -156,7 +156,7 @@ pub struct Policy {
 /// Members a decision reads whatever the policy files say: the type and id (classification,
 /// provisions naming a record, a Patient's own id), `meta` (an explicit data-class tag) and
 /// the references to the patient ([`crate::decide`]).
-const MEMBERS_ALWAYS_READ: [&str; 6] = [
+pub const MEMBERS_ALWAYS_READ: [&str; 6] = [
     "resourceType",
     "id",
     "meta",

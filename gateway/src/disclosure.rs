@@ -1193,20 +1193,11 @@ fn body_of(version: &StoredVersion) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::internal(format!("stored resource unreadable: {e}")))
 }
 
-/// Top-level members the gateway's own checks read in a decision: [`patient_of`],
-/// [`source_of`] and a delivery Task's addressee ([`crate::outbox::delivery_recipient`]).
-const GATEWAY_MEMBERS_READ: [&str; 10] = [
-    "resourceType",
-    "id",
-    "meta",
-    "patient",
-    "subject",
-    "beneficiary",
-    "for",
-    "primarySource",
-    "identifier",
-    "input",
-];
+/// Top-level members the gateway's own checks read in a decision ([`patient_of`],
+/// [`source_of`] and a delivery Task's addressee, [`crate::outbox::delivery_recipient`])
+/// besides those every policy reads ([`consent::MEMBERS_ALWAYS_READ`]: the type, id, `meta` and
+/// the patient references, which these checks read too).
+const GATEWAY_MEMBERS_READ: [&str; 4] = ["for", "primarySource", "identifier", "input"];
 
 /// The stored record cut down to the top-level members its consent decision reads: those the
 /// policy reads ([`Policy::members_read`]) and the gateway's ([`GATEWAY_MEMBERS_READ`]). The

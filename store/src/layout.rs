@@ -257,21 +257,7 @@ mod tests {
     }
 
     fn search(store: &FjallStore, rt: &str, params: &[(&str, &str)]) -> Vec<String> {
-        let params: Vec<(String, String)> = params
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect();
-        let query = search::parse_query(search::Registry::r4(), rt, &params, true).unwrap();
-        let request = SearchRequest {
-            resource_type: rt,
-            query: &query,
-            offset: 0,
-            count: 100,
-            need_total: true,
-        };
-        let mut ids: Vec<String> = store
-            .search(&request)
-            .unwrap()
+        let mut ids: Vec<String> = crate::test_support::search_page(store, rt, params, 100)
             .matches
             .into_iter()
             .map(|v| v.id)

@@ -15,6 +15,36 @@ mod query;
 mod record;
 mod writer;
 
+/// What the crate's unit tests share.
+#[cfg(test)]
+mod test_support {
+    use crate::{FjallStore, SearchPage, SearchRequest, Store};
+
+    /// The first `count` matches (and the total) of a search given as query parameters.
+    pub(crate) fn search_page(
+        store: &FjallStore,
+        resource_type: &str,
+        params: &[(&str, &str)],
+        count: usize,
+    ) -> SearchPage {
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        let query =
+            search::parse_query(search::Registry::r4(), resource_type, &params, true).unwrap();
+        store
+            .search(&SearchRequest {
+                resource_type,
+                query: &query,
+                offset: 0,
+                count,
+                need_total: true,
+            })
+            .unwrap()
+    }
+}
+
 use std::future::Future;
 use std::pin::Pin;
 

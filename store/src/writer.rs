@@ -1300,7 +1300,7 @@ mod prepared_tests {
 
     #[tokio::test]
     async fn prepared_puts_give_the_same_search_answers_as_puts_the_writer_extracts() {
-        use crate::{FjallStore, SearchRequest, Store, StoreOptions};
+        use crate::{FjallStore, Store, StoreOptions};
         let layout = keys::IndexLayout::CURRENT;
         let more_events = |n: usize| -> Vec<Write> {
             (0..n)
@@ -1343,20 +1343,8 @@ mod prepared_tests {
             ("Patient", &[("family", "山田")]),
         ];
         for (rt, params) in queries {
-            let params: Vec<(String, String)> = params
-                .iter()
-                .map(|(k, v)| ((*k).into(), (*v).into()))
-                .collect();
-            let query = search::parse_query(search::Registry::r4(), rt, &params, true).unwrap();
-            let request = SearchRequest {
-                resource_type: rt,
-                query: &query,
-                offset: 0,
-                count: 50,
-                need_total: true,
-            };
             let answer = |store: &FjallStore| {
-                let page = store.search(&request).unwrap();
+                let page = crate::test_support::search_page(store, rt, params, 50);
                 let ids: Vec<String> = page.matches.into_iter().map(|v| v.id).collect();
                 (page.total, ids)
             };
