@@ -1763,7 +1763,7 @@ mod tests {
             r#"{"resourceType":"QuestionnaireResponse","id":"q1","questionnaire":"https://musubi.example.org/fhir/Questionnaire/prevaccination-child|1.0.0","subject":{"reference":"Patient/p1"},"item":[{"linkId":"1"}]}"#,
             r#"{"resourceType":"Claim","id":"c1","identifier":[{"system":"https://musubi.example.org/fhir/IdSystem/claim-batch","value":"c1"}],"provider":{"reference":"Organization/ma-chiyoda"},"insurer":{"identifier":{"system":"https://musubi.example.org/fhir/IdSystem/municipality-code","value":"131016"}},"item":[]}"#,
             // A member name with an escape is parsed, not borrowed.
-            r#"{"resourceType":"Encounter","id":"e1","subject":{"reference":"Patient/p1"},"period":{"start":"2026-01-01"}}"#,
+            r#"{"resourceType":"Encounter","id":"e1","sub\u006aect":{"reference":"Patient/p1"},"period":{"start":"2026-01-01"}}"#,
         ];
         let task = format!(
             r#"{{"resourceType":"Task","id":"t1","status":"requested","identifier":[{{"system":"{delivery}","value":"d1"}}],"for":{{"reference":"Patient/p1"}},"input":[{{"type":{{"coding":[{{"code":"recipient"}}]}},"valueString":"demo-municipality"}}],"note":[{{"text":"x"}}]}}"#
